@@ -1,0 +1,59 @@
+# cca-book: `make book` builds the executed book, `make test` runs lint + tests + notebooks.
+# Both create .venv and install everything from requirements.txt on first use.
+
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+PROFILE ?= quick
+# Parallel pytest workers for `make test` (nbval notebooks are kept whole on one worker).
+JOBS    ?= 2
+STAMP   := $(VENV)/.installed
+
+# One BLAS/torch thread per process when several run side by side (see FEASIBILITY notes:
+# oversubscribed OpenBLAS made one analysis 15x slower).
+TEST_ENV := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg
+
+.PHONY: help install book chapter test lint bench clean clean-cache
+
+help:
+	@echo "make book      execute every chapter with params/\$$(PROFILE)/ (default quick) and build _build/html"
+	@echo "make test      ruff + pytest + nbval on every notebook"
+	@echo "make chapter NB=signal_noise [PROFILE=full]   execute one chapter into book/executed/"
+	@echo "make bench     run the benchmarks in benchmarks/"
+	@echo "make clean     remove build output;  make clean-cache  remove trained models/activations"
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+book: $(STAMP)
+	$(PY) -m cca_lib.bookbuild --profile $(PROFILE)
+	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
+	@echo "Book: file://$(CURDIR)/_build/html/index.html"
+
+chapter: $(STAMP)
+	@test -n "$(NB)" || (echo "usage: make chapter NB=<notebook name> [PROFILE=quick|full]"; exit 2)
+	$(PY) -m cca_lib.bookbuild --profile $(PROFILE) --only $(NB)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(TEST_ENV) $(PY) -m pytest -n $(JOBS) --dist loadscope tests notebooks \
+		--nbval-lax --nbval-current-env -p no:cacheprovider
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf _build book/executed .pytest_cache .ruff_cache
+
+clean-cache:
+	rm -rf data/cache
