@@ -7,7 +7,8 @@ from pathlib import Path
 
 #: Environment variable that overrides the cache root.
 DATA_DIR_ENV = "CCA_BOOK_DATA_DIR"
-#: Environment variable naming a read-only mirror of the datasets (layout ``<mirror>/<name>/<file>``).
+#: Environment variable naming a read-only mirror of the datasets
+#: (layout ``<mirror>/<name>/<file>``).
 MIRROR_ENV = "CCA_BOOK_DATA_MIRROR"
 
 

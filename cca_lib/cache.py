@@ -1,0 +1,227 @@
+"""A content-addressed cache of trained checkpoints and captured activations.
+
+Layout: ``cache_dir()/<kind>/<key>/`` (``cache_dir()`` is ``data/cache`` in a checkout, see
+:mod:`cca_lib._paths`), one folder per entry, e.g. ``runs/`` for training runs and
+``activations/`` for captured layers. ``key`` is the first 24 hex digits of the sha256 of a
+canonical JSON form of ``{"kind", "version": CACHE_VERSION, "config": <the full config>}``
+(:func:`config_key`), so a change to any config field, or a bump of :data:`CACHE_VERSION` after
+a change to what the engine computes, gives a new entry.
+
+Each entry holds a ``manifest.json`` listing every file with its sha256 and size. An entry is
+written into a temporary folder next to its final place and renamed into place only once it is
+complete (atomic on POSIX); an entry whose manifest is missing, has another version, or
+disagrees with a file is treated as corrupted: it is deleted (with a warning) and rebuilt, never
+trusted. :func:`clear` (or ``python -m cca_lib.cache clear``, or ``make clean-cache``) empties
+the cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import uuid
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cca_lib._paths import cache_dir
+
+__all__ = ["CACHE_VERSION", "canonical", "clear", "config_key", "entry_path", "list_entries",
+           "open_entry", "write_entry"]
+
+#: Bump when the engine's output for an unchanged config changes (invalidates every entry).
+CACHE_VERSION = 1
+MANIFEST = "manifest.json"
+_KEY_LEN = 24
+
+#: (entry path, ((file, size, mtime_ns), ...)) of entries verified in this process.
+_verified: set[tuple[str, tuple]] = set()
+
+
+def canonical(obj: Any) -> Any:
+    """A JSON-able form of ``obj`` with a stable layout: dataclasses become
+    ``{"__class__": name, field: value, ...}``, tuples lists, paths strings; floats keep their
+    exact repr. Raises TypeError for anything else that JSON cannot hold."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out = {"__class__": type(obj).__qualname__}
+        for f in dataclasses.fields(obj):
+            out[f.name] = canonical(getattr(obj, f.name))
+        return out
+    if isinstance(obj, dict):
+        return {str(k): canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, list | tuple):
+        return [canonical(v) for v in obj]
+    if isinstance(obj, enum.Enum):
+        return canonical(obj.value)
+    if isinstance(obj, bool) or obj is None or isinstance(obj, int | str):
+        return obj
+    if isinstance(obj, float):
+        if not math.isfinite(obj):
+            return repr(obj)
+        return obj
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
+        return canonical(obj.item())
+    raise TypeError(f"cannot key the cache on a {type(obj).__name__}: {obj!r}")
+
+
+def config_key(config: Any, *, kind: str) -> str:
+    """The cache key (24 hex digits) of ``config`` for entries of ``kind``."""
+    payload = {"kind": kind, "version": CACHE_VERSION, "config": canonical(config)}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:_KEY_LEN]
+
+
+def _check_kind_key(kind: str, key: str) -> None:
+    for arg, val in (("kind", kind), ("key", key)):
+        if not isinstance(val, str) or not val or "/" in val or val.startswith("."):
+            raise ValueError(f"{arg} must be a plain folder name, got {val!r}")
+
+
+def entry_path(kind: str, key: str) -> Path:
+    """Where entry ``key`` of ``kind`` lives (whether or not it exists)."""
+    _check_kind_key(kind, key)
+    return cache_dir() / kind / key
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _stats(path: Path) -> tuple:
+    return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                        for p in path.iterdir() if p.is_file()))
+
+
+def _problem(path: Path) -> str | None:
+    """Why the entry at ``path`` cannot be trusted, or None if it is sound."""
+    mpath = path / MANIFEST
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (OSError, ValueError) as err:
+        return f"unreadable manifest ({err})"
+    if manifest.get("version") != CACHE_VERSION:
+        return f"cache version {manifest.get('version')!r} != {CACHE_VERSION}"
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        return "manifest lists no files"
+    for name, info in files.items():
+        fpath = path / name
+        if not fpath.is_file():
+            return f"missing file {name}"
+        if fpath.stat().st_size != info.get("bytes"):
+            return f"{name} has {fpath.stat().st_size} bytes, manifest says {info.get('bytes')}"
+        if _sha256(fpath) != info.get("sha256"):
+            return f"{name} does not match its sha256"
+    return None
+
+
+def open_entry(kind: str, key: str) -> Path | None:
+    """The verified folder of entry ``key``, or None if absent. A corrupted entry is deleted
+    (with a ``RuntimeWarning`` saying why) and None returned, so the caller rebuilds it."""
+    path = entry_path(kind, key)
+    if not path.is_dir():
+        return None
+    stamp = (str(path), _stats(path))
+    if stamp in _verified:
+        return path
+    problem = _problem(path)
+    if problem is None:
+        _verified.add(stamp)
+        return path
+    warnings.warn(f"cache entry {path} is corrupted ({problem}); deleting it and rebuilding",
+                  RuntimeWarning, stacklevel=2)
+    shutil.rmtree(path, ignore_errors=True)
+    return None
+
+
+def read_meta(path: Path) -> dict:
+    """The ``meta`` dict stored in an entry's manifest."""
+    return json.loads((path / MANIFEST).read_text()).get("meta", {})
+
+
+def write_entry(kind: str, key: str, writer: Callable[[Path], None], *,
+                meta: dict | None = None) -> Path:
+    """Create entry ``key`` atomically: ``writer(folder)`` writes the files into a temporary
+    folder, a manifest (sha256 of each file, plus JSON-able ``meta``) is added, and the folder
+    is renamed into place. If a sound entry appeared meanwhile (another process), it is kept and
+    ours discarded. Returns the entry's folder."""
+    final = entry_path(kind, key)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        writer(tmp)
+        files = {p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size}
+                 for p in sorted(tmp.iterdir()) if p.is_file() and p.name != MANIFEST}
+        if not files:
+            raise ValueError(f"writer wrote no files for cache entry {kind}/{key}")
+        manifest = {"version": CACHE_VERSION, "kind": kind, "key": key, "files": files,
+                    "meta": canonical(meta or {})}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        for _ in range(3):
+            try:
+                os.rename(tmp, final)
+                return final
+            except OSError:
+                if open_entry(kind, key) is not None:
+                    return final
+        raise OSError(f"could not move cache entry into place at {final}")
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def list_entries(kind: str | None = None) -> list[Path]:
+    """Folders of all entries (of one ``kind`` or all), unverified."""
+    root = cache_dir()
+    kinds = [root / kind] if kind else [p for p in root.iterdir() if p.is_dir()]
+    return sorted(e for k in kinds if k.is_dir() for e in k.iterdir()
+                  if e.is_dir() and not e.name.startswith("."))
+
+
+def clear(kind: str | None = None) -> int:
+    """Delete every entry (of one ``kind``, or all, with leftover temporary folders).
+    Returns the number of entries deleted."""
+    root = cache_dir()
+    if kind is not None:
+        _check_kind_key(kind, "x")
+    n = len(list_entries(kind))
+    targets = [root / kind] if kind else list(root.iterdir())
+    for t in targets:
+        if t.is_dir():
+            shutil.rmtree(t, ignore_errors=True)
+        elif t.exists():
+            t.unlink()
+    _verified.clear()
+    return n
+
+
+def _main(argv: list[str]) -> int:
+    if argv[:1] == ["clear"]:
+        n = clear(argv[1] if len(argv) > 1 else None)
+        print(f"removed {n} cache entries from {cache_dir()}")
+        return 0
+    if argv[:1] == ["list"]:
+        for e in list_entries(argv[1] if len(argv) > 1 else None):
+            size = sum(p.stat().st_size for p in e.iterdir())
+            print(f"{e.parent.name}/{e.name}  {size / 1e6:.1f} MB")
+        return 0
+    print("usage: python -m cca_lib.cache {clear|list} [kind]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))

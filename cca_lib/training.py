@@ -1,0 +1,698 @@
+"""Training with checkpoints: CNN classifiers and LSTM language models, cached by config.
+
+``train(config, *, progress=True, cache=True) -> TrainResult`` takes a :class:`CNNTrainConfig`
+or an :class:`LMTrainConfig` (frozen dataclasses; every field that changes the result is part
+of the cache key, see :mod:`cca_lib.cache`). It
+
+* seeds the initial weights with ``seed`` and the minibatch order (and dropout) with
+  ``data_seed`` (``None``: same as ``seed``), inside a forked RNG so the caller's RNG state is
+  untouched;
+* saves checkpoints (state dicts) at step 0, at the steps in ``checkpoints``, at
+  ``log_checkpoints`` log-spaced steps plus ``T/2`` (see :func:`checkpoint_steps`), and at the
+  final step ``T``;
+* records a history (``TrainResult.history``, a pandas DataFrame, one row per evaluation) of
+  train loss/accuracy (running means since the previous row) and test loss/accuracy (CNN, on the
+  first ``eval_size`` test images) or validation loss/perplexity (LM);
+* runs on CUDA when available (``device="auto"``), else CPU, optionally under bfloat16 autocast;
+* reports non-convergence in ``TrainResult.converged`` / ``.reason`` instead of returning a bad
+  net silently: a non-finite loss (training stops there), a train loss that stays near chance
+  (CNN: above 0.9 ln C), a train accuracy below ``target_train_acc`` (memorisation), an LM no
+  better on validation text than a unigram model, or above ``target_valid_ppl``.
+
+A step is one minibatch. CNN: an epoch is ``train_size // batch_size`` steps over a fresh
+permutation of the first ``train_size`` training images (last partial batch dropped). LM: the
+training stream is cut into ``seq_len`` windows at a random offset each epoch, visited in random
+order, ``batch_size`` windows per step, each starting from a zero state (truncated BPTT of
+``seq_len`` steps); validation carries the state along ``eval_streams`` parallel streams.
+
+On CPU the same config, thread count and torch version give bit-identical weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cca_lib import cache as _cache
+from cca_lib import data as _data
+from cca_lib.models import LSTMLM, make_cnn
+
+__all__ = ["CNNTrainConfig", "LMTrainConfig", "TrainResult", "checkpoint_steps",
+           "resolve_device", "run_key", "train", "train_many"]
+
+_OPTIMIZERS = ("sgd", "adam", "adamw")
+_SCHEDULES = ("constant", "cosine")
+#: Fields that change speed, not results: left out of the cache key.
+_NON_KEY_FIELDS = ("device", "threads")
+RUNS_KIND = "runs"
+
+
+def _check_common(cfg: Any) -> None:
+    if cfg.optimizer not in _OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {cfg.optimizer!r}")
+    if cfg.schedule not in _SCHEDULES:
+        raise ValueError(f"schedule must be one of {_SCHEDULES}, got {cfg.schedule!r}")
+    if not cfg.lr > 0:
+        raise ValueError(f"lr must be positive, got {cfg.lr!r}")
+    if not 0.0 <= cfg.final_lr_frac <= 1.0:
+        raise ValueError(f"final_lr_frac must be in [0, 1], got {cfg.final_lr_frac!r}")
+    if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {cfg.batch_size!r}")
+    if cfg.steps is None and not cfg.epochs > 0:
+        raise ValueError(f"epochs must be positive when steps is None, got {cfg.epochs!r}")
+    if cfg.steps is not None and (not isinstance(cfg.steps, int) or cfg.steps < 1):
+        raise ValueError(f"steps must be a positive int or None, got {cfg.steps!r}")
+    object.__setattr__(cfg, "checkpoints", tuple(int(s) for s in cfg.checkpoints))
+    if any(s < 0 for s in cfg.checkpoints):
+        raise ValueError(f"checkpoints must be steps >= 0, got {cfg.checkpoints}")
+    if not isinstance(cfg.log_checkpoints, int) or cfg.log_checkpoints < 0:
+        raise ValueError(f"log_checkpoints must be an int >= 0, got {cfg.log_checkpoints!r}")
+    if cfg.eval_every is not None and (not isinstance(cfg.eval_every, int) or cfg.eval_every < 1):
+        raise ValueError(f"eval_every must be a positive int or None, got {cfg.eval_every!r}")
+    if cfg.threads is not None and (not isinstance(cfg.threads, int) or cfg.threads < 1):
+        raise ValueError(f"threads must be a positive int or None, got {cfg.threads!r}")
+    if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {cfg.device!r}")
+
+
+@dataclass(frozen=True)
+class CNNTrainConfig:
+    """Train one CNN (:func:`cca_lib.models.make_cnn`) on an image dataset.
+
+    Defaults: the quick-profile net of FEASIBILITY.md (w=16, SGD momentum, cosine, 3 epochs on
+    the first 20k Fashion-MNIST training images).
+    """
+
+    dataset: str = "fashion-mnist"  #: "fashion-mnist" or "cifar-10"
+    width: int = 16  #: channels of conv1 (make_cnn's width multiplier)
+    arch: str = "small"  #: "small" (4 conv layers) or "paper" (11)
+    depth: int | None = None  #: conv layers for arch="small" (None: 4)
+    train_size: int | None = 20_000  #: train on the first train_size images (None: all)
+    label_seed: int | None = None  #: set: train on data.random_labels(..., seed=label_seed)
+    seed: int = 0  #: initial weights
+    data_seed: int | None = None  #: minibatch order (None: same as seed)
+    optimizer: str = "sgd"  #: "sgd" (with momentum), "adam" or "adamw"
+    lr: float = 0.05
+    momentum: float = 0.9  #: SGD only
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  #: "cosine" (to lr * final_lr_frac) or "constant"
+    final_lr_frac: float = 0.0
+    batch_size: int = 128
+    epochs: float = 3.0  #: used when steps is None
+    steps: int | None = None  #: total steps T (overrides epochs)
+    checkpoints: tuple[int, ...] = ()  #: extra steps to checkpoint (0 and T always are)
+    log_checkpoints: int = 0  #: add this many log-spaced steps plus T/2
+    eval_every: int | None = None  #: history rows every k steps (also at checkpoints, epochs)
+    eval_size: int | None = 2000  #: test images for the history (None: all)
+    target_train_acc: float | None = None  #: converged only if final train accuracy >= this
+    bf16: bool = False  #: bfloat16 autocast
+    channels_last: bool = True  #: NHWC memory format (faster on CPU)
+    device: str = "auto"  #: "auto" (CUDA if available), "cpu", "cuda" (not in the cache key)
+    threads: int | None = None  #: torch threads during training (not in the cache key)
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        if not isinstance(self.width, int) or self.width < 1:
+            raise ValueError(f"width must be a positive int, got {self.width!r}")
+        _data.canonical_name(self.dataset)
+        if self.train_size is not None and (not isinstance(self.train_size, int)
+                                            or self.train_size < self.batch_size):
+            raise ValueError(f"train_size must be an int >= batch_size={self.batch_size} or "
+                             f"None, got {self.train_size!r}")
+        if self.eval_size is not None and (not isinstance(self.eval_size, int)
+                                           or self.eval_size < 1):
+            raise ValueError(f"eval_size must be a positive int or None, got {self.eval_size!r}")
+        if self.target_train_acc is not None and not 0 < self.target_train_acc <= 1:
+            raise ValueError(f"target_train_acc must be in (0, 1], got {self.target_train_acc!r}")
+
+
+@dataclass(frozen=True)
+class LMTrainConfig:
+    """Train one LSTM language model (:class:`cca_lib.models.LSTMLM`) on a text corpus.
+
+    Defaults: the char model of FEASIBILITY.md (3 layers, hidden 128, embedding 64, Adam 2e-3
+    with cosine decay, grad clip 1, batch 64 x 64 characters) for one epoch.
+    """
+
+    corpus: str = "tinyshakespeare"  #: "tinyshakespeare", "ptb" or "wikitext-2"
+    embed_dim: int = 64
+    hidden_size: int = 128
+    n_layers: int = 3
+    dropout: float = 0.0
+    tie_weights: bool = False
+    seed: int = 0  #: initial weights
+    data_seed: int | None = None  #: window order and dropout (None: same as seed)
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    momentum: float = 0.0  #: SGD only
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    final_lr_frac: float = 0.0
+    batch_size: int = 64  #: windows per step
+    seq_len: int = 64  #: tokens per window (BPTT length)
+    epochs: float = 1.0
+    steps: int | None = None
+    train_tokens: int | None = None  #: train on the first train_tokens tokens (None: all)
+    grad_clip: float | None = 1.0  #: max gradient norm (None: no clipping)
+    checkpoints: tuple[int, ...] = ()
+    log_checkpoints: int = 0
+    eval_every: int | None = None
+    eval_tokens: int | None = 32_768  #: validation tokens for the history (None: all)
+    eval_streams: int = 16  #: parallel validation streams (state carried along each)
+    target_valid_ppl: float | None = None  #: converged only if final validation ppl <= this
+    bf16: bool = False
+    device: str = "auto"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        _data.canonical_name(self.corpus)
+        for arg in ("embed_dim", "hidden_size", "n_layers", "seq_len", "eval_streams"):
+            val = getattr(self, arg)
+            if not isinstance(val, int) or val < 1:
+                raise ValueError(f"{arg} must be a positive int, got {val!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip!r}")
+        for arg in ("train_tokens", "eval_tokens"):
+            val = getattr(self, arg)
+            if val is not None and (not isinstance(val, int) or val < 2):
+                raise ValueError(f"{arg} must be an int >= 2 or None, got {val!r}")
+
+
+TrainConfig = CNNTrainConfig | LMTrainConfig
+
+
+def checkpoint_steps(total: int, n_log: int = 8, *, include_zero: bool = True,
+                     extra: Iterable[int] = ()) -> tuple[int, ...]:
+    """Sorted unique checkpoint steps: ``n_log`` log-spaced steps in ``[1, total]``, ``total // 2``
+    and ``total`` (and 0 if ``include_zero``), plus ``extra``."""
+    if not isinstance(total, int) or total < 1:
+        raise ValueError(f"total must be a positive int, got {total!r}")
+    if not isinstance(n_log, int) or n_log < 0:
+        raise ValueError(f"n_log must be an int >= 0, got {n_log!r}")
+    steps = {total}
+    if n_log:
+        steps |= {int(round(s)) for s in np.geomspace(1, total, n_log)}
+        steps.add(max(1, total // 2))
+    if include_zero:
+        steps.add(0)
+    steps |= {int(s) for s in extra if 0 <= int(s) <= total}
+    return tuple(sorted(steps))
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"``: CUDA if available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def run_key(config: TrainConfig) -> str:
+    """Cache key of a training config (speed-only fields such as ``threads`` excluded)."""
+    payload = {"__class__": type(config).__name__}
+    payload.update({f.name: getattr(config, f.name) for f in fields(config)
+                    if f.name not in _NON_KEY_FIELDS})
+    return _cache.config_key(payload, kind=RUNS_KIND)
+
+
+# ---------------------------------------------------------------------------------------------
+# Result
+# ---------------------------------------------------------------------------------------------
+
+
+def _ckpt_name(step: int) -> str:
+    return f"step_{step:08d}.pt"
+
+
+@dataclass(eq=False)
+class TrainResult:
+    """What :func:`train` returns.
+
+    ``steps``: checkpointed steps (0 and the final step included, unless training stopped
+    early); ``history``: DataFrame, one row per evaluation; ``metrics``: final numbers (CNN:
+    ``train_loss``/``train_acc`` over the whole training subset in eval mode, with the labels
+    it was trained on, and ``test_loss``/``test_acc`` on the full test split; LM:
+    ``valid_loss``/``valid_ppl``/``valid_acc`` on the whole validation split); ``converged`` and
+    ``reason`` (empty when converged); ``seconds`` of training (of the original run when loaded
+    from the cache); ``path``: the cache entry folder (None if not cached).
+    """
+
+    config: TrainConfig
+    key: str
+    steps: tuple[int, ...]
+    history: pd.DataFrame
+    metrics: dict[str, float]
+    converged: bool
+    reason: str
+    seconds: float
+    model_kwargs: dict[str, Any]
+    path: Path | None = None
+    from_cache: bool = False
+    _blobs: dict[int, bytes] = field(default_factory=dict, repr=False)
+
+    @property
+    def final_step(self) -> int:
+        return self.steps[-1]
+
+    def state_dict(self, step: int | None = None) -> dict[str, torch.Tensor]:
+        """The state dict saved at ``step`` (None: the final step), tensors on CPU."""
+        step = self.final_step if step is None else step
+        if step not in self.steps:
+            raise ValueError(f"no checkpoint at step={step!r}; available: {self.steps}")
+        if step in self._blobs:
+            buf = io.BytesIO(self._blobs[step])
+            return torch.load(buf, map_location="cpu", weights_only=True)
+        assert self.path is not None
+        return torch.load(self.path / _ckpt_name(step), map_location="cpu", weights_only=True)
+
+    def build_model(self) -> nn.Module:
+        """A freshly initialised model of this run's architecture (CPU)."""
+        if isinstance(self.config, CNNTrainConfig):
+            return make_cnn(**self.model_kwargs)
+        return LSTMLM(**self.model_kwargs)
+
+    def load(self, step: int | None = None, *, device: str | torch.device = "cpu") -> nn.Module:
+        """The model at checkpoint ``step`` (None: final), in eval mode on ``device``."""
+        model = self.build_model()
+        model.load_state_dict(self.state_dict(step))
+        return model.to(device).eval()
+
+    def summary(self) -> dict[str, Any]:
+        """One flat dict (for a sweep's DataFrame): key config fields, metrics, convergence."""
+        cfg = {k: v for k, v in asdict(self.config).items()
+               if k not in _NON_KEY_FIELDS and not isinstance(v, tuple)}
+        return {**cfg, **self.metrics, "converged": self.converged, "reason": self.reason,
+                "seconds": self.seconds, "key": self.key}
+
+
+def _save_result(result: TrainResult) -> Path:
+    def writer(folder: Path) -> None:
+        for step in result.steps:
+            (folder / _ckpt_name(step)).write_bytes(result._blobs[step])
+        doc = {"history": result.history.to_dict(orient="list"), "metrics": result.metrics,
+               "converged": result.converged, "reason": result.reason,
+               "seconds": result.seconds, "model_kwargs": result.model_kwargs,
+               "steps": list(result.steps), "config": _cache.canonical(result.config)}
+        (folder / "result.json").write_text(json.dumps(doc, indent=1))
+
+    return _cache.write_entry(RUNS_KIND, result.key, writer,
+                              meta={"config": result.config, "converged": result.converged})
+
+
+def _load_result(config: TrainConfig, key: str, path: Path) -> TrainResult:
+    doc = json.loads((path / "result.json").read_text())
+    return TrainResult(config=config, key=key, steps=tuple(doc["steps"]),
+                       history=pd.DataFrame(doc["history"]), metrics=doc["metrics"],
+                       converged=doc["converged"], reason=doc["reason"], seconds=doc["seconds"],
+                       model_kwargs=doc["model_kwargs"], path=path, from_cache=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training loops
+# ---------------------------------------------------------------------------------------------
+
+
+def _state_bytes(model: nn.Module) -> bytes:
+    buf = io.BytesIO()
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def _lr_lambda(cfg: TrainConfig, total: int):
+    if cfg.schedule == "constant":
+        return lambda step: 1.0
+    f = cfg.final_lr_frac
+    return lambda step: f + (1 - f) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+
+
+def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _autocast(cfg: TrainConfig, device: torch.device):
+    if not cfg.bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+@contextlib.contextmanager
+def _threads(n: int | None):
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _schedule_points(cfg: TrainConfig, total: int, steps_per_epoch: int
+                     ) -> tuple[set[int], set[int]]:
+    ckpts = set(checkpoint_steps(total, cfg.log_checkpoints, extra=cfg.checkpoints))
+    bad = [s for s in cfg.checkpoints if s > total]
+    if bad:
+        raise ValueError(f"checkpoints {bad} lie beyond the last step T={total}")
+    evals = set(ckpts) | set(range(steps_per_epoch, total + 1, steps_per_epoch))
+    if cfg.eval_every:
+        evals |= set(range(0, total + 1, cfg.eval_every))
+    return ckpts, evals
+
+
+def _bar(total: int, desc: str, progress: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not progress, leave=False, unit="step",
+                dynamic_ncols=True)
+
+
+@torch.no_grad()
+def _eval_cnn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: CNNTrainConfig,
+              device: torch.device, batch: int = 1000) -> tuple[float, float]:
+    was = model.training
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(y), batch):
+        xb = x[i:i + batch].to(device)
+        if cfg.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        yb = y[i:i + batch].to(device)
+        with _autocast(cfg, device):
+            out = model(xb)
+        out = out.float()
+        loss_sum += F.cross_entropy(out, yb, reduction="sum").item()
+        correct += (out.argmax(1) == yb).sum().item()
+    model.train(was)
+    return loss_sum / len(y), correct / len(y)
+
+
+def _train_cnn(cfg: CNNTrainConfig, progress: bool) -> TrainResult:
+    device = resolve_device(cfg.device)
+    train_ds = _data.load_images(cfg.dataset, "train", cfg.train_size, progress=progress)
+    test_ds = _data.load_images(cfg.dataset, "test", progress=progress)
+    if cfg.train_size is not None and len(train_ds) < cfg.train_size:
+        raise ValueError(f"train_size={cfg.train_size} exceeds the {len(train_ds)} training "
+                         f"images of {cfg.dataset}")
+    x_train, y_train = train_ds.images, train_ds.labels
+    if cfg.label_seed is not None:
+        y_train = _data.random_labels(y_train, train_ds.num_classes, cfg.label_seed)
+    n_eval = len(test_ds) if cfg.eval_size is None else min(cfg.eval_size, len(test_ds))
+    x_eval, y_eval = test_ds.images[:n_eval], test_ds.labels[:n_eval]
+
+    steps_per_epoch = len(y_train) // cfg.batch_size
+    total = cfg.steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    ckpts, evals = _schedule_points(cfg, total, steps_per_epoch)
+    model_kwargs = {"width": cfg.width, "arch": cfg.arch, "depth": cfg.depth,
+                    "in_channels": train_ds.shape[0], "num_classes": train_ds.num_classes}
+
+    torch.manual_seed(cfg.seed)
+    model = make_cnn(**model_kwargs)
+    model = model.to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = _optimizer(cfg, model.parameters())
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total))
+    gen = torch.Generator().manual_seed(cfg.seed if cfg.data_seed is None else cfg.data_seed)
+    torch.manual_seed(cfg.seed if cfg.data_seed is None else cfg.data_seed)
+    chance = math.log(train_ds.num_classes)
+
+    blobs: dict[int, bytes] = {0: _state_bytes(model)}
+    history: list[dict[str, float]] = []
+    run_loss, run_correct, run_n = 0.0, 0, 0
+    reason = ""
+    order = torch.empty(0, dtype=torch.int64)
+
+    def record(step: int) -> None:
+        nonlocal run_loss, run_correct, run_n
+        test_loss, test_acc = _eval_cnn(model, x_eval, y_eval, cfg, device)
+        history.append({
+            "step": step, "epoch": step / steps_per_epoch, "lr": lr_used,
+            "train_loss": run_loss / run_n if run_n else math.nan,
+            "train_acc": run_correct / run_n if run_n else math.nan,
+            "test_loss": test_loss, "test_acc": test_acc})
+        run_loss, run_correct, run_n = 0.0, 0, 0
+
+    lr_used = opt.param_groups[0]["lr"]
+    start = time.perf_counter()
+    record(0)
+    model.train()
+    with _bar(total, f"cnn w={cfg.width} seed={cfg.seed}", progress) as bar:
+        for step in range(1, total + 1):
+            pos = (step - 1) % steps_per_epoch
+            if pos == 0:
+                order = torch.randperm(len(y_train), generator=gen)
+            idx = order[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
+            xb, yb = x_train[idx].to(device), y_train[idx].to(device)
+            if cfg.channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with _autocast(cfg, device):
+                out = model(xb)
+            loss = F.cross_entropy(out.float(), yb)
+            lr_used = opt.param_groups[0]["lr"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            lval = loss.item()
+            if not math.isfinite(lval):
+                reason = f"loss became non-finite ({lval}) at step {step}; training stopped"
+                break
+            run_loss += lval * len(yb)
+            run_correct += (out.argmax(1) == yb).sum().item()
+            run_n += len(yb)
+            if step in ckpts:
+                blobs[step] = _state_bytes(model)
+            if step in evals:
+                record(step)
+                bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}",
+                                test_acc=f"{history[-1]['test_acc']:.3f}", refresh=False)
+            bar.update(1)
+    seconds = time.perf_counter() - start
+
+    metrics: dict[str, float] = {"steps": float(max(blobs))}
+    if not reason:
+        metrics["train_loss"], metrics["train_acc"] = _eval_cnn(model, x_train, y_train, cfg,
+                                                                device)
+        metrics["test_loss"], metrics["test_acc"] = _eval_cnn(model, test_ds.images,
+                                                              test_ds.labels, cfg, device)
+        last_train = history[-1]["train_loss"]
+        problems = []
+        if last_train > 0.9 * chance:
+            problems.append(f"train loss stalled at {last_train:.3f} (chance level ln C = "
+                            f"{chance:.3f})")
+        if cfg.target_train_acc is not None and metrics["train_acc"] < cfg.target_train_acc:
+            problems.append(f"train accuracy {metrics['train_acc']:.4f} below target "
+                            f"{cfg.target_train_acc}")
+        reason = "; ".join(problems)
+    return TrainResult(config=cfg, key=run_key(cfg), steps=tuple(sorted(blobs)),
+                       history=pd.DataFrame(history), metrics=metrics, converged=not reason,
+                       reason=reason, seconds=seconds, model_kwargs=model_kwargs, _blobs=blobs)
+
+
+@torch.no_grad()
+def evaluate_lm(model: LSTMLM, ids: torch.Tensor, *, seq_len: int = 64, n_streams: int = 16,
+                device: torch.device | str = "cpu", bf16: bool = False
+                ) -> tuple[float, float]:
+    """Mean next-token cross-entropy (nats) and accuracy of ``model`` on the 1-D stream ``ids``,
+    cut into ``n_streams`` parallel streams read in ``seq_len`` chunks with the state carried."""
+    device = torch.device(device)
+    was = model.training
+    model.eval()
+    n_streams = max(1, min(n_streams, (len(ids) - 1) // 2))
+    streams = _data.batchify(ids, n_streams).to(device)
+    state = None
+    loss_sum, correct, count = 0.0, 0, 0
+    for t in range(0, streams.shape[1] - 1, seq_len):
+        x = streams[:, t:t + seq_len]
+        y = streams[:, t + 1:t + 1 + seq_len]
+        x = x[:, : y.shape[1]]
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+            out, state = model(x, state)
+        out = out.float().reshape(-1, out.shape[-1])
+        loss_sum += F.cross_entropy(out, y.reshape(-1), reduction="sum").item()
+        correct += (out.argmax(1) == y.reshape(-1)).sum().item()
+        count += y.numel()
+    model.train(was)
+    return loss_sum / count, correct / count
+
+
+def _unigram_loss(train: torch.Tensor, valid: torch.Tensor, vocab_size: int) -> float:
+    """Cross-entropy (nats) of ``valid`` under add-one-smoothed unigram counts of ``train``."""
+    counts = torch.bincount(train, minlength=vocab_size).double() + 1.0
+    logp = torch.log(counts / counts.sum())
+    return float(-logp[valid].mean())
+
+
+def _train_lm(cfg: LMTrainConfig, progress: bool) -> TrainResult:
+    device = resolve_device(cfg.device)
+    corpus = _data.load_text(cfg.corpus, progress=progress)
+    train_ids = corpus.train if cfg.train_tokens is None else corpus.train[:cfg.train_tokens]
+    valid_ids = corpus.valid
+    eval_ids = valid_ids if cfg.eval_tokens is None else valid_ids[:cfg.eval_tokens]
+    vocab_size = len(corpus.vocab)
+    n_windows = (len(train_ids) - 1) // cfg.seq_len
+    steps_per_epoch = n_windows // cfg.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"{len(train_ids)} training tokens give {n_windows} windows of "
+                         f"seq_len={cfg.seq_len}, fewer than batch_size={cfg.batch_size}")
+    total = cfg.steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    ckpts, evals = _schedule_points(cfg, total, steps_per_epoch)
+    model_kwargs = {"vocab_size": vocab_size, "embed_dim": cfg.embed_dim,
+                    "hidden_size": cfg.hidden_size, "n_layers": cfg.n_layers,
+                    "dropout": cfg.dropout, "tie_weights": cfg.tie_weights}
+
+    torch.manual_seed(cfg.seed)
+    model = LSTMLM(**model_kwargs).to(device)
+    opt = _optimizer(cfg, model.parameters())
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total))
+    data_seed = cfg.seed if cfg.data_seed is None else cfg.data_seed
+    gen = torch.Generator().manual_seed(data_seed)
+    torch.manual_seed(data_seed)  # dropout masks
+    unigram = _unigram_loss(train_ids, valid_ids, vocab_size)
+    train_dev = train_ids.to(device)
+    ar = torch.arange(cfg.seq_len + 1, device=device)
+
+    blobs: dict[int, bytes] = {0: _state_bytes(model)}
+    history: list[dict[str, float]] = []
+    run_loss, run_correct, run_n = 0.0, 0, 0
+    reason = ""
+    starts = torch.empty(0, dtype=torch.int64)
+
+    def record(step: int) -> None:
+        nonlocal run_loss, run_correct, run_n
+        vloss, vacc = evaluate_lm(model, eval_ids, seq_len=cfg.seq_len,
+                                  n_streams=cfg.eval_streams, device=device, bf16=cfg.bf16)
+        tl = run_loss / run_n if run_n else math.nan
+        history.append({
+            "step": step, "epoch": step / steps_per_epoch, "lr": lr_used,
+            "train_loss": tl, "train_ppl": math.exp(min(tl, 50.0)) if run_n else math.nan,
+            "train_acc": run_correct / run_n if run_n else math.nan,
+            "valid_loss": vloss, "valid_ppl": math.exp(min(vloss, 50.0)), "valid_acc": vacc})
+        run_loss, run_correct, run_n = 0.0, 0, 0
+
+    lr_used = opt.param_groups[0]["lr"]
+    start = time.perf_counter()
+    record(0)
+    model.train()
+    with _bar(total, f"lstm h={cfg.hidden_size} seed={cfg.seed}", progress) as bar:
+        for step in range(1, total + 1):
+            pos = (step - 1) % steps_per_epoch
+            if pos == 0:
+                offset = int(torch.randint(0, cfg.seq_len, (1,), generator=gen))
+                n_here = (len(train_ids) - 1 - offset) // cfg.seq_len
+                perm = torch.randperm(n_here, generator=gen)
+                starts = (offset + perm * cfg.seq_len).to(device)
+            batch_starts = starts[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
+            chunk = train_dev[batch_starts[:, None] + ar]  # (B, seq_len + 1)
+            x, y = chunk[:, :-1], chunk[:, 1:]
+            with _autocast(cfg, device):
+                out, _ = model(x)
+            out = out.float().reshape(-1, vocab_size)
+            loss = F.cross_entropy(out, y.reshape(-1))
+            lr_used = opt.param_groups[0]["lr"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            lval = loss.item()
+            if not math.isfinite(lval):
+                reason = f"loss became non-finite ({lval}) at step {step}; training stopped"
+                break
+            run_loss += lval * y.numel()
+            run_correct += (out.argmax(1) == y.reshape(-1)).sum().item()
+            run_n += y.numel()
+            if step in ckpts:
+                blobs[step] = _state_bytes(model)
+            if step in evals:
+                record(step)
+                bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}",
+                                val_ppl=f"{history[-1]['valid_ppl']:.1f}", refresh=False)
+            bar.update(1)
+    seconds = time.perf_counter() - start
+
+    metrics: dict[str, float] = {"steps": float(max(blobs)), "unigram_valid_loss": unigram,
+                                 "unigram_valid_ppl": math.exp(unigram)}
+    if not reason:
+        vloss, vacc = evaluate_lm(model, valid_ids, seq_len=cfg.seq_len,
+                                  n_streams=cfg.eval_streams, device=device, bf16=cfg.bf16)
+        metrics.update(valid_loss=vloss, valid_ppl=math.exp(vloss), valid_acc=vacc,
+                       train_loss=history[-1]["train_loss"])
+        problems = []
+        if vloss > unigram - 0.01:
+            problems.append(f"validation loss {vloss:.3f} is no better than a unigram model "
+                            f"({unigram:.3f}): the model has not learnt context")
+        if cfg.target_valid_ppl is not None and metrics["valid_ppl"] > cfg.target_valid_ppl:
+            problems.append(f"validation perplexity {metrics['valid_ppl']:.2f} above target "
+                            f"{cfg.target_valid_ppl}")
+        reason = "; ".join(problems)
+    return TrainResult(config=cfg, key=run_key(cfg), steps=tuple(sorted(blobs)),
+                       history=pd.DataFrame(history), metrics=metrics, converged=not reason,
+                       reason=reason, seconds=seconds, model_kwargs=model_kwargs, _blobs=blobs)
+
+
+def train(config: TrainConfig, *, progress: bool = True, cache: bool = True) -> TrainResult:
+    """Train ``config`` (a :class:`CNNTrainConfig` or :class:`LMTrainConfig`), or load the
+    cached run with the same key. ``cache=False`` neither reads nor writes the cache (the
+    checkpoints are then kept in memory). See the module doc for what is recorded."""
+    if not isinstance(config, CNNTrainConfig | LMTrainConfig):
+        raise TypeError(f"config must be a CNNTrainConfig or LMTrainConfig, got "
+                        f"{type(config).__name__}")
+    key = run_key(config)
+    if cache:
+        path = _cache.open_entry(RUNS_KIND, key)
+        if path is not None:
+            try:
+                return _load_result(config, key, path)
+            except (OSError, ValueError, KeyError) as err:  # unreadable despite its manifest
+                import shutil
+                import warnings
+
+                warnings.warn(f"cache entry {path} unreadable ({err}); retraining",
+                              RuntimeWarning, stacklevel=2)
+                shutil.rmtree(path, ignore_errors=True)
+    device = resolve_device(config.device)
+    fork = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork), _threads(config.threads):
+        if isinstance(config, CNNTrainConfig):
+            result = _train_cnn(config, progress)
+        else:
+            result = _train_lm(config, progress)
+    if cache:
+        result.path = _save_result(result)
+    return result
+
+
+def train_many(configs: Sequence[TrainConfig], *, progress: bool = True, cache: bool = True,
+               desc: str = "training") -> list[TrainResult]:
+    """Train a sweep of configs in order (each cached), with one bar over the sweep."""
+    from tqdm.auto import tqdm
+
+    configs = list(configs)
+    out = []
+    for cfg in tqdm(configs, desc=desc, disable=not progress, unit="net"):
+        out.append(train(cfg, progress=progress, cache=cache))
+    return out

@@ -1,0 +1,119 @@
+"""Engine: activation capture (CNN spatial means / positions, LSTM timesteps and windows)."""
+
+import numpy as np
+import pytest
+import torch
+from _engine_data import N_TRAIN, activate
+
+from cca_lib import capture, data, models, training
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    return activate(tmp_path, monkeypatch)
+
+
+def test_cnn_capture_means_and_positions():
+    torch.manual_seed(0)
+    net = models.make_cnn(4)
+    x = torch.randn(6, 1, 16, 16)
+    acts = capture.capture(net, x, batch_size=4)
+    assert set(acts) == set(net.layer_names)
+    assert acts["conv1"].shape == (6, 4) and acts["conv4"].shape == (6, 16)
+    assert acts["logits"].shape == (6, 10)
+    assert all(a.dtype == np.float32 and a.flags.c_contiguous for a in acts.values())
+    pos = capture.capture(net, x, ["conv2", "logits"], mode="positions")
+    assert pos["conv2"].shape == (6 * 4 * 4, 8) and pos["logits"].shape == (6, 10)
+    # positions are image-major: averaging each image's rows gives the spatial means
+    np.testing.assert_allclose(pos["conv2"].reshape(6, 16, 8).mean(1), acts["conv2"], atol=1e-6)
+    assert net.training  # the training flag is restored
+    with pytest.raises(ValueError, match="not in the model's layers"):
+        capture.capture(net, x, "conv9")
+    with pytest.raises(ValueError, match="mode"):
+        capture.capture(net, x, mode="flat")
+    with pytest.raises(ValueError, match="float"):
+        capture.capture(net, torch.zeros(6, 16, 16))
+
+
+def test_lstm_capture_timesteps():
+    torch.manual_seed(0)
+    lm = models.LSTMLM(20, embed_dim=6, hidden_size=9, n_layers=2)
+    ids = torch.randint(0, 20, (5, 7))
+    acts = capture.capture(lm, ids, batch_size=2)
+    assert acts["lstm1"].shape == (5, 7, 9) and acts["lstm2"].dtype == np.float32
+    flat = capture.flatten_timesteps(acts)
+    assert flat["lstm2"].shape == (35, 9)
+    np.testing.assert_array_equal(flat["lstm2"][7 * 2 + 3], acts["lstm2"][2, 3])
+    last = capture.at_timestep(acts, -1)
+    assert last["lstm1"].shape == (5, 9)
+    np.testing.assert_array_equal(last["lstm1"], acts["lstm1"][:, 6])
+    with pytest.raises(ValueError, match="int64"):
+        capture.capture(lm, ids.float())
+    with pytest.raises(ValueError, match="out of range"):
+        capture.at_timestep(acts["lstm1"], 7)
+
+
+def test_capture_windows_carry_and_reset():
+    torch.manual_seed(0)
+    lm = models.LSTMLM(20, embed_dim=6, hidden_size=9, n_layers=2).eval()
+    ids = torch.randint(0, 20, (130,))
+    carry = capture.capture_windows(lm, ids, window=5, n_windows=24, n_streams=4)
+    assert carry["lstm2"].shape == (24, 5, 9)
+    # stream 1 holds windows 6..11: one pass over its 30 tokens gives the same states
+    with torch.no_grad():
+        ref, _ = lm.forward_layers(ids[30:60].view(1, 30))
+    np.testing.assert_allclose(carry["lstm2"][6:12].reshape(30, 9), ref["lstm2"][0].numpy(),
+                               atol=1e-5)
+    reset = capture.capture_windows(lm, ids, window=5, n_windows=24, carry_state=False)
+    single = capture.capture(lm, data.windows(ids, 5, 24))
+    np.testing.assert_array_equal(reset["lstm1"], single["lstm1"])
+    np.testing.assert_allclose(reset["lstm1"][0], carry["lstm1"][0], atol=1e-6)  # cold start
+    assert not np.allclose(reset["lstm1"][1], carry["lstm1"][1])
+    assert capture.capture_windows(lm, ids, window=5, n_streams=4)["lstm1"].shape[0] == 24
+    with pytest.raises(ValueError, match="multiple of n_streams"):
+        capture.capture_windows(lm, ids, window=5, n_windows=23, n_streams=4)
+
+
+def _cfg(**kw):
+    base = dict(width=4, train_size=N_TRAIN, batch_size=32, epochs=1, eval_size=None,
+                checkpoints=(3,), threads=1)
+    base.update(kw)
+    return training.CNNTrainConfig(**base)
+
+
+def test_same_config_twice_gives_bit_identical_activations(env):
+    probe = data.load_images("fashion-mnist", "test", progress=False).images
+    runs = [training.train(_cfg(), progress=False, cache=False) for _ in range(2)]
+    a, b = (capture.capture(r.load(3), probe) for r in runs)
+    for name in a:
+        assert np.array_equal(a[name], b[name]), name
+    c = capture.capture(training.train(_cfg(seed=1), progress=False, cache=False).load(3), probe)
+    assert not np.array_equal(a["conv4"], c["conv4"])
+
+
+def test_capture_run_is_cached(env):
+    run = training.train(_cfg(), progress=False)
+    probe = data.load_images("fashion-mnist", "test", limit=20, progress=False)
+    first = capture.capture_run(run, 3, probe, ["conv1", "conv4"])
+    entries = list((env.data / "cache" / "activations").iterdir())
+    assert len(entries) == 1
+    again = capture.capture_run(run, 3, probe, ["conv1", "conv4"])
+    assert list(again) == ["conv1", "conv4"]
+    np.testing.assert_array_equal(first["conv4"], again["conv4"])
+    assert first["conv4"].shape == (20, 16)
+    capture.capture_run(run, None, probe, "conv1")  # another step: another entry
+    assert len(list((env.data / "cache" / "activations").iterdir())) == 2
+    with pytest.raises(ValueError, match="no checkpoint"):
+        capture.capture_run(run, 2, probe)
+
+
+def test_capture_run_windows_for_lm(env):
+    run = training.train(training.LMTrainConfig(
+        corpus="ptb", embed_dim=8, hidden_size=10, n_layers=2, batch_size=8, seq_len=12,
+        steps=5, eval_tokens=None, eval_streams=4, threads=1), progress=False)
+    text = data.load_text("ptb", progress=False).valid
+    acts = capture.capture_run(run, None, text, windowed={"window": 20, "n_windows": 8,
+                                                          "n_streams": 2})
+    assert acts["lstm2"].shape == (8, 20, 10)
+    o0 = capture.at_timestep(acts, 0)["lstm1"]
+    assert o0.shape == (8, 10)

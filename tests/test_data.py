@@ -1,0 +1,218 @@
+"""Engine: dataset registry, resolution (cache -> mirror -> download), checksums, loaders."""
+
+import gzip
+import shutil
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _engine_data import N_CLASSES, N_TEST, N_TRAIN, SIDE, activate
+
+from cca_lib import data
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    return activate(tmp_path, monkeypatch)
+
+
+def test_canonical_names_and_aliases():
+    assert data.canonical_name("tiny-shakespeare") == "tinyshakespeare"
+    assert data.canonical_name("CIFAR10") == "cifar-10"
+    assert data.canonical_name("fashion_mnist") == "fashion-mnist"
+    with pytest.raises(ValueError, match="unknown dataset name='mnist'"):
+        data.canonical_name("mnist")
+    with pytest.raises(TypeError, match="name must be a str"):
+        data.canonical_name(3)
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="no shared dataset mirror on this machine")
+def test_registry_matches_shared_mirror_checksums():
+    for name in ("fashion-mnist", "ptb", "wikitext-2", "tinyshakespeare"):
+        sums = dict(line.split()[::-1] for line in (SHARED / name / "SHA256SUMS").read_text()
+                    .splitlines() if line.strip())
+        spec = data.REGISTRY[name]
+        assert {f.filename: f.sha256 for f in spec.files} == sums
+
+
+def test_mirror_files_are_verified_and_used_in_place(env):
+    files = data.dataset_files("ptb", progress=False)
+    assert files["ptb.train.txt"] == env.mirror / "ptb" / "ptb.train.txt"
+    assert not (env.data / "datasets" / "ptb").exists()  # nothing copied
+
+
+def test_cache_is_preferred_over_mirror(env):
+    cached = env.data / "datasets" / "ptb"
+    cached.mkdir(parents=True)
+    shutil.copy(env.mirror / "ptb" / "ptb.valid.txt", cached / "ptb.valid.txt")
+    files = data.dataset_files("ptb", progress=False)
+    assert files["ptb.valid.txt"] == cached / "ptb.valid.txt"
+    assert files["ptb.test.txt"].parent == env.mirror / "ptb"
+
+
+def test_mirror_checksum_mismatch_names_file_and_hashes(env):
+    bad = env.mirror / "ptb" / "ptb.test.txt"
+    bad.write_text("tampered\n")
+    expected = env.specs["ptb"].file("ptb.test.txt").sha256
+    with pytest.raises(data.ChecksumError) as err:
+        data.dataset_files("ptb", progress=False)
+    msg = str(err.value)
+    assert str(bad) in msg and expected in msg and data.sha256_file(bad) in msg
+    assert bad.exists()  # a mirror is never modified
+
+
+def test_corrupted_cached_file_is_deleted_and_reported(env):
+    cached = env.data / "datasets" / "tinyshakespeare" / "input.txt"
+    cached.parent.mkdir(parents=True)
+    cached.write_text("garbage")
+    with pytest.raises(data.ChecksumError, match="cached file"):
+        data.dataset_files("tinyshakespeare", progress=False)
+    assert not cached.exists()
+    # the next call falls through to the (good) mirror
+    assert data.dataset_files("tinyshakespeare", progress=False)["input.txt"].parent == (
+        env.mirror / "tinyshakespeare")
+
+
+def test_offline_and_not_cached_says_where_to_put_files(env, monkeypatch):
+    monkeypatch.delenv("CCA_BOOK_DATA_MIRROR")
+    with pytest.raises(data.DatasetUnavailableError) as err:
+        data.dataset_files("ptb", progress=False)
+    msg = str(err.value)
+    assert "CCA_BOOK_DATA_MIRROR" in msg and str(env.data / "datasets" / "ptb") in msg
+    with pytest.raises(data.DatasetUnavailableError, match="downloads are disabled"):
+        data.dataset_files("ptb", download=False, progress=False)
+
+
+def test_download_writes_verified_file(env, monkeypatch):
+    monkeypatch.delenv("CCA_BOOK_DATA_MIRROR")
+    monkeypatch.setattr(data, "_urlopen", lambda url: urllib.request.urlopen(url))
+    files = data.dataset_files("wikitext-2", progress=False)
+    folder = env.data / "datasets" / "wikitext-2"
+    assert files["valid.txt"] == folder / "valid.txt"
+    assert sorted(p.name for p in folder.iterdir()) == ["test.txt", "valid.txt"]
+
+
+class _Broken:
+    """A response that delivers some bytes, then fails (an interrupted download)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def read(self, n):
+        self.calls += 1
+        if self.calls > 1:
+            raise ConnectionResetError("connection reset by peer")
+        return b"partial bytes"
+
+
+def test_interrupted_download_never_looks_complete(env, monkeypatch):
+    monkeypatch.delenv("CCA_BOOK_DATA_MIRROR")
+    monkeypatch.setattr(data, "_urlopen", lambda url: _Broken())
+    with pytest.raises(data.DatasetUnavailableError, match="connection reset"):
+        data.dataset_files("tinyshakespeare", progress=False)
+    folder = env.data / "datasets" / "tinyshakespeare"
+    assert not any(folder.iterdir()) if folder.exists() else True
+
+
+def test_download_with_bad_checksum_is_deleted(env, monkeypatch, tmp_path):
+    monkeypatch.delenv("CCA_BOOK_DATA_MIRROR")
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("not shakespeare")
+    monkeypatch.setattr(data, "_urlopen", lambda url: urllib.request.urlopen(wrong.as_uri()))
+    with pytest.raises(data.ChecksumError, match="expected sha256"):
+        data.dataset_files("tinyshakespeare", progress=False)
+    assert not (env.data / "datasets" / "tinyshakespeare" / "input.txt").exists()
+    assert not (env.data / "datasets" / "tinyshakespeare" / "input.txt.part").exists()
+
+
+def test_gzip_file_accepted_by_decompressed_hash(env):
+    path = env.mirror / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz"
+    payload = gzip.decompress(path.read_bytes())
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=12345,
+                                                filename="other-name") as gz:
+        gz.write(payload)  # same content, another gzip header
+    assert data.dataset_files("fashion-mnist", progress=False)[path.name] == path
+
+
+def test_load_images_shapes_dtypes_and_normalisation(env):
+    train = data.load_images("fashion-mnist", "train", progress=False)
+    test = data.load_images("fashion-mnist", "test", limit=30, progress=False)
+    assert train.images.shape == (N_TRAIN, 1, SIDE, SIDE) and train.images.dtype == torch.float32
+    assert train.labels.shape == (N_TRAIN,) and train.labels.dtype == torch.int64
+    assert test.images.shape == (30, 1, SIDE, SIDE) and len(test) == 30
+    assert train.num_classes == N_CLASSES == len(train.classes)
+    assert abs(train.images.mean().item()) < 1e-4
+    assert abs(train.images.std().item() - 1) < 1e-2
+    assert test.mean == train.mean and test.std == train.std  # train statistics
+    assert train.head(5).images.shape[0] == 5
+    with pytest.raises(ValueError, match="split must be"):
+        data.load_images("fashion-mnist", "valid", progress=False)
+    with pytest.raises(ValueError, match="limit must be"):
+        data.load_images("fashion-mnist", limit=0, progress=False)
+    with pytest.raises(ValueError, match="use load_text"):
+        data.load_images("ptb", progress=False)
+    assert N_TEST == data.load_images("fashion-mnist", "test", progress=False).labels.shape[0]
+
+
+def test_random_labels_fixed_by_seed():
+    y = torch.zeros(500, dtype=torch.int64)
+    a = data.random_labels(y, 10, seed=3)
+    assert a.dtype == torch.int64 and a.shape == (500,)
+    assert torch.equal(a, data.random_labels(500, 10, seed=3))
+    assert not torch.equal(a, data.random_labels(y, 10, seed=4))
+    assert torch.equal(a[:100], data.random_labels(100, 10, seed=3))  # prefix-stable
+    assert set(a.tolist()) == set(range(10))
+    with pytest.raises(ValueError, match="num_classes"):
+        data.random_labels(y, 1, seed=0)
+    with pytest.raises(TypeError, match="seed"):
+        data.random_labels(y, 10, seed=1.5)
+
+
+def test_load_text_word_level(env):
+    c = data.load_text("ptb", progress=False)
+    text = (env.mirror / "ptb" / "ptb.train.txt").read_text()
+    n_lines = len(text.splitlines())
+    assert c.train.dtype == torch.int64 and c.train.ndim == 1
+    assert len(c.train) == len(text.split()) + n_lines  # one <eos> per line
+    eos = c.vocab.stoi[data.EOS]
+    assert int((c.train == eos).sum()) == n_lines
+    assert c.vocab.level == "word" and len(c.vocab) == len(set(text.split())) + 1
+    assert c.vocab.decode(c.train[:3]).split() == text.split()[:3]
+    assert c.valid is not c.test
+
+
+def test_load_text_wikitext_split_and_char_level(env):
+    w = data.load_text("wikitext-2", progress=False)
+    assert w.valid is w.test and "train = valid.txt" in w.split_note
+    valid_text = (env.mirror / "wikitext-2" / "valid.txt").read_text()
+    assert len(w.train) == len(valid_text.split()) + len(valid_text.splitlines())
+    s = data.load_text("tiny-shakespeare", progress=False)
+    text = (env.mirror / "tinyshakespeare" / "input.txt").read_text()
+    assert s.level == "char" and len(s.vocab) == len(set(text))
+    assert len(s.train) == int(0.9 * len(text)) and len(s.train) + len(s.valid) == len(text)
+    assert s.vocab.decode(s.valid) == text[int(0.9 * len(text)):]
+    assert torch.equal(s.vocab.encode("the"), s.train[s.vocab.decode(s.train).index("the"):][:3])
+
+
+def test_batchify_and_windows():
+    ids = torch.arange(103)
+    b = data.batchify(ids, 4)
+    assert b.shape == (4, 25) and torch.equal(b[1], torch.arange(25, 50))
+    w = data.windows(ids, 10, 5, start=3)
+    assert w.shape == (5, 10) and w[0, 0] == 3 and w[4, 9] == 52
+    assert data.windows(ids, 10).shape == (10, 10)
+    with pytest.raises(ValueError, match="do not fit"):
+        data.windows(ids, 10, 11)
+    with pytest.raises(ValueError, match="n_streams"):
+        data.batchify(ids, 0)
+    np.testing.assert_array_equal(data.windows(ids, 1, 3).numpy().ravel(), [0, 1, 2])

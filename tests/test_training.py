@@ -1,0 +1,119 @@
+"""Engine: training runs (CNN and LSTM LM), checkpoints, history, convergence reports."""
+
+import math
+
+import pytest
+import torch
+from _engine_data import N_TRAIN, activate
+
+from cca_lib import training
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    return activate(tmp_path, monkeypatch)
+
+
+def tiny_cnn(**kw):
+    base = dict(width=4, train_size=N_TRAIN, batch_size=32, epochs=4, lr=0.05, eval_size=None,
+                log_checkpoints=3, threads=1)
+    base.update(kw)
+    return training.CNNTrainConfig(**base)
+
+
+def tiny_lm(**kw):
+    base = dict(corpus="ptb", embed_dim=8, hidden_size=16, n_layers=2, batch_size=8, seq_len=12,
+                steps=200, lr=2e-2, eval_tokens=None, eval_streams=4, checkpoints=(10, 30),
+                threads=1)
+    base.update(kw)
+    return training.LMTrainConfig(**base)
+
+
+def test_checkpoint_steps():
+    assert training.checkpoint_steps(100, 0) == (0, 100)
+    steps = training.checkpoint_steps(1000, 5)
+    assert steps[0] == 0 and steps[1] == 1 and 500 in steps and steps[-1] == 1000
+    assert list(steps) == sorted(set(steps))
+    assert 7 in training.checkpoint_steps(10, 0, extra=[7, 99], include_zero=False)
+    with pytest.raises(ValueError, match="total"):
+        training.checkpoint_steps(0)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="optimizer"):
+        training.CNNTrainConfig(optimizer="rmsprop")
+    with pytest.raises(ValueError, match="train_size"):
+        training.CNNTrainConfig(train_size=10, batch_size=128)
+    with pytest.raises(ValueError, match="schedule"):
+        training.LMTrainConfig(schedule="step")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        training.CNNTrainConfig(dataset="imagenet")
+    with pytest.raises(TypeError, match="config must be"):
+        training.train({"lr": 1})
+    cfg = training.CNNTrainConfig(checkpoints=[5, 3])
+    assert cfg.checkpoints == (5, 3)
+    assert training.run_key(cfg) == training.run_key(training.CNNTrainConfig(checkpoints=(5, 3),
+                                                                              threads=2))
+    assert training.run_key(cfg) != training.run_key(training.CNNTrainConfig(checkpoints=(5,)))
+
+
+def test_cnn_training_lowers_loss_and_keeps_checkpoints(env):
+    cfg = tiny_cnn()
+    r = training.train(cfg, progress=False, cache=False)
+    total = 4 * (N_TRAIN // 32)
+    assert r.steps == training.checkpoint_steps(total, 3)
+    assert r.converged and r.reason == ""
+    h = r.history
+    assert {"step", "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"} <= set(h)
+    assert h["test_loss"].iloc[-1] < h["test_loss"].iloc[0] - 0.3
+    assert r.metrics["train_acc"] > 0.5 and r.metrics["test_acc"] > 0.3
+    m0, mT = r.load(0), r.load()
+    assert not mT.training
+    w0, wT = m0.conv1[0].weight, mT.conv1[0].weight
+    assert not torch.equal(w0, wT)
+    with pytest.raises(ValueError, match="no checkpoint at step=7"):
+        r.load(7)
+    assert math.isclose(h["lr"].iloc[0], 0.05)
+
+
+def test_random_labels_and_memorisation_target_reported(env):
+    r = training.train(tiny_cnn(label_seed=1, epochs=1, target_train_acc=0.99), progress=False,
+                       cache=False)
+    assert not r.converged and "below target 0.99" in r.reason
+
+
+def test_stalled_and_diverged_runs_are_reported(env):
+    stalled = training.train(tiny_cnn(lr=1e-7, epochs=1), progress=False, cache=False)
+    assert not stalled.converged and "stalled" in stalled.reason
+    diverged = training.train(tiny_cnn(lr=1e12, epochs=2, schedule="constant",
+                                       weight_decay=0.0), progress=False, cache=False)
+    assert not diverged.converged
+    assert "non-finite" in diverged.reason or "stalled" in diverged.reason
+
+
+def test_lm_training_lowers_perplexity(env):
+    r = training.train(tiny_lm(), progress=False, cache=False)
+    h = r.history
+    assert r.steps == (0, 10, 30, 200)
+    assert {"valid_loss", "valid_ppl", "train_ppl"} <= set(h)
+    assert h["valid_ppl"].iloc[-1] < 0.6 * h["valid_ppl"].iloc[0]
+    assert r.converged, r.reason
+    assert r.metrics["valid_loss"] < r.metrics["unigram_valid_loss"]
+    lm = r.load(30)
+    assert lm.layer_names == ("lstm1", "lstm2")
+
+
+def test_lm_char_level_and_unlearnt_model_reported(env):
+    r = training.train(tiny_lm(corpus="tinyshakespeare", steps=3, lr=1e-6, checkpoints=()),
+                       progress=False, cache=False)
+    assert not r.converged and "unigram" in r.reason
+
+
+def test_train_many_and_seeds(env):
+    a, b = training.train_many([tiny_cnn(epochs=1), tiny_cnn(epochs=1, seed=1)],
+                               progress=False, cache=False)
+    assert not torch.equal(a.state_dict(0)["conv1.0.weight"], b.state_dict(0)["conv1.0.weight"])
+    c = training.train(tiny_cnn(epochs=1, data_seed=5), progress=False, cache=False)
+    assert torch.equal(a.state_dict(0)["conv1.0.weight"], c.state_dict(0)["conv1.0.weight"])
+    assert not torch.equal(a.state_dict()["conv1.0.weight"], c.state_dict()["conv1.0.weight"])
+    assert a.summary()["width"] == 4
