@@ -216,3 +216,35 @@ def test_batchify_and_windows():
     with pytest.raises(ValueError, match="n_streams"):
         data.batchify(ids, 0)
     np.testing.assert_array_equal(data.windows(ids, 1, 3).numpy().ravel(), [0, 1, 2])
+
+
+def _cifar_tarball(path: Path) -> str:
+    import hashlib
+    import io
+    import pickle
+    import tarfile
+
+    rng = np.random.default_rng(0)
+    with tarfile.open(path, "w:gz") as tar:
+        for name, n in [(f"data_batch_{i}", 4) for i in range(1, 6)] + [("test_batch", 6)]:
+            blob = pickle.dumps({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                                 b"labels": [int(v) for v in rng.integers(0, 10, n)]})
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_cifar10_tarball_loader(env, monkeypatch):
+    folder = env.mirror / "cifar-10"
+    folder.mkdir()
+    tarball = folder / "cifar-10-python.tar.gz"
+    sha = _cifar_tarball(tarball)
+    monkeypatch.setitem(data.REGISTRY, "cifar-10", data.DatasetSpec(
+        "cifar-10", (data.RemoteFile(tarball.name, tarball.as_uri(), sha),), "images"))
+    train = data.load_images("cifar10", "train", progress=False)
+    test = data.load_images("cifar-10", "test", limit=5, progress=False)
+    assert train.images.shape == (20, 3, 32, 32) and test.images.shape == (5, 3, 32, 32)
+    assert train.classes == data.CIFAR10_CLASSES and len(train.mean) == 3
+    torch.testing.assert_close(train.images.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5,
+                               rtol=0)

@@ -117,3 +117,12 @@ def test_train_many_and_seeds(env):
     assert torch.equal(a.state_dict(0)["conv1.0.weight"], c.state_dict(0)["conv1.0.weight"])
     assert not torch.equal(a.state_dict()["conv1.0.weight"], c.state_dict()["conv1.0.weight"])
     assert a.summary()["width"] == 4
+
+
+def test_bf16_autocast_and_contiguous_layout_train(env):
+    r = training.train(tiny_cnn(bf16=True, channels_last=False, epochs=2, log_checkpoints=0),
+                       progress=False, cache=False)
+    assert r.steps == (0, 2 * (N_TRAIN // 32))
+    assert r.history["test_loss"].iloc[-1] < r.history["test_loss"].iloc[0]
+    assert r.load().conv1[0].weight.dtype == torch.float32
+    assert training.resolve_device("cpu").type == "cpu"
