@@ -17,7 +17,9 @@ of the cache key, see :mod:`cca_lib.cache`). It
 * reports non-convergence in ``TrainResult.converged`` / ``.reason`` instead of returning a bad
   net silently: a non-finite loss (training stops there), a train loss that stays near chance
   (CNN: above 0.9 ln C), a train accuracy below ``target_train_acc`` (memorisation), an LM no
-  better on validation text than a unigram model, or above ``target_valid_ppl``.
+  better on validation text than a unigram model, or above ``target_valid_ppl``;
+* optionally stops a CNN early, at the first epoch end where that epoch's running train
+  accuracy reaches ``stop_at_train_acc`` ("train until memorised"; use a constant LR).
 
 A step is one minibatch. CNN: an epoch is ``train_size // batch_size`` steps over a fresh
 permutation of the first ``train_size`` training images (last partial batch dropped). LM: the
@@ -118,6 +120,9 @@ class CNNTrainConfig:
     eval_every: int | None = None  #: history rows every k steps (also at checkpoints, epochs)
     eval_size: int | None = 2000  #: test images for the history (None: all)
     target_train_acc: float | None = None  #: converged only if final train accuracy >= this
+    #: stop early at the first epoch end whose running train accuracy over that epoch is >= this
+    #: (e.g. 1.0 to "train until memorised" with a constant LR); the stop step is checkpointed
+    stop_at_train_acc: float | None = None
     bf16: bool = False  #: bfloat16 autocast
     channels_last: bool = True  #: NHWC memory format (faster on CPU)
     device: str = "auto"  #: "auto" (CUDA if available), "cpu", "cuda" (not in the cache key)
@@ -127,7 +132,7 @@ class CNNTrainConfig:
         _check_common(self)
         if not isinstance(self.width, int) or self.width < 1:
             raise ValueError(f"width must be a positive int, got {self.width!r}")
-        _data.canonical_name(self.dataset)
+        object.__setattr__(self, "dataset", _data.canonical_name(self.dataset))
         if self.train_size is not None and (not isinstance(self.train_size, int)
                                             or self.train_size < self.batch_size):
             raise ValueError(f"train_size must be an int >= batch_size={self.batch_size} or "
@@ -135,8 +140,10 @@ class CNNTrainConfig:
         if self.eval_size is not None and (not isinstance(self.eval_size, int)
                                            or self.eval_size < 1):
             raise ValueError(f"eval_size must be a positive int or None, got {self.eval_size!r}")
-        if self.target_train_acc is not None and not 0 < self.target_train_acc <= 1:
-            raise ValueError(f"target_train_acc must be in (0, 1], got {self.target_train_acc!r}")
+        for arg in ("target_train_acc", "stop_at_train_acc"):
+            val = getattr(self, arg)
+            if val is not None and not 0 < val <= 1:
+                raise ValueError(f"{arg} must be in (0, 1] or None, got {val!r}")
 
 
 @dataclass(frozen=True)
@@ -179,7 +186,7 @@ class LMTrainConfig:
 
     def __post_init__(self) -> None:
         _check_common(self)
-        _data.canonical_name(self.corpus)
+        object.__setattr__(self, "corpus", _data.canonical_name(self.corpus))
         for arg in ("embed_dim", "hidden_size", "n_layers", "seq_len", "eval_streams"):
             val = getattr(self, arg)
             if not isinstance(val, int) or val < 1:
@@ -441,6 +448,7 @@ def _train_cnn(cfg: CNNTrainConfig, progress: bool) -> TrainResult:
     blobs: dict[int, bytes] = {0: _state_bytes(model)}
     history: list[dict[str, float]] = []
     run_loss, run_correct, run_n = 0.0, 0, 0
+    epoch_correct = 0
     reason = ""
     order = torch.empty(0, dtype=torch.int64)
 
@@ -463,6 +471,7 @@ def _train_cnn(cfg: CNNTrainConfig, progress: bool) -> TrainResult:
             pos = (step - 1) % steps_per_epoch
             if pos == 0:
                 order = torch.randperm(len(y_train), generator=gen)
+                epoch_correct = 0
             idx = order[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
             xb, yb = x_train[idx].to(device), y_train[idx].to(device)
             if cfg.channels_last:
@@ -479,16 +488,22 @@ def _train_cnn(cfg: CNNTrainConfig, progress: bool) -> TrainResult:
             if not math.isfinite(lval):
                 reason = f"loss became non-finite ({lval}) at step {step}; training stopped"
                 break
+            hits = (out.argmax(1) == yb).sum().item()
             run_loss += lval * len(yb)
-            run_correct += (out.argmax(1) == yb).sum().item()
+            run_correct += hits
             run_n += len(yb)
-            if step in ckpts:
+            epoch_correct += hits
+            stop = (cfg.stop_at_train_acc is not None and pos == steps_per_epoch - 1
+                    and epoch_correct >= cfg.stop_at_train_acc * steps_per_epoch * cfg.batch_size)
+            if step in ckpts or stop:
                 blobs[step] = _state_bytes(model)
-            if step in evals:
+            if step in evals or stop:
                 record(step)
                 bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}",
                                 test_acc=f"{history[-1]['test_acc']:.3f}", refresh=False)
             bar.update(1)
+            if stop:
+                break
     seconds = time.perf_counter() - start
 
     metrics: dict[str, float] = {"steps": float(max(blobs))}

@@ -126,3 +126,12 @@ def test_bf16_autocast_and_contiguous_layout_train(env):
     assert r.history["test_loss"].iloc[-1] < r.history["test_loss"].iloc[0]
     assert r.load().conv1[0].weight.dtype == torch.float32
     assert training.resolve_device("cpu").type == "cpu"
+
+
+def test_stop_at_train_acc_ends_at_an_epoch_boundary(env):
+    spe = N_TRAIN // 32
+    r = training.train(tiny_cnn(epochs=30, stop_at_train_acc=0.6, schedule="constant"),
+                       progress=False, cache=False)
+    assert r.final_step % spe == 0 and r.final_step < 30 * spe
+    assert r.history["step"].iloc[-1] == r.final_step
+    assert training.CNNTrainConfig(dataset="fashion_mnist").dataset == "fashion-mnist"
