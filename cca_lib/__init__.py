@@ -5,4 +5,19 @@ The similarity functions need only numpy and scipy; the experiment engine
 (``cca_lib.data``, ``models``, ``training``, ``capture``, ``experiments``) needs torch.
 """
 
+from cca_lib._validation import FewSamplesWarning
+from cca_lib.similarity import (
+    CCAResult,
+    cca,
+    compare,
+    distance,
+    linear_cka,
+    mean_cca,
+    pwcca,
+    svcca,
+)
+
 __version__ = "0.1.0"
+
+__all__ = ["CCAResult", "FewSamplesWarning", "cca", "compare", "distance", "linear_cka",
+           "mean_cca", "pwcca", "svcca"]

@@ -1,0 +1,111 @@
+"""Input checks for the similarity functions: one place, clear messages.
+
+Every check raises ``TypeError`` (wrong kind of object or dtype) or ``ValueError`` (wrong shape
+or values) naming the argument, its shape and what was expected. Nothing is converted silently:
+integer, boolean and complex inputs are refused rather than cast.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Any
+
+import numpy as np
+
+#: Below this many samples per feature a warning is raised (CCA estimates are biased upward).
+SAMPLES_PER_FEATURE_WARN = 5
+
+
+class FewSamplesWarning(UserWarning):
+    """Fewer than 5 samples per feature: CCA-type similarities are then strongly biased upward
+    (independent inputs already score well above 0). Use more samples or fewer features."""
+
+
+def is_torch(x: Any) -> bool:
+    """Whether ``x`` is a torch tensor (without importing torch)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _check_one(x: Any, name: str) -> tuple[int, int]:
+    if is_torch(x):
+        if not x.is_floating_point() or x.dtype not in _torch_float_dtypes():
+            raise TypeError(f"{name} must have dtype float32 or float64, got torch {x.dtype}; "
+                            f"convert it explicitly (e.g. {name}.double())")
+        shape = tuple(x.shape)
+    elif isinstance(x, np.ndarray):
+        if x.dtype not in (np.float32, np.float64):
+            raise TypeError(f"{name} must have dtype float32 or float64, got {x.dtype}; "
+                            f"convert it explicitly (e.g. {name}.astype(np.float64))")
+        shape = x.shape
+    else:
+        raise TypeError(f"{name} must be a numpy array or a torch tensor of shape "
+                        f"(n_samples, n_features), got {type(x).__name__}")
+    if len(shape) != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {shape}")
+    n, d = shape
+    if n < 2:
+        raise ValueError(f"{name} needs at least 2 samples, got shape {shape}")
+    if d < 1:
+        raise ValueError(f"{name} has no features, got shape {shape}")
+    finite = bool(x.isfinite().all()) if is_torch(x) else bool(np.isfinite(x).all())
+    if not finite:
+        raise ValueError(f"{name} contains NaN or inf values (shape {shape})")
+    return n, d
+
+
+def _torch_float_dtypes() -> tuple:
+    torch = sys.modules["torch"]
+    return (torch.float32, torch.float64)
+
+
+def check_pair(x: Any, y: Any, *, allow_few_samples: bool = False,
+               names: tuple[str, str] = ("x", "y")) -> tuple[int, int, int]:
+    """Validate two activation matrices for a comparison; return ``(n, d1, d2)``.
+
+    Raises when ``n_samples <= d1 + d2`` unless ``allow_few_samples`` (the coefficients are then
+    trivially 1 in at least ``d1 + d2 - n + 1`` directions); warns with
+    :class:`FewSamplesWarning` when ``n_samples < 5 * max(d1, d2)``.
+    """
+    n1, d1 = _check_one(x, names[0])
+    n2, d2 = _check_one(y, names[1])
+    if n1 != n2:
+        raise ValueError(f"{names[0]} has {n1} samples but {names[1]} has {n2}: both must hold "
+                         "activations on the same inputs, one row per input")
+    if is_torch(x) and is_torch(y) and x.device != y.device:
+        raise ValueError(f"{names[0]} is on {x.device} but {names[1]} is on {y.device}")
+    if n1 <= d1 + d2 and not allow_few_samples:
+        raise ValueError(
+            f"{names[0]} {(n1, d1)} and {names[1]} {(n2, d2)}: n_samples={n1} <= d1 + d2 = "
+            f"{d1 + d2}, so CCA coefficients are trivially 1 in at least {d1 + d2 - n1 + 1} "
+            "directions. Use more samples or fewer features, or pass allow_few_samples=True.")
+    if n1 < SAMPLES_PER_FEATURE_WARN * max(d1, d2):
+        warnings.warn(
+            f"only {n1} samples for {max(d1, d2)} features (< {SAMPLES_PER_FEATURE_WARN} per "
+            "feature): similarities are biased upward", FewSamplesWarning, stacklevel=3)
+    return n1, d1, d2
+
+
+def check_rtol(rtol: Any) -> float | None:
+    """``rtol`` must be None or a float in (0, 1)."""
+    if rtol is None:
+        return None
+    if isinstance(rtol, bool) or not isinstance(rtol, int | float) or not 0 < rtol < 1:
+        raise ValueError(f"rtol must be None or a number in (0, 1), got {rtol!r}")
+    return float(rtol)
+
+
+def check_keep(keep: Any) -> float | int:
+    """SVCCA's ``keep``: a float in (0, 1] (variance fraction) or an int >= 1 (directions)."""
+    if isinstance(keep, bool):
+        raise TypeError(f"keep must be a float in (0, 1] or an int >= 1, got {keep!r}")
+    if isinstance(keep, int | np.integer):
+        if keep < 1:
+            raise ValueError(f"keep must be an int >= 1 (directions kept), got {keep}")
+        return int(keep)
+    if isinstance(keep, float | np.floating):
+        if not 0 < keep <= 1:
+            raise ValueError(f"keep must be a variance fraction in (0, 1], got {keep}")
+        return float(keep)
+    raise TypeError(f"keep must be a float in (0, 1] or an int >= 1, got {type(keep).__name__}")

@@ -1,0 +1,427 @@
+r"""Similarity of two layers' activations: CCA, mean CCA, SVCCA, PWCCA and linear CKA.
+
+**Shape convention.** Every function takes ``x`` of shape ``(n_samples, d1)`` and ``y`` of shape
+``(n_samples, d2)``: one row per input, one column per neuron, the same inputs in the same order
+in both (numpy arrays or torch tensors, CPU or CUDA, float32 or float64). The reference code
+(google/svcca) uses the transpose, ``(neurons, datapoints)``.
+
+**Math.** Each neuron is centered. With :math:`\Sigma_{xx} = x^\top x`, :math:`\Sigma_{yy}`,
+:math:`\Sigma_{xy} = x^\top y`, CCA whitens each layer, :math:`W_x = \Sigma_{xx}^{-1/2}`, and
+takes the SVD :math:`W_x^\top \Sigma_{xy} W_y = A\,\mathrm{diag}(\rho)\,B^\top`. The
+:math:`\rho_i` are the canonical correlations, ``x_weights = W_x A`` the canonical directions in
+``x``'s neuron space, and the canonical variates ``h = x_centered @ x_weights`` are orthonormal
+``n``-vectors. Similarities are in ``[0, 1]``; ``distance = 1 - similarity``.
+
+**Rank deficiency.** Whitening is rank revealing: directions of ``x`` whose singular value
+(of the centered data) is below ``rtol`` times the largest are dropped, and :class:`CCAResult`
+reports how many (``dropped_x``, ``dropped_y``). Dead (constant) neurons, duplicated neurons and
+rank-deficient layers therefore give finite answers, never NaN. Default ``rtol``: ``1e-6`` for
+float64 inputs, ``3e-3`` for float32 inputs (whose covariance is accumulated in float32, with a
+relative eigenvalue error around ``1e-6``).
+
+**Cost.** The default ``method="gram"`` forms the three covariance matrices in one pass,
+``2 n (d1^2 + d2^2 + d1 d2)`` flops (``~3 n d^2`` for ``d1 = d2``, on the input's device and
+dtype), then works on ``d x d`` matrices in float64: ``O(d^3)``. PWCCA's weights come from
+:math:`x^\top h = \Sigma_{xx} W_x A` at no extra pass over the samples. ``method="svd"`` is an
+independent implementation (thin SVD of the centered data in float64 on the CPU, ``O(n d^2)``
+with a larger constant) that resolves singular values down to machine precision rather than
+its square root; it is used to cross-check the default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cca_lib._validation import (
+    FewSamplesWarning,
+    check_keep,
+    check_pair,
+    check_rtol,
+    is_torch,
+)
+
+__all__ = ["CCAResult", "FewSamplesWarning", "cca", "compare", "distance", "linear_cka",
+           "mean_cca", "pwcca", "svcca"]
+
+_DEFAULT_RTOL = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 3e-3}
+_METHODS = ("gram", "svd")
+
+
+@dataclass(frozen=True)
+class CCAResult:
+    """Result of :func:`cca`. ``c = min(rank_x, rank_y)`` canonical pairs.
+
+    ``rho``: ``(c,)`` canonical correlations, sorted descending, in ``[0, 1]``.
+    ``x_weights``: ``(d1, c)`` canonical directions of ``x`` (``h = x_centered @ x_weights``);
+    ``y_weights``: ``(d2, c)`` likewise. ``x_variates``, ``y_variates``: ``(n, c)`` orthonormal
+    canonical variates (``None`` when ``cca(..., variates=False)``). ``dropped_x``,
+    ``dropped_y``: directions of each input dropped as numerically dependent.
+    """
+
+    rho: np.ndarray
+    x_weights: np.ndarray
+    y_weights: np.ndarray
+    x_variates: np.ndarray | None
+    y_variates: np.ndarray | None
+    dropped_x: int
+    dropped_y: int
+    n_samples: int
+
+    @property
+    def mean(self) -> float:
+        """Mean CCA similarity, the unweighted mean of ``rho``."""
+        return float(np.mean(self.rho))
+
+
+# ---------------------------------------------------------------------------------------------
+# Covariances (the one pass over the samples)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Grams:
+    """Covariances of the centered inputs (float64, unnormalized) and what else needs the data."""
+
+    sxx: np.ndarray
+    syy: np.ndarray
+    sxy: np.ndarray
+    n: int
+    rtol_x: float
+    rtol_y: float
+
+
+def _rtol_for(arr: Any, rtol: float | None) -> float:
+    if rtol is not None:
+        return rtol
+    if is_torch(arr):
+        import torch
+
+        return 3e-3 if arr.dtype == torch.float32 else 1e-6
+    return _DEFAULT_RTOL[arr.dtype]
+
+
+def _common_torch(x: Any, y: Any) -> tuple[Any, Any]:
+    """Put a numpy/torch mix on the tensor's device; compute in the wider float dtype."""
+    import torch
+
+    ref = x if is_torch(x) else y
+    x = x if is_torch(x) else torch.from_numpy(np.ascontiguousarray(x)).to(ref.device)
+    y = y if is_torch(y) else torch.from_numpy(np.ascontiguousarray(y)).to(ref.device)
+    if x.dtype != y.dtype:
+        x, y = x.double(), y.double()
+    return x, y
+
+
+def _grams(x: Any, y: Any, rtol: float | None) -> _Grams:
+    rtol_x, rtol_y = _rtol_for(x, rtol), _rtol_for(y, rtol)
+    if is_torch(x) or is_torch(y):
+        x, y = _common_torch(x, y)
+        xc = x - x.mean(dim=0, keepdim=True)
+        yc = y - y.mean(dim=0, keepdim=True)
+        mats = [(a.T @ b).double().cpu().numpy() for a, b in ((xc, xc), (yc, yc), (xc, yc))]
+    else:
+        if x.dtype != y.dtype:
+            x, y = x.astype(np.float64), y.astype(np.float64)
+        xc = x - x.mean(axis=0)
+        yc = y - y.mean(axis=0)
+        mats = [(a.T @ b).astype(np.float64, copy=False) for a, b in ((xc, xc), (yc, yc), (xc, yc))]
+    sxx, syy, sxy = mats
+    # symmetrize against rounding so eigh sees an exactly symmetric matrix
+    return _Grams((sxx + sxx.T) / 2, (syy + syy.T) / 2, sxy, x.shape[0], rtol_x, rtol_y)
+
+
+def _whitener(s: np.ndarray, rtol: float, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rank-revealing inverse square root of the PSD matrix ``s``.
+
+    Returns ``(w, vecs, vals)``: ``w`` is ``(d, r)`` with ``w.T @ s @ w = I_r``, keeping the
+    eigen-directions whose eigenvalue exceeds ``rtol**2`` times the largest (singular values of
+    the centered data above ``rtol`` times the largest); ``vecs``/``vals`` are the kept
+    eigenvectors/eigenvalues, largest first.
+    """
+    vals, vecs = np.linalg.eigh(s)
+    vals, vecs = vals[::-1], vecs[:, ::-1]
+    top = vals[0] if vals.size else 0.0
+    if not top > 0:
+        raise ValueError(f"{name} has no variance: every neuron is constant over the samples, "
+                         "so its similarity to anything is undefined")
+    keep = vals > (rtol * rtol) * top
+    vals, vecs = vals[keep], vecs[:, keep]
+    return vecs / np.sqrt(vals), vecs, vals
+
+
+@dataclass(frozen=True)
+class _Core:
+    rho: np.ndarray
+    x_weights: np.ndarray
+    y_weights: np.ndarray
+    dropped_x: int
+    dropped_y: int
+
+
+def _cca_from_grams(g: _Grams) -> _Core:
+    wx, _, _ = _whitener(g.sxx, g.rtol_x, "x")
+    wy, _, _ = _whitener(g.syy, g.rtol_y, "y")
+    a, s, bt = np.linalg.svd(wx.T @ g.sxy @ wy, full_matrices=False)
+    c = s.size  # = min(rank_x, rank_y)
+    return _Core(rho=np.clip(s, 0.0, 1.0), x_weights=wx @ a[:, :c], y_weights=wy @ bt[:c].T,
+                 dropped_x=g.sxx.shape[0] - wx.shape[1], dropped_y=g.syy.shape[0] - wy.shape[1])
+
+
+def _pw_mean(rho: np.ndarray, xtx_weights: np.ndarray) -> float:
+    """Projection-weighted mean: weights ``sum_j |<h_i, z_j>|`` from ``x.T @ h`` ``(d1, c)``."""
+    alpha = np.abs(xtx_weights).sum(axis=0)
+    return float(np.clip(alpha @ rho / alpha.sum(), 0.0, 1.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# The independent implementation: SVD of the centered data
+# ---------------------------------------------------------------------------------------------
+
+
+def _to_host64(a: Any) -> np.ndarray:
+    return a.detach().double().cpu().numpy() if is_torch(a) else np.asarray(a, dtype=np.float64)
+
+
+def _basis(a: np.ndarray, rtol: float, name: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Orthonormal basis ``u`` of the centered columns and the map ``m`` with ``a_c @ m = u``."""
+    u, s, vt = np.linalg.svd(a, full_matrices=False)
+    if not s.size or not s[0] > 0:
+        raise ValueError(f"{name} has no variance: every neuron is constant over the samples, "
+                         "so its similarity to anything is undefined")
+    keep = s > rtol * s[0]
+    return u[:, keep], vt[keep].T / s[keep], a.shape[1] - int(keep.sum())
+
+
+def _cca_svd(x: Any, y: Any, rtol: float | None) -> tuple[_Core, np.ndarray, np.ndarray]:
+    rtol_x, rtol_y = _rtol_for(x, rtol), _rtol_for(y, rtol)
+    xc, yc = _to_host64(x), _to_host64(y)
+    xc, yc = xc - xc.mean(axis=0), yc - yc.mean(axis=0)
+    ux, mx, dx = _basis(xc, rtol_x, "x")
+    uy, my, dy = _basis(yc, rtol_y, "y")
+    a, s, bt = np.linalg.svd(ux.T @ uy, full_matrices=False)
+    c = s.size
+    core = _Core(rho=np.clip(s, 0.0, 1.0), x_weights=mx @ a[:, :c], y_weights=my @ bt[:c].T,
+                 dropped_x=dx, dropped_y=dy)
+    return core, xc, yc
+
+
+# ---------------------------------------------------------------------------------------------
+# Public functions
+# ---------------------------------------------------------------------------------------------
+
+
+def _prepare(x, y, allow_few_samples, rtol, method):
+    check_pair(x, y, allow_few_samples=allow_few_samples)
+    rtol = check_rtol(rtol)
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    return rtol
+
+
+def cca(x: Any, y: Any, *, variates: bool = True, method: str = "gram", rtol: float | None = None,
+        allow_few_samples: bool = False) -> CCAResult:
+    """Canonical correlation analysis of ``x`` ``(n_samples, d1)`` and ``y`` ``(n_samples, d2)``.
+
+    Returns a :class:`CCAResult` (see the module doc for the math). ``variates=False`` skips the
+    ``(n, c)`` canonical variates (saves ``2 n d c`` flops and their memory). ``method``:
+    ``"gram"`` (default, fast) or ``"svd"`` (independent, more accurate on ill-conditioned data).
+    ``rtol``: relative singular-value tolerance for dropping dependent directions (default by
+    dtype, see the module doc). Invariant to any invertible linear map of either input and to
+    translation. Cost: ``~3 n d^2`` flops plus ``O(d^3)``.
+    """
+    rtol = _prepare(x, y, allow_few_samples, rtol, method)
+    if method == "svd":
+        core, xc, yc = _cca_svd(x, y, rtol)
+        hx = xc @ core.x_weights if variates else None
+        hy = yc @ core.y_weights if variates else None
+    else:
+        core = _cca_from_grams(_grams(x, y, rtol))
+        hx = hy = None
+        if variates:
+            hx, hy = (_variates(a, w) for a, w in ((x, core.x_weights), (y, core.y_weights)))
+    return CCAResult(rho=core.rho, x_weights=core.x_weights, y_weights=core.y_weights,
+                     x_variates=hx, y_variates=hy, dropped_x=core.dropped_x,
+                     dropped_y=core.dropped_y, n_samples=int(x.shape[0]))
+
+
+def _variates(a: Any, w: np.ndarray) -> np.ndarray:
+    if is_torch(a):
+        import torch
+
+        ac = a - a.mean(dim=0, keepdim=True)
+        return (ac.double() @ torch.from_numpy(w).to(ac.device)).cpu().numpy()
+    ac = a - a.mean(axis=0)
+    return ac.astype(np.float64, copy=False) @ w
+
+
+def mean_cca(x: Any, y: Any, *, method: str = "gram", rtol: float | None = None,
+             allow_few_samples: bool = False) -> float:
+    """Mean CCA similarity: the unweighted mean of the canonical correlations, in ``[0, 1]``.
+
+    ``x``: ``(n_samples, d1)``, ``y``: ``(n_samples, d2)``. Symmetric; invariant to invertible
+    linear maps and translation of either input. Cost as :func:`cca` without variates.
+    """
+    return cca(x, y, variates=False, method=method, rtol=rtol,
+               allow_few_samples=allow_few_samples).mean
+
+
+def pwcca(x: Any, y: Any, *, symmetric: bool = False, method: str = "gram",
+          rtol: float | None = None, allow_few_samples: bool = False) -> float:
+    r"""Projection-weighted CCA similarity (Morcos et al. 2018, Sec. 2.2), in ``[0, 1]``.
+
+    ``x``: ``(n_samples, d1)``, ``y``: ``(n_samples, d2)``, any ``d1``, ``d2``. With the
+    orthonormal canonical variates :math:`h_i` of ``x`` and its centered neurons :math:`z_j`:
+    :math:`\tilde\alpha_i = \sum_j |\langle h_i, z_j\rangle|`,
+    :math:`\alpha = \tilde\alpha / \sum \tilde\alpha`, similarity :math:`\sum_i \alpha_i \rho_i`.
+
+    The weights come from ``x``: PWCCA is asymmetric. ``symmetric=True`` returns the mean of
+    ``pwcca(x, y)`` and ``pwcca(y, x)`` (one pass over the data). Invariances: any invertible
+    linear map of ``y``; permutation, isotropic scaling and translation of ``x``; NOT rotations of
+    ``x`` in general (the weights sum absolute values over ``x``'s neuron basis, as the paper's
+    formula does). Cost as :func:`cca` without variates (the weights need no extra pass).
+    """
+    rtol = _prepare(x, y, allow_few_samples, rtol, method)
+    if method == "svd":
+        core, xc, yc = _cca_svd(x, y, rtol)
+        forward = _pw_mean(core.rho, xc.T @ (xc @ core.x_weights))
+        if not symmetric:
+            return forward
+        return 0.5 * (forward + _pw_mean(core.rho, yc.T @ (yc @ core.y_weights)))
+    g = _grams(x, y, rtol)
+    core = _cca_from_grams(g)
+    forward = _pw_mean(core.rho, g.sxx @ core.x_weights)
+    if not symmetric:
+        return forward
+    return 0.5 * (forward + _pw_mean(core.rho, g.syy @ core.y_weights))
+
+
+def _svd_reduce(vals: np.ndarray, keep: float | int, name: str) -> int:
+    """Number of top directions kept by SVCCA for eigenvalues ``vals`` (descending)."""
+    if isinstance(keep, int):
+        if keep > vals.size:
+            raise ValueError(f"keep={keep} exceeds the number of independent directions of "
+                             f"{name} ({vals.size})")
+        return keep
+    frac = np.cumsum(vals) / vals.sum()
+    return int(min(np.searchsorted(frac, keep - 1e-12) + 1, vals.size))
+
+
+def _svcca_from_grams(g: _Grams, keep: float | int) -> float:
+    _, vx, lx = _whitener(g.sxx, g.rtol_x, "x")
+    _, vy, ly = _whitener(g.syy, g.rtol_y, "y")
+    kx, ky = _svd_reduce(lx, keep, "x"), _svd_reduce(ly, keep, "y")
+    # The reduced layers x @ vx[:, :kx] have diagonal covariance lx[:kx]: whiten directly.
+    wx = vx[:, :kx] / np.sqrt(lx[:kx])
+    wy = vy[:, :ky] / np.sqrt(ly[:ky])
+    s = np.linalg.svd(wx.T @ g.sxy @ wy, compute_uv=False)
+    return float(np.mean(np.clip(s, 0.0, 1.0)))
+
+
+def svcca(x: Any, y: Any, keep: float | int = 0.99, *, rtol: float | None = None,
+          allow_few_samples: bool = False) -> float:
+    """SVCCA similarity (Raghu et al. 2017): mean CCA after reducing each input to its top
+    singular directions, in ``[0, 1]``.
+
+    ``x``: ``(n_samples, d1)``, ``y``: ``(n_samples, d2)``. ``keep``: a float in ``(0, 1]`` keeps
+    the fewest top directions whose variance reaches that fraction (per input); an int keeps
+    that many directions (an error if an input has fewer independent directions). Symmetric;
+    invariant to rotation, isotropic scaling, translation and permutation, not to general
+    invertible maps (they change which directions carry the variance). Cost as :func:`cca`.
+    """
+    keep = check_keep(keep)
+    rtol = _prepare(x, y, allow_few_samples, rtol, "gram")
+    return _svcca_from_grams(_grams(x, y, rtol), keep)
+
+
+def _hsic_terms(gram_norm2: float, diag_a: np.ndarray, diag_b: np.ndarray, n: int) -> float:
+    """Unbiased HSIC (Song et al. 2012) of two linear kernels of centered features, from
+    ``tr(K L) = gram_norm2`` and the kernels' diagonals (row norms squared)."""
+    # centered features: K 1 = 0, so 1'K~1 = -sum(diag K) and K~1 = -diag K
+    tr = gram_norm2 - diag_a @ diag_b
+    sum_a, sum_b = -diag_a.sum(), -diag_b.sum()
+    cross = diag_a @ diag_b
+    return (tr + sum_a * sum_b / ((n - 1) * (n - 2)) - 2.0 * cross / (n - 2)) / (n * (n - 3))
+
+
+def linear_cka(x: Any, y: Any, *, debiased: bool = False,
+               allow_few_samples: bool = False) -> float:
+    r"""Linear CKA (Kornblith et al. 2019), in ``[0, 1]``.
+
+    ``x``: ``(n_samples, d1)``, ``y``: ``(n_samples, d2)``, centered:
+    :math:`\|y^\top x\|_F^2 / (\|x^\top x\|_F \|y^\top y\|_F)`. ``debiased=True`` uses the
+    unbiased HSIC estimator (Song et al. 2012), computed in feature space in ``O(n d^2)``
+    without ``n x n`` kernels; it can dip slightly below 0 for unrelated inputs and is clipped
+    to ``[0, 1]`` (needs ``n_samples >= 4``). Invariant to rotation, isotropic scaling,
+    translation and permutation; not to general invertible maps. Cost ``~3 n d^2`` flops.
+    """
+    check_pair(x, y, allow_few_samples=allow_few_samples)
+    g = _grams(x, y, None)
+    if not debiased:
+        den = np.linalg.norm(g.sxx) * np.linalg.norm(g.syy)
+        if not den > 0:
+            raise ValueError("x or y has no variance: every neuron is constant over the samples")
+        return float(np.clip(np.linalg.norm(g.sxy) ** 2 / den, 0.0, 1.0))
+    n = g.n
+    if n < 4:
+        raise ValueError(f"debiased CKA needs at least 4 samples, got {n}")
+    da, db = _row_norms2(x), _row_norms2(y)
+    hxy = _hsic_terms(np.linalg.norm(g.sxy) ** 2, da, db, n)
+    hxx = _hsic_terms(np.linalg.norm(g.sxx) ** 2, da, da, n)
+    hyy = _hsic_terms(np.linalg.norm(g.syy) ** 2, db, db, n)
+    if not (hxx > 0 and hyy > 0):
+        raise ValueError("x or y has no variance left after debiasing (too few samples?)")
+    return float(np.clip(hxy / np.sqrt(hxx * hyy), 0.0, 1.0))
+
+
+def _row_norms2(a: Any) -> np.ndarray:
+    """Squared norms of the centered rows (the linear kernel's diagonal), float64."""
+    if is_torch(a):
+        ac = a.double() - a.double().mean(dim=0, keepdim=True)
+        return (ac * ac).sum(dim=1).cpu().numpy()
+    ac = a.astype(np.float64, copy=False)
+    ac = ac - ac.mean(axis=0)
+    return np.einsum("ij,ij->i", ac, ac)
+
+
+_MEASURES = {
+    "pwcca": pwcca,
+    "mean_cca": mean_cca,
+    "svcca": svcca,
+    "cka": linear_cka,
+    "cka_debiased": lambda x, y, **kw: linear_cka(x, y, debiased=True, **kw),
+}
+
+
+def distance(x: Any, y: Any, method: str = "pwcca", **kw: Any) -> float:
+    """``1 - similarity`` for ``method`` in ``"pwcca"``, ``"mean_cca"``, ``"svcca"``, ``"cka"``,
+    ``"cka_debiased"``; ``kw`` go to that function (e.g. ``symmetric=True``, ``keep=0.99``).
+    ``x``: ``(n_samples, d1)``, ``y``: ``(n_samples, d2)``."""
+    if method not in _MEASURES:
+        raise ValueError(f"method must be one of {sorted(_MEASURES)}, got {method!r}")
+    return 1.0 - _MEASURES[method](x, y, **kw)
+
+
+def compare(x: Any, y: Any, *, keep: float | int = 0.99, rtol: float | None = None,
+            allow_few_samples: bool = False) -> dict[str, float]:
+    """Every similarity at once, from one pass over the data: ``{"mean CCA", "SVCCA", "PWCCA",
+    "PWCCA (symmetric)", "linear CKA"}`` -> value in ``[0, 1]``.
+
+    ``x``: ``(n_samples, d1)``, ``y``: ``(n_samples, d2)``; ``keep`` is SVCCA's.
+    """
+    keep = check_keep(keep)
+    rtol = _prepare(x, y, allow_few_samples, rtol, "gram")
+    g = _grams(x, y, rtol)
+    core = _cca_from_grams(g)
+    forward = _pw_mean(core.rho, g.sxx @ core.x_weights)
+    backward = _pw_mean(core.rho, g.syy @ core.y_weights)
+    den = np.linalg.norm(g.sxx) * np.linalg.norm(g.syy)
+    return {
+        "mean CCA": float(np.mean(core.rho)),
+        "SVCCA": _svcca_from_grams(g, keep),
+        "PWCCA": forward,
+        "PWCCA (symmetric)": 0.5 * (forward + backward),
+        "linear CKA": float(np.clip(np.linalg.norm(g.sxy) ** 2 / den, 0.0, 1.0)),
+    }
