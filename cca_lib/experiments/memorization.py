@@ -1,0 +1,190 @@
+"""Chapter: generalization vs memorization (the paper's Fig. 3 and A10, claim C4).
+
+Two groups of CNNs (:func:`cca_lib.models.make_cnn`) that differ only in their random seed:
+
+* the **generalizing** group trains on the true labels of the first ``train_size`` training
+  images;
+* the **memorizing** group trains on the same images with ONE fixed random labelling
+  (:func:`cca_lib.data.random_labels` with ``label_seed``, shared by the whole group), which
+  it can only fit by memorizing.
+
+Every network gets its own initialization seed (``seed + i`` for the generalizing nets,
+``seed + n_nets + i`` for the memorizing ones), so no pair across the groups shares its
+initial weights. Both groups use the same hyperparameters and are trained long enough for the
+memorizing group to fit its training set (checked with the engine's ``target_train_acc``).
+
+We record every layer on two probe sets, the same inputs for all networks: the first
+``probe_train`` images of the training subset (inputs both groups were trained on) and the first
+``probe_test`` test images. For each layer and probe we compute the symmetric PWCCA distance
+(mean of both directions) between every pair of networks within each group and across the
+groups ("inter"), with :func:`cca_lib.analysis.group_distances`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from cca_lib import analysis, capture, data, training
+
+#: Names of the three kinds of pairs, in plotting order.
+PAIRS = ("generalizing", "memorizing", "inter")
+PAIR_COLORS = {"generalizing": "#2ca02c", "memorizing": "#d62728", "inter": "#7f7f7f"}
+PROBES = ("train", "test")
+_GROUP = {"true": "generalizing", "random": "memorizing"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Parameters of the experiment. Defaults are the quick profile."""
+
+    width: int = 16  #: CNN width multiplier (channels w, 2w, 2w, 4w)
+    n_nets: int = 3  #: networks per group (paper: 5)
+    train_size: int = 2000  #: training images (the first ones of the training split)
+    epochs: float = 60.0  #: epochs of SGD over the training subset
+    lr: float = 0.05  #: peak learning rate (cosine schedule to 0); high LRs stall on random labels
+    batch_size: int = 128
+    label_seed: int = 0  #: the one random labelling shared by the memorizing group
+    seed: int = 0  #: first initialization seed (each net has its own, see the module doc)
+    probe_train: int = 2000  #: probe images from the training subset
+    probe_test: int = 2000  #: probe images from the test split
+    target_train_acc: float = 0.99  #: a net has "converged" if it fits this much of its labels
+    method: str = "pwcca"  #: distance measure (cca_lib.similarity.distance)
+    dataset: str = "fashion-mnist"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.n_nets, int) or self.n_nets < 2:
+            raise ValueError(f"n_nets must be an int >= 2 (pairs within a group), got "
+                             f"{self.n_nets!r}")
+        if not isinstance(self.width, int) or self.width < 1:
+            raise ValueError(f"width must be a positive int, got {self.width!r}")
+        if not isinstance(self.train_size, int) or self.train_size < self.batch_size:
+            raise ValueError(f"train_size must be an int >= batch_size={self.batch_size}, got "
+                             f"{self.train_size!r}")
+        if not self.epochs > 0:
+            raise ValueError(f"epochs must be positive, got {self.epochs!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if not isinstance(self.probe_train, int) or not 1 <= self.probe_train <= self.train_size:
+            raise ValueError(f"probe_train must be an int in [1, train_size={self.train_size}] "
+                             f"(probes come from the training subset), got {self.probe_train!r}")
+        if not isinstance(self.probe_test, int) or self.probe_test < 1:
+            raise ValueError(f"probe_test must be a positive int, got {self.probe_test!r}")
+        if not 0 < self.target_train_acc <= 1:
+            raise ValueError(f"target_train_acc must be in (0, 1], got {self.target_train_acc!r}")
+        if self.method not in ("pwcca", "mean_cca", "svcca", "cka"):
+            raise ValueError(f"method must be 'pwcca', 'mean_cca', 'svcca' or 'cka', got "
+                             f"{self.method!r}")
+
+    def train_config(self, labels: str, i: int) -> training.CNNTrainConfig:
+        """The training config of net ``i`` of group ``labels`` ("true" or "random")."""
+        if labels not in _GROUP:
+            raise ValueError(f"labels must be 'true' or 'random', got {labels!r}")
+        offset = 0 if labels == "true" else self.n_nets
+        return training.CNNTrainConfig(
+            dataset=self.dataset, width=self.width, train_size=self.train_size,
+            label_seed=self.label_seed if labels == "random" else None,
+            seed=self.seed + offset + i, lr=self.lr, schedule="cosine", epochs=self.epochs,
+            batch_size=self.batch_size, eval_size=1000,
+            target_train_acc=self.target_train_acc)
+
+
+@dataclass(frozen=True)
+class Result:
+    """Per-net training outcome and per-layer pairwise distances."""
+
+    config: Config
+    layers: tuple[str, ...]
+    #: one row per net: group, seed, train_acc (on its own labels), test_acc, converged, reason
+    nets: pd.DataFrame
+    #: one row per pair of nets, layer and probe: layer, depth, probe, pair, i, j, distance
+    distances: pd.DataFrame
+
+    def to_frame(self) -> pd.DataFrame:
+        """Long-format distances (one row per pair, layer and probe), for seaborn."""
+        return self.distances.copy()
+
+    def summary(self) -> pd.DataFrame:
+        """Mean and std of the distance per probe, layer and kind of pair."""
+        table = (self.distances.groupby(["probe", "depth", "layer", "pair"])["distance"]
+                 .agg(["mean", "std", "count"]).reset_index())
+        return table.sort_values(["probe", "depth", "pair"]).reset_index(drop=True)
+
+    def means(self, probe: str) -> pd.DataFrame:
+        """Mean distance per layer (rows, in depth order) and kind of pair (columns)."""
+        sub = self.distances[self.distances["probe"] == probe]
+        table = sub.pivot_table(index="layer", columns="pair", values="distance", aggfunc="mean")
+        return table.loc[list(self.layers), list(PAIRS)]
+
+
+def _pair_kind(row: pd.Series) -> str:
+    if row["group_a"] == row["group_b"]:
+        return str(row["group_a"])
+    return "inter"
+
+
+def run(config: Config = Config(), *, progress: bool = True) -> Result:
+    """Train both groups (cached), capture every layer on both probes, compute the distances."""
+    from tqdm.auto import tqdm
+
+    runs = {labels: training.train_many(
+                [config.train_config(labels, i) for i in range(config.n_nets)],
+                progress=progress, desc=f"{_GROUP[labels]} nets")
+            for labels in _GROUP}
+    rows = []
+    for labels, results in runs.items():
+        for r in results:
+            rows.append({"group": _GROUP[labels], "seed": r.config.seed,
+                         "train_acc": r.metrics.get("train_acc", np.nan),
+                         "test_acc": r.metrics.get("test_acc", np.nan),
+                         "converged": r.converged, "reason": r.reason})
+    nets = pd.DataFrame(rows)
+
+    probes = {
+        "train": data.load_images(config.dataset, "train", config.probe_train,
+                                  progress=progress).images,
+        "test": data.load_images(config.dataset, "test", config.probe_test,
+                                 progress=progress).images,
+    }
+    layers = tuple(runs["true"][0].build_model().layer_names)
+    parts = []
+    jobs = [(p, layer) for p in PROBES for layer in layers]
+    acts = {p: {labels: [capture.capture_run(r, None, probes[p]) for r in results]
+                for labels, results in runs.items()} for p in PROBES}
+    for probe, layer in tqdm(jobs, desc="pairwise distances", disable=not progress):
+        groups = {_GROUP[labels]: [a[layer] for a in acts[probe][labels]] for labels in _GROUP}
+        frame = analysis.group_distances(groups, method=config.method)
+        frame["pair"] = frame.apply(_pair_kind, axis=1)
+        frame.insert(0, "probe", probe)
+        frame.insert(0, "depth", layers.index(layer) + 1)
+        frame.insert(0, "layer", layer)
+        parts.append(frame.drop(columns=["group_a", "group_b"]))
+    distances = pd.concat(parts, ignore_index=True)
+    return Result(config=config, layers=layers, nets=nets, distances=distances)
+
+
+def plot_distances(result: Result):
+    """Per-layer distance within and across groups, mean ± std over pairs; one panel per probe
+    (training inputs left, test inputs right), as the paper's Fig. 3 and A10."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    frame = result.to_frame()
+    label = {"pwcca": "PWCCA", "mean_cca": "mean CCA", "svcca": "SVCCA", "cka": "linear CKA"}
+    ylabel = f"{label[result.config.method]} distance"
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True, constrained_layout=True)
+    for ax, probe in zip(axes, PROBES, strict=True):
+        sub = frame[frame["probe"] == probe]
+        n = result.config.probe_train if probe == "train" else result.config.probe_test
+        sns.pointplot(data=sub, x="layer", y="distance", hue="pair", hue_order=list(PAIRS),
+                      order=list(result.layers), palette=PAIR_COLORS, errorbar="sd",
+                      dodge=0.25, capsize=0.08, markersize=5, linewidth=1.5, ax=ax)
+        ax.set(xlabel="layer", ylabel=ylabel, ylim=(0, None),
+               title=f"{'Training' if probe == 'train' else 'Test'} inputs ({n} images)")
+        ax.legend(title="pairs", fontsize="small", loc="upper left")
+    return fig
+
+
+__all__ = ["PAIRS", "PAIR_COLORS", "PROBES", "Config", "Result", "plot_distances", "run"]
