@@ -1,0 +1,326 @@
+"""Chapter: training dynamics of a CNN, signal and noise (the paper's Fig. 1, claims C2, C3).
+
+One CNN (:func:`cca_lib.models.make_cnn`) is trained with many checkpoints: log-spaced steps,
+``T/2``, the final step ``T`` and ``n_linear`` evenly spaced steps (so that a checkpoint lies
+close to the step where test accuracy converged). Every layer is recorded at every checkpoint on
+a fixed probe set (the first ``n_probe`` test images, channels averaged over space). Then:
+
+* **spectra** (Fig. 1a): the sorted CCA coefficients between ``L(t)`` and ``L(T)`` for every
+  layer and checkpoint;
+* **accuracy convergence**: ``conv_step`` is the first evaluated step from which the test
+  accuracy (on ``eval_size`` test images, a trailing mean over ``acc_window`` evaluations to
+  damp sampling noise) stays within ``acc_tol`` of its final value;
+  ``conv_ckpt`` is the first checkpoint at or after it (before ``T``);
+* **signal and noise** (Fig. 1d-f): CCA between ``L(t_early)`` and ``L(T/2)`` gives canonical
+  variates of ``L(T/2)``, ``H = [h_1 .. h_c]`` (an ``(n_probe, c)`` matrix, columns sorted by
+  their coefficient with ``L(t_early)``). ``S`` = its first ``k`` columns (the directions that
+  had already converged at ``t_early``), ``B`` = its last ``k`` columns, with
+  ``k = round(sb_fraction * width of the layer)``. We track the mean CCA similarity of ``S`` and
+  of ``B`` with ``L(t)`` at every checkpoint;
+* **distance to the final representation** per layer (bottom-up convergence), with PWCCA
+  (symmetric: the mean of both directions) and with mean CCA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from cca_lib import capture, data, training
+from cca_lib.similarity import cca, distance, mean_cca
+
+MEASURES = ("PWCCA", "mean CCA")
+_METHOD = {"PWCCA": "pwcca", "mean CCA": "mean_cca"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Parameters of the experiment. Defaults are the quick profile."""
+
+    width: int = 16  #: CNN width multiplier (channels w, 2w, 2w, 4w)
+    train_size: int = 10_000  #: training images (the first ones of the training split)
+    epochs: float = 12.0  #: epochs of SGD (momentum 0.9, cosine schedule)
+    lr: float = 0.05  #: peak learning rate
+    #: the cosine schedule ends at lr * final_lr_frac; > 0 keeps the weights moving at the end,
+    #: as in the paper's long runs (annealing to 0 freezes every layer by construction)
+    final_lr_frac: float = 0.2
+    seed: int = 0  #: initialization and minibatch order
+    log_checkpoints: int = 14  #: log-spaced checkpoints (plus T/2 and T)
+    n_linear: int = 12  #: evenly spaced extra checkpoints
+    eval_every: int = 39  #: steps between test-accuracy evaluations
+    eval_size: int = 5000  #: test images for the accuracy curve
+    acc_tol: float = 0.01  #: "accuracy converged": within this of the final accuracy
+    acc_window: int = 3  #: test accuracy is averaged over this many consecutive evaluations
+    n_probe: int = 2000  #: probe images (the first ones of the test split)
+    early_frac: float = 0.1  #: t_early = first checkpoint at or after early_frac * T
+    sb_fraction: float = 0.25  #: k = this fraction of a layer's width, for S and for B
+    rho_level: float = 0.9  #: a coefficient below this counts as "not converged"
+    dataset: str = "fashion-mnist"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.width, int) or self.width < 1:
+            raise ValueError(f"width must be a positive int, got {self.width!r}")
+        if not self.epochs > 0:
+            raise ValueError(f"epochs must be positive, got {self.epochs!r}")
+        for name in ("log_checkpoints", "n_linear"):
+            val = getattr(self, name)
+            if not isinstance(val, int) or val < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {val!r}")
+        if not isinstance(self.eval_every, int) or self.eval_every < 1:
+            raise ValueError(f"eval_every must be a positive int, got {self.eval_every!r}")
+        if not isinstance(self.n_probe, int) or self.n_probe < 2:
+            raise ValueError(f"n_probe must be an int >= 2, got {self.n_probe!r}")
+        if not isinstance(self.acc_window, int) or self.acc_window < 1:
+            raise ValueError(f"acc_window must be a positive int, got {self.acc_window!r}")
+        if not 0 < self.acc_tol < 1:
+            raise ValueError(f"acc_tol must be in (0, 1), got {self.acc_tol!r}")
+        if not 0 < self.early_frac < 0.5:
+            raise ValueError(f"early_frac must be in (0, 0.5) (t_early before T/2), got "
+                             f"{self.early_frac!r}")
+        if not 0 < self.sb_fraction <= 0.5:
+            raise ValueError(f"sb_fraction must be in (0, 0.5] (S and B must not overlap), got "
+                             f"{self.sb_fraction!r}")
+        if not 0 < self.rho_level < 1:
+            raise ValueError(f"rho_level must be in (0, 1), got {self.rho_level!r}")
+
+    def train_config(self) -> training.CNNTrainConfig:
+        """The engine config of the one network (cached by the engine)."""
+        steps_per_epoch = self.train_size // 128
+        total = max(1, int(np.ceil(self.epochs * steps_per_epoch)))
+        linear = tuple(int(s) for s in np.linspace(0, total, self.n_linear + 2)[1:-1])
+        return training.CNNTrainConfig(
+            dataset=self.dataset, width=self.width, train_size=self.train_size, seed=self.seed,
+            lr=self.lr, schedule="cosine", final_lr_frac=self.final_lr_frac, epochs=self.epochs,
+            batch_size=128, log_checkpoints=self.log_checkpoints, checkpoints=linear,
+            eval_every=self.eval_every, eval_size=self.eval_size)
+
+
+def canonical_variates(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CCA of ``x`` and ``y`` (``(n_samples, n_features)`` each), returning ``(rho, h)``:
+    the coefficients in decreasing order and ``y``'s canonical variates ``h`` (an
+    ``(n_samples, c)`` matrix with orthonormal, centered columns; column ``i`` is the linear
+    combination of ``y``'s neurons whose correlation with its partner in ``x`` is ``rho[i]``).
+    Directions whose singular value is below 1e-6 of the largest are dropped (conservative, so
+    that the variates lie in directions any rank-revealing CCA keeps)."""
+    def basis(a: np.ndarray) -> np.ndarray:
+        a = np.asarray(a, dtype=np.float64)
+        a = a - a.mean(axis=0)
+        u, s, _ = np.linalg.svd(a, full_matrices=False)
+        return u[:, s > 1e-6 * max(s[0], 1e-300)]
+
+    ux, uy = basis(x), basis(y)
+    _, rho, vt = np.linalg.svd(ux.T @ uy, full_matrices=False)
+    c = min(ux.shape[1], uy.shape[1])
+    return np.clip(rho[:c], 0.0, 1.0), uy @ vt[:c].T
+
+
+@dataclass(frozen=True)
+class Result:
+    """Everything the chapter plots and checks."""
+
+    config: Config
+    layers: tuple[str, ...]
+    widths: dict[str, int]  #: neurons per layer
+    steps: tuple[int, ...]  #: checkpointed steps
+    history: pd.DataFrame  #: the engine's history (step, train/test loss and accuracy)
+    final_acc: float  #: test accuracy at T (eval_size images, averaged over acc_window evals)
+    conv_step: int  #: first evaluated step from which (averaged) test accuracy stays within acc_tol
+    conv_ckpt: int  #: first checkpoint >= conv_step (and < T when possible)
+    early_step: int  #: t_early
+    half_step: int  #: T/2
+    spectra: pd.DataFrame  #: layer, step, index, rho of CCA(L(step), L(T))
+    sb: pd.DataFrame  #: layer, step, subset ("S"/"B"), k, similarity
+    convergence: pd.DataFrame  #: layer, depth, step, measure, distance to L(T)
+
+    @property
+    def final_step(self) -> int:
+        return self.steps[-1]
+
+    def to_frame(self) -> pd.DataFrame:
+        """Long-format distances to the final representation, for seaborn."""
+        return self.convergence.copy()
+
+    def unconverged(self, step: int | None = None) -> pd.DataFrame:
+        """Per layer at checkpoint ``step`` (default ``conv_ckpt``): mean CCA with ``L(T)``,
+        the fraction of coefficients below ``rho_level``, and the number of coefficients."""
+        step = self.conv_ckpt if step is None else step
+        sub = self.spectra[self.spectra["step"] == step]
+        level = self.config.rho_level
+        table = sub.groupby("layer")["rho"].agg(
+            mean_rho="mean", frac_below=lambda r: float(np.mean(r < level)), n="count")
+        return table.loc[list(self.layers)]
+
+    def sb_summary(self) -> pd.DataFrame:
+        """Per layer and subset: k, minimum, mean and final (at T) similarity with ``L(t)``
+        over the checkpoints from ``t_early`` on, ``T/2`` itself excluded (it is 1 there by
+        construction)."""
+        sub = self.sb[(self.sb["step"] >= self.early_step) & (self.sb["step"] != self.half_step)]
+        table = sub.groupby(["layer", "subset"]).agg(
+            k=("k", "first"), min=("similarity", "min"), mean=("similarity", "mean"))
+        at_t = sub[sub["step"] == self.final_step].set_index(["layer", "subset"])["similarity"]
+        table["at_T"] = at_t
+        return table.loc[list(self.layers)]
+
+
+def _conv_step(history: pd.DataFrame, tol: float, window: int) -> tuple[int, float]:
+    """First evaluated step from which the test accuracy, averaged over ``window`` consecutive
+    evaluations (trailing), stays within ``tol`` of its final averaged value; and that value."""
+    h = history.dropna(subset=["test_acc"]).sort_values("step")
+    smooth = h["test_acc"].rolling(window, min_periods=1).mean()
+    final = float(smooth.iloc[-1])
+    outside = h["step"][(smooth - final).abs() > tol]
+    last_bad = int(outside.max()) if len(outside) else -1
+    return int(h["step"][h["step"] > last_bad].min()), final
+
+
+def run(config: Config = Config(), *, progress: bool = True) -> Result:
+    """Train (cached), capture every checkpoint, and compute spectra, S/B tracking and
+    distances to the final representation."""
+    from tqdm.auto import tqdm
+
+    run_ = training.train(config.train_config(), progress=progress)
+    steps = run_.steps
+    total = steps[-1]
+    probe = data.load_images(config.dataset, "test", config.n_probe, progress=progress).images
+    acts = {s: capture.capture_run(run_, s, probe)
+            for s in tqdm(steps, desc="capture checkpoints", disable=not progress)}
+    layers = tuple(run_.build_model().layer_names)
+    final = acts[total]
+    widths = {layer: int(final[layer].shape[1]) for layer in layers}
+
+    conv_step, final_acc = _conv_step(run_.history, config.acc_tol, config.acc_window)
+    after = [s for s in steps if s >= conv_step and s < total]
+    conv_ckpt = after[0] if after else total
+    half = max(1, total // 2)
+    early = min(s for s in steps if s >= config.early_frac * total)
+
+    spectra, sb, conv = [], [], []
+    for depth, layer in enumerate(tqdm(layers, desc="layers", disable=not progress), start=1):
+        rho_e, h = canonical_variates(acts[early][layer], acts[half][layer])
+        k = max(1, min(int(round(config.sb_fraction * widths[layer])), len(rho_e) // 2))
+        subsets = {"S": h[:, :k], "B": h[:, -k:]}
+        for s in steps:
+            a = acts[s][layer]
+            rho = cca(a, final[layer]).rho
+            spectra.extend({"layer": layer, "step": s, "index": i, "rho": float(r)}
+                           for i, r in enumerate(rho))
+            for name, sub in subsets.items():
+                sb.append({"layer": layer, "step": s, "subset": name, "k": k,
+                           "similarity": mean_cca(sub, a)})
+            for measure, method in _METHOD.items():
+                kw = {"symmetric": True} if method == "pwcca" else {}
+                conv.append({"layer": layer, "depth": depth, "step": s, "measure": measure,
+                             "distance": distance(a, final[layer], method=method, **kw)})
+    return Result(config=config, layers=layers, widths=widths, steps=steps,
+                  history=run_.history, final_acc=final_acc, conv_step=conv_step,
+                  conv_ckpt=conv_ckpt, early_step=early, half_step=half,
+                  spectra=pd.DataFrame(spectra), sb=pd.DataFrame(sb),
+                  convergence=pd.DataFrame(conv))
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------------
+
+def _mark(ax, result: Result, *, label: bool = True) -> None:
+    ax.axvline(result.conv_step, color="black", ls="--", lw=1,
+               label="test accuracy converged" if label else None)
+
+
+def plot_accuracy(result: Result):
+    """Test and train accuracy over training, the convergence step marked."""
+    import matplotlib.pyplot as plt
+
+    h = result.history.dropna(subset=["test_acc"])
+    fig, ax = plt.subplots(figsize=(6.5, 3.4), constrained_layout=True)
+    ax.plot(h["step"], h["test_acc"], marker=".", label="test accuracy")
+    ax.plot(h["step"], h["train_acc"], marker=".", alpha=0.6, label="train accuracy (running)")
+    ax.axhspan(result.final_acc - result.config.acc_tol, result.final_acc + result.config.acc_tol,
+               color="grey", alpha=0.15, label=f"final ± {result.config.acc_tol:.0%}")
+    _mark(ax, result)
+    ax.set(xlabel="training step", ylabel="accuracy", ylim=(0, 1), title="Accuracy over training")
+    ax.legend(fontsize="small", loc="lower right")
+    return fig
+
+
+def plot_spectra(result: Result, n_curves: int = 7):
+    """Sorted CCA coefficients of each layer at several steps t against ``L(T)`` (Fig. 1a);
+    the first checkpoint after accuracy converged drawn in black."""
+    import matplotlib.pyplot as plt
+    from matplotlib import cm, colors
+
+    steps = [s for s in result.steps if s < result.final_step]
+    picks = sorted({steps[int(round(i))] for i in np.linspace(0, len(steps) - 1, n_curves)}
+                   | {result.conv_ckpt} - {result.final_step})
+    norm = colors.LogNorm(vmin=max(1, picks[0]), vmax=result.final_step)
+    cmap = plt.get_cmap("viridis")
+    fig, axes = plt.subplots(1, len(result.layers), figsize=(3.0 * len(result.layers), 3.4),
+                             sharey=True, constrained_layout=True)
+    for ax, layer in zip(np.atleast_1d(axes), result.layers, strict=True):
+        sub = result.spectra[result.spectra["layer"] == layer]
+        for s in picks:
+            rho = sub[sub["step"] == s].sort_values("index")
+            x = (rho["index"] + 0.5) / len(rho)
+            if s == result.conv_ckpt:
+                ax.plot(x, rho["rho"], color="black", lw=2.2, label=f"t={s} (accuracy converged)")
+            else:
+                ax.plot(x, rho["rho"], color=cmap(norm(max(s, 1))), lw=1.3)
+        ax.axhline(result.config.rho_level, color="grey", ls=":", lw=1)
+        ax.set(title=f"{layer} ({result.widths[layer]} neurons)", ylim=(0, 1.02),
+               xlabel="sorted CCA direction (fraction)")
+    first = np.atleast_1d(axes)[0]
+    first.set_ylabel(r"CCA coefficient $\rho_i$ of $L(t)$ vs $L(T)$")
+    first.legend(fontsize="x-small", loc="lower left")
+    fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="step t", shrink=0.9)
+    return fig
+
+
+def plot_sb(result: Result):
+    """Mean CCA similarity of S (top-k) and B (bottom-k) with ``L(t)`` through training
+    (Fig. 1d-f), one panel per layer."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(result.layers), figsize=(3.0 * len(result.layers), 3.4),
+                             sharey=True, constrained_layout=True)
+    styles = {"S": ("#1f77b4", "-", "S (top-k)"), "B": ("#ff7f0e", "--", "B (bottom-k)")}
+    for n, (ax, layer) in enumerate(zip(np.atleast_1d(axes), result.layers, strict=True)):
+        sub = result.sb[(result.sb["layer"] == layer) & (result.sb["step"] > 0)]
+        for name, (color, ls, label) in styles.items():
+            part = sub[sub["subset"] == name].sort_values("step")
+            ax.plot(part["step"], part["similarity"], color=color, ls=ls, marker=".",
+                    label=label)
+        ax.axvline(result.early_step, color="grey", lw=1, ls=":",
+                   label=r"$t_{early}$ and $T/2$" if n == 0 else None)
+        ax.axvline(result.half_step, color="grey", lw=1, ls=":")
+        _mark(ax, result, label=n == 0)
+        ax.set(xscale="log", ylim=(0, 1.02), xlabel="step t",
+               title=f"{layer} (k={int(sub['k'].iloc[0])})")
+    first = np.atleast_1d(axes)[0]
+    first.set_ylabel(r"mean CCA of S or B with $L(t)$")
+    first.legend(fontsize="x-small", loc="lower left")
+    return fig
+
+
+def plot_convergence(result: Result):
+    """Distance of each layer to its final representation over training, PWCCA (left) and
+    mean CCA (right)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    frame = result.convergence[result.convergence["step"] > 0]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True, constrained_layout=True)
+    for n, (ax, measure) in enumerate(zip(axes, MEASURES, strict=True)):
+        sns.lineplot(data=frame[frame["measure"] == measure], x="step", y="distance",
+                     hue="layer", hue_order=list(result.layers), palette="viridis", marker=".",
+                     ax=ax, legend=n == 1)
+        _mark(ax, result, label=False)
+        label = "PWCCA distance (symmetric)" if measure == "PWCCA" else "mean CCA distance"
+        ax.set(xscale="log", xlabel="step t", ylabel=f"{label} to $L(T)$", title=measure)
+    axes[1].legend(title="layer", fontsize="small")
+    return fig
+
+
+__all__ = ["MEASURES", "Config", "Result", "canonical_variates", "plot_accuracy",
+           "plot_convergence", "plot_sb", "plot_spectra", "run"]
