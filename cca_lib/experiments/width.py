@@ -1,0 +1,233 @@
+"""Chapter: wider networks converge to more similar solutions (the paper's Fig. 4, C5 and C6).
+
+For every width ``w`` (channels of conv1; the net has ``w, 2w, 2w, 4w`` channels, see
+:func:`cca_lib.models.make_cnn`) we train a group of networks that differ only in their seed,
+and measure the symmetric PWCCA distance between every pair within the group:
+
+* at each compared layer, on a fixed-size random subset of ``n_features`` of its features (the
+  paper: 128 final-layer filters), so that a wide layer is not favoured merely for having more
+  neurons to match; each pair is scored on ``n_subsets`` independent subset draws, averaged;
+  the logits (10 classes, the same for every width) are compared whole;
+* after training and, as the control, at initialization (step 0), on the same probe images and
+  the same subsets;
+* against each group's mean test accuracy (Pearson r and p across widths, as in Fig. 4b).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from cca_lib import analysis, capture, data, plotting, training
+from cca_lib.similarity import distance
+
+#: Layers of the 4-conv net and their channel multipliers (logits: 10 classes).
+LAYER_MULT = {"conv1": 1, "conv2": 2, "conv3": 2, "conv4": 4}
+STATES = ("trained", "init")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Width experiment parameters. Defaults are the quick profile."""
+
+    widths: tuple[int, ...] = (8, 12, 16, 24, 32)  #: conv1 channels (paper: 0.25x .. 7x)
+    n_seeds: int = 3  #: networks per width (paper: 5)
+    layers: tuple[str, ...] = ("conv4", "logits")  #: compared layers (paper: the last conv)
+    n_features: int = 32  #: random subset size for conv layers (paper: 128 filters)
+    n_subsets: int = 3  #: independent subset draws per pair, averaged
+    dataset: str = "fashion-mnist"
+    train_size: int = 10_000  #: train on the first train_size training images
+    epochs: float = 3.0
+    batch_size: int = 128
+    lr: float = 0.05  #: peak SGD learning rate (cosine schedule)
+    probe_split: str = "train"  #: "train" (the paper) or "test"
+    probe_size: int = 2000  #: the first probe_size images of that split
+    seed: int = 0  #: nets of each width use seeds seed .. seed + n_seeds - 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        object.__setattr__(self, "layers", tuple(self.layers))
+        if len(self.widths) < 3 or len(set(self.widths)) != len(self.widths) \
+                or min(self.widths) < 1:
+            raise ValueError(f"widths must hold at least 3 distinct positive ints (a correlation "
+                             f"across widths needs them), got {self.widths}")
+        if not isinstance(self.n_seeds, int) or self.n_seeds < 2:
+            raise ValueError(f"n_seeds must be an int >= 2 (a group needs a pair), "
+                             f"got {self.n_seeds!r}")
+        bad = [name for name in self.layers if name not in (*LAYER_MULT, "logits")]
+        if not self.layers or bad:
+            raise ValueError(f"layers must be a non-empty subset of "
+                             f"{(*LAYER_MULT, 'logits')}, got {self.layers}")
+        if not isinstance(self.n_features, int) or self.n_features < 2:
+            raise ValueError(f"n_features must be an int >= 2, got {self.n_features!r}")
+        for name in self.layers:
+            if name in LAYER_MULT and LAYER_MULT[name] * min(self.widths) < self.n_features:
+                raise ValueError(
+                    f"n_features={self.n_features} exceeds the "
+                    f"{LAYER_MULT[name] * min(self.widths)} channels of {name} at the smallest "
+                    f"width {min(self.widths)}: every width must have that many features")
+        if not isinstance(self.n_subsets, int) or self.n_subsets < 1:
+            raise ValueError(f"n_subsets must be a positive int, got {self.n_subsets!r}")
+        if self.probe_split not in ("train", "test"):
+            raise ValueError(f"probe_split must be 'train' or 'test', got {self.probe_split!r}")
+        if not isinstance(self.probe_size, int) or self.probe_size < 10 * self.n_features:
+            raise ValueError(f"probe_size must be an int >= 10 x n_features={self.n_features} "
+                             f"(the CCA sampling floor), got {self.probe_size!r}")
+        if not self.epochs > 0 or not self.lr > 0:
+            raise ValueError(f"epochs and lr must be positive, got {self.epochs!r}, {self.lr!r}")
+
+    def train_config(self, width: int, seed: int) -> training.CNNTrainConfig:
+        return training.CNNTrainConfig(
+            dataset=self.dataset, width=width, train_size=self.train_size, epochs=self.epochs,
+            batch_size=self.batch_size, lr=self.lr, seed=seed)
+
+    def features_compared(self, layer: str) -> int:
+        """Features of ``layer`` that enter each comparison."""
+        return 10 if layer == "logits" else self.n_features
+
+
+@dataclass(frozen=True)
+class Result:
+    """Within-group distances per width, layer and state, and each net's accuracy."""
+
+    config: Config
+    nets: pd.DataFrame  #: one row per net: width, seed, test_acc, train_acc, converged
+    #: one row per pair: width, layer, state ("trained"/"init"), i, j, distance
+    distances: pd.DataFrame
+
+    def to_frame(self) -> pd.DataFrame:
+        """The pair distances (long format, for seaborn)."""
+        return self.distances.copy()
+
+    def summary(self) -> pd.DataFrame:
+        """Per width: mean test accuracy and, per layer and state, the mean pair distance."""
+        table = self.distances.pivot_table(index="width", columns=["layer", "state"],
+                                           values="distance", aggfunc="mean")
+        table.columns = [f"{layer} {state}" for layer, state in table.columns]
+        acc = self.nets.groupby("width")["test_acc"].mean().rename("test acc")
+        return pd.concat([acc, table], axis=1)
+
+    def trend(self) -> pd.DataFrame:
+        """Per layer and state: distance at the smallest and largest width, the relative drop,
+        Spearman rho of the group means with width, and (trained) Pearson r, p of the group
+        means against mean test accuracy."""
+        means = self.summary()
+        widths = means.index.to_numpy()
+        rows = []
+        for layer in self.config.layers:
+            for state in STATES:
+                d = means[f"{layer} {state}"].to_numpy()
+                r, p = stats.pearsonr(means["test acc"].to_numpy(), d)
+                rows.append({"layer": layer, "state": state, "narrowest": d[0], "widest": d[-1],
+                             "relative drop": (d[0] - d[-1]) / d[0],
+                             "spearman vs width": stats.spearmanr(widths, d)[0],
+                             "pearson r vs acc": r, "p": p})
+        return pd.DataFrame(rows).set_index(["layer", "state"])
+
+
+def probe_images(config: Config) -> data.ImageDataset:
+    """The probe: the first ``probe_size`` images of ``probe_split``."""
+    return data.load_images(config.dataset, config.probe_split, config.probe_size,
+                            progress=False)
+
+
+def run(config: Config = Config(), *, progress: bool = True) -> Result:
+    """Train (or load) every group, then measure within-group distances trained and at init."""
+    from tqdm.auto import tqdm
+
+    jobs = [(w, config.seed + s) for w in config.widths for s in range(config.n_seeds)]
+    runs = training.train_many([config.train_config(w, s) for w, s in jobs], progress=progress,
+                               desc="width groups")
+    probe = probe_images(config)
+    rows = []
+    for w in tqdm(config.widths, desc="distances", disable=not progress):
+        members = [r for (width, _), r in zip(jobs, runs, strict=True) if width == w]
+        for state, step in (("trained", None), ("init", 0)):
+            acts = [capture.capture_run(r, step, probe.images, list(config.layers))
+                    for r in members]
+            for li, layer in enumerate(config.layers):
+                for i, j in combinations(range(len(members)), 2):
+                    if layer == "logits":
+                        d = distance(acts[i][layer], acts[j][layer], method="pwcca",
+                                     symmetric=True)
+                    else:
+                        d = float(np.mean([distance(
+                            analysis.feature_subset(acts[i][layer], config.n_features,
+                                                    _subset_seed(config, w, li, i, rep)),
+                            analysis.feature_subset(acts[j][layer], config.n_features,
+                                                    _subset_seed(config, w, li, j, rep)),
+                            method="pwcca", symmetric=True) for rep in range(config.n_subsets)]))
+                    rows.append({"width": w, "layer": layer, "state": state, "i": i, "j": j,
+                                 "distance": float(d)})
+    nets = pd.DataFrame({
+        "width": [w for w, _ in jobs], "seed": [s for _, s in jobs],
+        "test_acc": [r.metrics.get("test_acc", np.nan) for r in runs],
+        "train_acc": [r.metrics.get("train_acc", np.nan) for r in runs],
+        "converged": [r.converged for r in runs]})
+    return Result(config=config, nets=nets, distances=pd.DataFrame(rows))
+
+
+def _subset_seed(config: Config, width: int, layer: int, net: int, rep: int) -> int:
+    """One fixed subset per (width, layer, net, draw), the same after training and at init."""
+    return int(np.random.SeedSequence([config.seed, width, layer, net, rep]).generate_state(1)[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------------
+
+STATE_STYLE = {"trained": {"color": plotting.MEASURE_COLORS["PWCCA"], "marker": "o"},
+               "init": {"color": "#7f7f7f", "marker": "s"}}
+
+
+def plot_width(result: Result) -> plt.Figure:
+    """Fig. 4a: within-group PWCCA distance vs width, trained and at initialization, one panel
+    per layer (mean ± standard error over pairs)."""
+    frame = result.to_frame()
+    layers = result.config.layers
+    fig, axes = plt.subplots(1, len(layers), figsize=(5.2 * len(layers), 3.9),
+                             constrained_layout=True, squeeze=False)
+    for ax, layer in zip(axes[0], layers, strict=True):
+        for state in STATES:
+            g = frame[(frame["layer"] == layer) & (frame["state"] == state)]
+            agg = g.groupby("width")["distance"].agg(["mean", "sem"])
+            ax.errorbar(agg.index, agg["mean"], yerr=agg["sem"], capsize=3, lw=1.6,
+                        label="trained" if state == "trained" else "initialization (control)",
+                        **STATE_STYLE[state])
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(result.config.widths, [str(w) for w in result.config.widths])
+        ax.minorticks_off()
+        n = result.config.features_compared(layer)
+        ax.set(xlabel="width (channels of conv1)", ylabel="within-group PWCCA distance",
+               title=f"{layer} ({n} features per net)", ylim=(0, None))
+        ax.legend(fontsize="small")
+    return fig
+
+
+def plot_accuracy(result: Result) -> plt.Figure:
+    """Fig. 4b: mean test accuracy vs mean within-group distance, one point per width, with
+    Pearson r and p across widths, one panel per layer."""
+    means = result.summary()
+    trend = result.trend()
+    layers = result.config.layers
+    fig, axes = plt.subplots(1, len(layers), figsize=(5.2 * len(layers), 3.9),
+                             constrained_layout=True, squeeze=False)
+    for ax, layer in zip(axes[0], layers, strict=True):
+        x = means[f"{layer} trained"]
+        ax.scatter(x, means["test acc"], s=50, zorder=3, **{k: v for k, v in
+                                                             STATE_STYLE["trained"].items()})
+        for w, xi, yi in zip(means.index, x, means["test acc"], strict=True):
+            ax.annotate(f"w={w}", (xi, yi), textcoords="offset points", xytext=(5, 4),
+                        fontsize="small")
+        slope, icpt = np.polyfit(x, means["test acc"], 1)
+        xs = np.linspace(x.min(), x.max(), 10)
+        ax.plot(xs, slope * xs + icpt, ls="--", color="black", lw=1)
+        r, p = trend.loc[(layer, "trained"), ["pearson r vs acc", "p"]]
+        ax.set(xlabel=f"within-group PWCCA distance ({layer}, trained)",
+               ylabel="mean test accuracy", title=f"{layer}: r = {r:.2f}, p = {p:.3f}")
+    return fig
