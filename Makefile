@@ -11,13 +11,15 @@ STAMP   := $(VENV)/.installed
 
 # One BLAS/torch thread per process when several run side by side (see FEASIBILITY notes:
 # oversubscribed OpenBLAS made one analysis 15x slower).
-TEST_ENV := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg
+TEST_ENV := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: help install book chapter test lint bench clean clean-cache
+.PHONY: help install book chapter test unit check-book chromium lint bench clean clean-cache
 
 help:
 	@echo "make book      execute every chapter with params/\$$(PROFILE)/ (default quick) and build _build/html"
-	@echo "make test      ruff + pytest + nbval on every notebook"
+	@echo "make test      ruff + pytest + nbval on every notebook, then build the book and check it"
+	@echo "make unit      ruff + pytest + nbval only (no book build)"
+	@echo "make check-book  build the book and check it in headless Chromium (screenshots in _build/)"
 	@echo "make chapter NB=signal_noise [PROFILE=full]   execute one chapter into book/executed/"
 	@echo "make bench     run the benchmarks in benchmarks/"
 	@echo "make clean     remove build output;  make clean-cache  remove trained models/activations"
@@ -26,7 +28,7 @@ $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $(STAMP)
 
@@ -44,10 +46,22 @@ chapter: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP)
+test: unit check-book
+
+unit: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(TEST_ENV) $(PY) -m pytest -n $(JOBS) --dist loadscope tests notebooks \
+	$(TEST_ENV) $(PY) -m pytest -n $(JOBS) --dist loadscope -m "not browser" tests notebooks \
 		--nbval-lax --nbval-current-env -p no:cacheprovider
+
+# Debian's chromium (the project's own setup installs it; Playwright never downloads a browser).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium for the browser check"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+check-book: book chromium
+	$(PY) -m pytest -m browser tests/browser -p no:cacheprovider -q
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

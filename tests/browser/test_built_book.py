@@ -1,0 +1,123 @@
+"""The built book as a reader sees it, in headless Chromium (``make check-book``).
+
+Checks every page listed in ``_toc.yml``: reachable from the home page's navigation, math
+typeset by the offline MathJax (no raw TeX left), every image loaded, no console errors, no
+request leaving the machine. Screenshots go to ``_build/screenshots/``.
+
+Skipped unless the book was built (``_build/html/index.html``) and Chromium is installed; run
+``make check-book``, which builds the book and installs Chromium first.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HTML = ROOT / "_build" / "html"
+SHOTS = ROOT / "_build" / "screenshots"
+CHROMIUM = os.environ.get("CCA_BOOK_CHROMIUM") or shutil.which("chromium")
+# The flags that keep Chromium from reaching for the network (see shared/TOOLCHAIN.md).
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not (HTML / "index.html").is_file(), reason="book not built"),
+    pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed"),
+]
+
+
+def toc_pages() -> list[str]:
+    """HTML paths (relative to _build/html) of every page in the toc."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("file"), str):
+                files.append(node["file"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(toc.get("parts", toc.get("chapters", [])))
+    return [f.removesuffix(".ipynb").removesuffix(".md") + ".html" for f in files]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield b
+        b.close()
+
+
+def open_page(browser, rel: str):
+    page = browser.new_page(viewport={"width": 1280, "height": 1600})
+    errors: list[str] = []
+    outside: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    def route(r):
+        if urlparse(r.request.url).scheme in ("file", "data", "blob"):
+            return r.continue_()
+        outside.append(r.request.url)
+        return r.abort()
+
+    page.route("**/*", route)
+    page.goto((HTML / rel).as_uri(), wait_until="load")
+    # MathJax typesets asynchronously: wait for it to finish when the page has math.
+    page.wait_for_function(
+        "() => !window.MathJax || !MathJax.startup || !MathJax.startup.promise ? true :"
+        " MathJax.startup.promise.then(() => true)", timeout=30_000)
+    return page, errors, outside
+
+
+def test_every_toc_page_is_linked_from_the_navigation(browser):
+    page, _, _ = open_page(browser, "index.html")
+    hrefs = page.eval_on_selector_all(
+        "nav.bd-links a, .bd-sidebar-primary a", "els => els.map(e => e.href)")
+    linked = {urlparse(h).path for h in hrefs}
+    for rel in toc_pages()[1:]:
+        target = urlparse((HTML / rel).as_uri()).path
+        assert target in linked, f"{rel} not in the navigation"
+    page.close()
+
+
+@pytest.mark.parametrize("rel", toc_pages())
+def test_page_renders(browser, rel):
+    assert (HTML / rel).is_file(), f"{rel} was not built"
+    page, errors, outside = open_page(browser, rel)
+    raw_math = page.eval_on_selector_all(
+        ".math",
+        "els => els.filter(e => !e.querySelector('mjx-container')).map(e => e.textContent)")
+    assert not raw_math, f"{rel}: math left as raw TeX: {raw_math[:2]}"
+    broken = page.eval_on_selector_all(
+        "img", "els => els.filter(e => !(e.complete && e.naturalWidth > 0)).map(e => e.src)")
+    assert not broken, f"{rel}: images that did not load: {broken}"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / (rel.replace("/", "_").removesuffix(".html") + ".png")),
+                    full_page=True)
+    assert not errors, f"{rel}: console errors: {errors}"
+    assert not outside, f"{rel}: requests leaving the machine: {outside}"
+    page.close()
+
+
+def test_chapters_show_figures_and_math():
+    """Every executed experiment chapter has at least one figure."""
+    for rel in toc_pages():
+        if "/executed/" in rel and not rel.endswith("/method.html"):
+            text = (HTML / rel).read_text()
+            assert "<img" in text, f"{rel} has no figure"
