@@ -1,0 +1,358 @@
+"""Chapter: networks trained with different learning rates (the paper's Fig. 5, claim C7).
+
+A sweep of identical CNNs (:func:`cca_lib.models.make_cnn`) over learning rates x seeds. Every
+network gets its OWN seed (weights and minibatch order): with one seed shared across learning
+rates, the nets that share a seed resemble each other in the early layers and the distance
+matrix clusters by seed rather than by learning rate. We then
+
+1. capture one layer of every net on the same probe images (each channel averaged over space);
+2. compute the symmetric PWCCA distance between every pair of nets;
+3. cluster the nets hierarchically (average linkage) and cut the tree into the number of
+   clusters with the largest mean silhouette;
+4. compare the clusters with the learning rates (adjusted Rand index), and measure the
+   "continuum" view: does the distance between two nets grow with the gap between their
+   log learning rates (Spearman correlation over pairs)?
+
+The silhouette and the adjusted Rand index are implemented here with numpy (no scikit-learn).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy import stats
+from scipy.cluster import hierarchy
+from scipy.spatial.distance import squareform
+
+from cca_lib import analysis, capture, data, plotting, training
+
+#: Layers of the default (4-conv) net that can be compared.
+LAYERS = ("conv1", "conv2", "conv3", "conv4", "logits")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Learning-rate sweep parameters. Defaults are the quick profile."""
+
+    learning_rates: tuple[float, ...] = (0.002, 0.006, 0.02, 0.06, 0.2, 0.6)  #: peak SGD LRs
+    n_seeds: int = 3  #: networks per learning rate (each with its own seed)
+    width: int = 8  #: channels of conv1 (the net has width, 2w, 2w, 4w channels)
+    dataset: str = "fashion-mnist"
+    train_size: int = 10_000  #: train on the first train_size training images
+    epochs: float = 3.0
+    batch_size: int = 128
+    layer: str = "conv4"  #: the layer compared (paper: layer 8 of 11)
+    probe_split: str = "test"  #: "train" or "test": which images the distances use
+    probe_size: int = 2000  #: the first probe_size images of that split
+    max_clusters: int = 8  #: silhouette search over 2 .. max_clusters clusters
+    min_cluster_size: int = 2  #: a cut with a smaller cluster (an outlier net) is not a candidate
+    seed: int = 0  #: net i (in sweep order) gets seed + i
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "learning_rates",
+                           tuple(float(lr) for lr in self.learning_rates))
+        lrs = self.learning_rates
+        if len(lrs) < 2 or any(not lr > 0 for lr in lrs) or len(set(lrs)) != len(lrs):
+            raise ValueError(f"learning_rates must hold at least 2 distinct positive values, "
+                             f"got {lrs}")
+        if not isinstance(self.n_seeds, int) or self.n_seeds < 2:
+            raise ValueError(f"n_seeds must be an int >= 2 (a learning rate needs at least two "
+                             f"nets to form a group), got {self.n_seeds!r}")
+        if not isinstance(self.width, int) or self.width < 1:
+            raise ValueError(f"width must be a positive int, got {self.width!r}")
+        if self.layer not in LAYERS:
+            raise ValueError(f"layer must be one of {LAYERS}, got {self.layer!r}")
+        if self.probe_split not in ("train", "test"):
+            raise ValueError(f"probe_split must be 'train' or 'test', got {self.probe_split!r}")
+        n_feat = self.n_features
+        if not isinstance(self.probe_size, int) or self.probe_size < 10 * n_feat:
+            raise ValueError(f"probe_size must be an int >= 10 x the {n_feat} features of "
+                             f"{self.layer} (the CCA sampling floor), got {self.probe_size!r}")
+        n_nets = len(lrs) * self.n_seeds
+        if not isinstance(self.max_clusters, int) or not 2 <= self.max_clusters < n_nets:
+            raise ValueError(f"max_clusters must be an int in [2, {n_nets - 1}] for {n_nets} "
+                             f"nets, got {self.max_clusters!r}")
+        if not isinstance(self.min_cluster_size, int) or self.min_cluster_size < 1:
+            raise ValueError(f"min_cluster_size must be a positive int, got "
+                             f"{self.min_cluster_size!r}")
+        if not self.epochs > 0:
+            raise ValueError(f"epochs must be positive, got {self.epochs!r}")
+
+    @property
+    def n_features(self) -> int:
+        """Features of the compared layer (channels, or 10 classes for the logits)."""
+        if self.layer == "logits":
+            return 10
+        return self.width * (1, 2, 2, 4)[LAYERS.index(self.layer)]
+
+    def train_configs(self) -> list[training.CNNTrainConfig]:
+        """One training config per net, learning-rate major; net i has seed ``seed + i``."""
+        out = []
+        for i, (lr, _) in enumerate((lr, s) for lr in self.learning_rates
+                                    for s in range(self.n_seeds)):
+            out.append(training.CNNTrainConfig(
+                dataset=self.dataset, width=self.width, train_size=self.train_size,
+                epochs=self.epochs, batch_size=self.batch_size, lr=lr, seed=self.seed + i))
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Cluster statistics (numpy only)
+# ---------------------------------------------------------------------------------------------
+
+
+def silhouette(dist: np.ndarray, labels: np.ndarray) -> float:
+    """Mean silhouette of a clustering from a precomputed ``(k, k)`` distance matrix.
+
+    For point i in cluster A: ``a`` = mean distance to the other members of A, ``b`` = the
+    smallest mean distance to the members of another cluster; ``s_i = (b - a) / max(a, b)``,
+    and ``s_i = 0`` for a point alone in its cluster (Rousseeuw 1987). Needs 2 .. k-1 clusters.
+    """
+    dist, labels = np.asarray(dist, dtype=float), np.asarray(labels)
+    k = len(labels)
+    if dist.shape != (k, k):
+        raise ValueError(f"dist has shape {dist.shape}, expected ({k}, {k}) for {k} labels")
+    names = np.unique(labels)
+    if not 2 <= len(names) <= k - 1:
+        raise ValueError(f"silhouette needs 2 .. {k - 1} clusters, got {len(names)}")
+    s = np.zeros(k)
+    for i in range(k):
+        own = labels == labels[i]
+        if own.sum() == 1:
+            continue
+        a = dist[i, own].sum() / (own.sum() - 1)
+        b = min(dist[i, labels == c].mean() for c in names if c != labels[i])
+        s[i] = (b - a) / max(a, b) if max(a, b) > 0 else 0.0
+    return float(s.mean())
+
+
+def adjusted_rand_index(a: np.ndarray, b: np.ndarray) -> float:
+    """Adjusted Rand index of two labellings of the same items (Hubert & Arabie 1985).
+
+    1 for identical partitions (up to renaming), about 0 for independent ones.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(f"a and b must be 1-D labellings of the same >= 2 items, got shapes "
+                         f"{a.shape} and {b.shape}")
+    _, ai = np.unique(a, return_inverse=True)
+    _, bi = np.unique(b, return_inverse=True)
+    table = np.zeros((ai.max() + 1, bi.max() + 1))
+    np.add.at(table, (ai, bi), 1)
+
+    def pairs(x: np.ndarray) -> float:
+        return float((x * (x - 1) / 2).sum())
+
+    index, rows, cols = pairs(table), pairs(table.sum(1)), pairs(table.sum(0))
+    total = len(a) * (len(a) - 1) / 2
+    expected = rows * cols / total
+    top = 0.5 * (rows + cols)
+    if top == expected:  # both partitions trivial (all one cluster or all singletons)
+        return 1.0
+    return float((index - expected) / (top - expected))
+
+
+# ---------------------------------------------------------------------------------------------
+# Experiment
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Result:
+    """Distances, clustering and summary numbers of one learning-rate sweep."""
+
+    config: Config
+    #: one row per net: net, lr, seed, test_acc, train_acc, converged, cluster
+    nets: pd.DataFrame
+    distances: np.ndarray  #: (k, k) symmetric PWCCA distances at config.layer
+    linkage: np.ndarray  #: scipy average-linkage matrix
+    silhouettes: dict[int, float]  #: number of clusters -> mean silhouette
+    n_clusters: int  #: the number with the largest silhouette
+    ari: float  #: adjusted Rand index between the clusters and the learning rates
+    ari_at_n_lrs: float  #: the same when the tree is cut into len(learning_rates) clusters
+    spearman: float  #: Spearman rho of pair distance vs |log10 lr_i - log10 lr_j|
+    spearman_p: float
+    lr_consistent: float  #: fraction of learning rates whose nets all share one cluster
+    lr_contiguous: bool  #: every cluster covers a contiguous range of learning rates
+    eligible: tuple[int, ...]  #: cluster counts whose cut has no cluster below min_cluster_size
+    within_lr: float  #: mean distance between nets of the same learning rate
+    between_lr: float  #: mean distance between nets of different learning rates
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per pair of nets (i < j): lr_i, lr_j, log-LR gap, same_lr, distance."""
+        rows = []
+        lrs = self.nets["lr"].to_numpy()
+        for i, j in combinations(range(len(lrs)), 2):
+            rows.append({"i": i, "j": j, "lr_i": lrs[i], "lr_j": lrs[j],
+                         "log_lr_gap": abs(np.log10(lrs[i]) - np.log10(lrs[j])),
+                         "same_lr": bool(lrs[i] == lrs[j]),
+                         "distance": self.distances[i, j]})
+        return pd.DataFrame(rows)
+
+    def cluster_table(self) -> pd.DataFrame:
+        """Per cluster: its nets' learning rates, size and test accuracy (mean, min, max)."""
+        rows = []
+        for c, g in self.nets.groupby("cluster"):
+            counts = g["lr"].value_counts().sort_index()
+            rows.append({"cluster": int(c), "nets": len(g),
+                         "learning rates (nets)": ", ".join(f"{lr:g} ({n})"
+                                                            for lr, n in counts.items()),
+                         "test acc (mean)": g["test_acc"].mean(),
+                         "test acc (min)": g["test_acc"].min(),
+                         "test acc (max)": g["test_acc"].max()})
+        return pd.DataFrame(rows).set_index("cluster")
+
+    def lr_table(self) -> pd.DataFrame:
+        """Per learning rate: test accuracy (mean, sd) and mean within-LR distance."""
+        rows = []
+        lrs = self.nets["lr"].to_numpy()
+        for lr, g in self.nets.groupby("lr"):
+            idx = np.flatnonzero(lrs == lr)
+            within = [self.distances[i, j] for i, j in combinations(idx, 2)]
+            rows.append({"lr": lr, "test acc (mean)": g["test_acc"].mean(),
+                         "test acc (sd)": g["test_acc"].std(ddof=1),
+                         "train acc (mean)": g["train_acc"].mean(),
+                         "within-LR distance": float(np.mean(within)),
+                         "clusters": ", ".join(str(c) for c in sorted(set(g["cluster"])))})
+        return pd.DataFrame(rows).set_index("lr")
+
+
+def probe_images(config: Config) -> data.ImageDataset:
+    """The probe: the first ``probe_size`` images of ``probe_split``."""
+    return data.load_images(config.dataset, config.probe_split, config.probe_size,
+                            progress=False)
+
+
+def run(config: Config = Config(), *, progress: bool = True) -> Result:
+    """Train (or load) the sweep, compare ``config.layer`` across all nets and cluster them."""
+    from tqdm.auto import tqdm
+
+    cfgs = config.train_configs()
+    runs = training.train_many(cfgs, progress=progress, desc="learning-rate sweep")
+    probe = probe_images(config)
+    acts = [capture.capture_run(r, None, probe.images, [config.layer])[config.layer]
+            for r in tqdm(runs, desc="capture", disable=not progress)]
+    dist = analysis.pairwise_distances(acts, method="pwcca")
+    lrs = np.array([c.lr for c in cfgs])
+    lr_codes = np.unique(lrs, return_inverse=True)[1]
+
+    link = hierarchy.linkage(squareform(dist, checks=False), method="average")
+    sil, eligible = {}, []
+    for k in range(2, config.max_clusters + 1):
+        labels = hierarchy.fcluster(link, k, criterion="maxclust")
+        n_found = len(np.unique(labels))
+        if n_found != k:  # ties in the tree: this many clusters cannot be cut
+            continue
+        sil[k] = silhouette(dist, labels)
+        if np.bincount(labels)[1:].min() >= config.min_cluster_size:  # labels are 1 .. k
+            eligible.append(k)
+    best = max(eligible or list(sil), key=lambda k: (sil[k], -k))
+    clusters = hierarchy.fcluster(link, best, criterion="maxclust")
+    at_n_lrs = hierarchy.fcluster(link, len(config.learning_rates), criterion="maxclust")
+
+    iu = np.triu_indices(len(lrs), 1)
+    gap = np.abs(np.log10(lrs)[:, None] - np.log10(lrs)[None, :])[iu]
+    rho, p = stats.spearmanr(gap, dist[iu])
+    same = (lrs[:, None] == lrs[None, :])[iu]
+
+    order = np.argsort(lrs, kind="stable")
+    runs_of = [clusters[order][0]]
+    for c in clusters[order][1:]:
+        if c != runs_of[-1]:
+            runs_of.append(c)
+    nets = pd.DataFrame({
+        "net": range(len(runs)), "lr": lrs, "seed": [c.seed for c in cfgs],
+        "test_acc": [r.metrics.get("test_acc", np.nan) for r in runs],
+        "train_acc": [r.metrics.get("train_acc", np.nan) for r in runs],
+        "converged": [r.converged for r in runs], "cluster": clusters})
+    return Result(
+        config=config, nets=nets, distances=dist, linkage=link, silhouettes=sil,
+        n_clusters=int(len(np.unique(clusters))),
+        ari=adjusted_rand_index(clusters, lr_codes),
+        ari_at_n_lrs=adjusted_rand_index(at_n_lrs, lr_codes),
+        lr_consistent=float(np.mean([len(set(clusters[lrs == lr])) == 1
+                                     for lr in config.learning_rates])),
+        lr_contiguous=len(runs_of) == len(set(runs_of)), eligible=tuple(eligible),
+        spearman=float(rho), spearman_p=float(p),
+        within_lr=float(dist[iu][same].mean()), between_lr=float(dist[iu][~same].mean()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------------
+
+
+def lr_palette(learning_rates: tuple[float, ...]) -> dict[float, tuple]:
+    """One colour per learning rate, dark (small) to light (large)."""
+    import seaborn as sns
+
+    colors = sns.color_palette("viridis", len(learning_rates))
+    return dict(zip(sorted(learning_rates), colors, strict=True))
+
+
+def plot_clustermap(result: Result) -> plt.Figure:
+    """The distance matrix ordered by the average-linkage tree (paper Fig. 5), rows and
+    columns coloured by learning rate and by cluster, labelled with each net's LR."""
+    import seaborn as sns
+    from matplotlib.patches import Patch
+
+    nets = result.nets
+    names = [f"lr {lr:g} · #{n}" for lr, n in zip(nets["lr"], nets["net"], strict=True)]
+    frame = pd.DataFrame(result.distances, index=names, columns=names)
+    pal = lr_palette(result.config.learning_rates)
+    cl_pal = dict(zip(sorted(set(nets["cluster"])),
+                      sns.color_palette("Set2", nets["cluster"].nunique()), strict=True))
+    colors = pd.DataFrame({"learning rate": [pal[lr] for lr in nets["lr"]],
+                           "cluster": [cl_pal[c] for c in nets["cluster"]]}, index=names)
+    grid = sns.clustermap(frame, row_linkage=result.linkage, col_linkage=result.linkage,
+                          row_colors=colors, col_colors=colors, cmap="rocket_r",
+                          figsize=(9, 8.5), dendrogram_ratio=0.12, colors_ratio=0.025,
+                          cbar_pos=(1.0, 0.25, 0.025, 0.45),
+                          cbar_kws={"label": f"PWCCA distance ({result.config.layer})"},
+                          xticklabels=True, yticklabels=True)
+    grid.ax_heatmap.tick_params(labelsize=7)
+    handles = [Patch(color=c, label=f"lr {lr:g}") for lr, c in pal.items()]
+    handles += [Patch(color=c, label=f"cluster {k}") for k, c in cl_pal.items()]
+    grid.ax_col_dendrogram.legend(handles=handles, ncol=min(7, len(handles)), loc="center",
+                                  bbox_to_anchor=(0.5, 1.25), fontsize="x-small", frameon=False)
+    grid.figure.suptitle("Pairwise distances, ordered by average-linkage clustering",
+                         y=1.04, fontweight="bold")
+    return grid.figure
+
+
+def plot_continuum(result: Result) -> plt.Figure:
+    """Left: pair distance vs the gap in log10 learning rate. Middle: test accuracy per LR.
+    Right: mean silhouette vs number of clusters (the cut criterion)."""
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.9), constrained_layout=True)
+    pairs = result.to_frame()
+    pairs["LR gap (decades)"] = pairs["log_lr_gap"].round(1)
+    color = plotting.MEASURE_COLORS["PWCCA"]
+    sns.stripplot(data=pairs, x="LR gap (decades)", y="distance", color=color, alpha=0.35,
+                  size=3, ax=axes[0], native_scale=True, jitter=0.04)
+    means = pairs.groupby("LR gap (decades)")["distance"].mean()
+    axes[0].plot(means.index, means.to_numpy(), "o-", color="black", lw=1.5, label="mean")
+    axes[0].set(xlabel=r"$|\log_{10} \mathrm{lr}_i - \log_{10} \mathrm{lr}_j|$",
+                ylabel=f"PWCCA distance ({result.config.layer})",
+                title=f"Distance vs LR gap (Spearman {result.spearman:.2f})")
+    axes[0].legend(fontsize="small")
+
+    nets = result.nets
+    pal = lr_palette(result.config.learning_rates)
+    sns.stripplot(data=nets, x="lr", y="test_acc", hue="lr", palette=pal, legend=False,
+                  size=6, ax=axes[1])
+    axes[1].set(xlabel="learning rate", ylabel="test accuracy", title="Accuracy per LR")
+
+    ks = sorted(result.silhouettes)
+    axes[2].plot(ks, [result.silhouettes[k] for k in ks], "o-", color=color)
+    axes[2].axvline(result.n_clusters, ls=":", color="black", lw=1)
+    axes[2].axhline(0.25, ls="--", color="grey", lw=1, label="0.25: weak structure")
+    axes[2].set(xlabel="number of clusters", ylabel="mean silhouette",
+                title=f"Cut: {result.n_clusters} clusters")
+    axes[2].legend(fontsize="small")
+    return fig
