@@ -12,20 +12,40 @@ takes the SVD :math:`W_x^\top \Sigma_{xy} W_y = A\,\mathrm{diag}(\rho)\,B^\top`.
 ``x``'s neuron space, and the canonical variates ``h = x_centered @ x_weights`` are orthonormal
 ``n``-vectors. Similarities are in ``[0, 1]``; ``distance = 1 - similarity``.
 
-**Rank deficiency.** Whitening is rank revealing: directions of ``x`` whose singular value
-(of the centered data) is below ``rtol`` times the largest are dropped, and :class:`CCAResult`
-reports how many (``dropped_x``, ``dropped_y``). Dead (constant) neurons, duplicated neurons and
-rank-deficient layers therefore give finite answers, never NaN. Default ``rtol``: ``1e-6`` for
-float64 inputs, ``3e-3`` for float32 inputs (whose covariance is accumulated in float32, with a
-relative eigenvalue error around ``1e-6``).
+**Rank deficiency.** Whitening is rank revealing: the eigenvalues :math:`\lambda` of
+:math:`\Sigma_{xx}` below ``rtol**2`` times the largest are dropped (singular values of the
+centered data below ``rtol`` times the largest), and :class:`CCAResult` reports how many
+(``dropped_x``, ``dropped_y``). Dead (constant) neurons, duplicated neurons and rank-deficient
+layers therefore give finite answers, never NaN or ``LinAlgError``. Default ``rtol``:
 
-**Cost.** The default ``method="gram"`` forms the three covariance matrices in one pass,
-``2 n (d1^2 + d2^2 + d1 d2)`` flops (``~3 n d^2`` for ``d1 = d2``, on the input's device and
-dtype), then works on ``d x d`` matrices in float64: ``O(d^3)``. PWCCA's weights come from
-:math:`x^\top h = \Sigma_{xx} W_x A` at no extra pass over the samples. ``method="svd"`` is an
-independent implementation (thin SVD of the centered data in float64 on the CPU, ``O(n d^2)``
-with a larger constant) that resolves singular values down to machine precision rather than
-its square root; it is used to cross-check the default.
+* ``1e-6`` for float64 inputs: the covariance is exact to about ``1e-15`` relative, so an exact
+  duplicate or dead neuron leaves an eigenvalue near ``1e-15 lambda_max``, far below the cut
+  ``1e-12 lambda_max``, while genuine directions down to a millionth of the largest standard
+  deviation are kept;
+* ``3e-3`` for float32 inputs: products are formed in float32 (about 7 digits), so a duplicate
+  leaves an eigenvalue up to about ``1e-7 lambda_max`` (singular-value ratio ``~3e-4``); the
+  cut at ``~1e-5 lambda_max`` leaves a 10x margin. Pass ``rtol`` to choose otherwise.
+
+An input with no variance at all (every neuron constant) raises ``ValueError``: its similarity
+to anything is undefined (0/0), and returning 0 would hide a broken capture.
+
+**Accuracy of float32.** Within blocks of rows the products are float32, summed across blocks in
+float64. On well-conditioned data ``rho`` from float32 inputs agrees with float64 to about
+``1e-7`` (``benchmarks/bench_similarity.py`` reports it per size: 2e-8 to 5e-8 measured); the
+error grows with the condition number of the inputs. Tests allow ``1e-4``.
+
+**Cost.** With ``d = max(d1, d2)``: the default ``method="gram"`` forms the three covariance
+matrices in one pass over the samples, ``n (d1^2 + d2^2 + 2 d1 d2)`` flops (SYRK for
+:math:`\Sigma_{xx}, \Sigma_{yy}`, GEMM for :math:`\Sigma_{xy}`: ``~4 n d^2``, the same count as
+a SYRK of the stacked ``[x, y]``, which is the minimum for forming these matrices), then
+``O(d^3)`` in float64 on ``d x d`` matrices (two ``eigh``, one SVD; coefficients alone skip the
+singular vectors). Extra memory: one block of rows (``~16 MiB``) plus ``O(d^2)``; no centered
+copy of the data. CUDA tensors are centered and multiplied on their device (an ``n x d``
+centered copy there). PWCCA's weights come from :math:`x^\top h = \Sigma_{xx} W_x A` at no extra
+pass over the samples. ``method="svd"`` is an independent implementation (thin SVD of the
+centered data in float64 on the CPU, ``~6 n d^2`` flops and an ``n x d`` copy per input) that
+resolves singular values down to machine precision rather than its square root; it is there
+to cross-check the default.
 """
 
 from __future__ import annotations
@@ -96,41 +116,76 @@ class _Grams:
 def _rtol_for(arr: Any, rtol: float | None) -> float:
     if rtol is not None:
         return rtol
-    if is_torch(arr):
-        import torch
+    single = str(arr.dtype) in ("float32", "torch.float32")
+    return _DEFAULT_RTOL[np.dtype(np.float32 if single else np.float64)]
 
-        return 3e-3 if arr.dtype == torch.float32 else 1e-6
-    return _DEFAULT_RTOL[arr.dtype]
+
+def _on_cuda(a: Any) -> bool:
+    return is_torch(a) and a.device.type != "cpu"
+
+
+def _host_view(a: Any) -> np.ndarray:
+    """A CPU tensor as a numpy array sharing its memory (no copy); arrays pass through."""
+    return a.detach().numpy() if is_torch(a) else a
 
 
 def _common_torch(x: Any, y: Any) -> tuple[Any, Any]:
-    """Put a numpy/torch mix on the tensor's device; compute in the wider float dtype."""
+    """Put a numpy/torch mix on the CUDA tensor's device; compute in the wider float dtype."""
     import torch
 
-    ref = x if is_torch(x) else y
-    x = x if is_torch(x) else torch.from_numpy(np.ascontiguousarray(x)).to(ref.device)
-    y = y if is_torch(y) else torch.from_numpy(np.ascontiguousarray(y)).to(ref.device)
+    ref = x if _on_cuda(x) else y
+    x, y = (a.to(ref.device) if is_torch(a) else
+            torch.from_numpy(np.ascontiguousarray(a)).to(ref.device) for a in (x, y))
     if x.dtype != y.dtype:
         x, y = x.double(), y.double()
     return x, y
 
 
+#: Rows per block when accumulating covariances on the CPU: blocks of about 2**21 values
+#: (16 MiB in float64) keep the extra memory independent of ``n_samples``.
+_BLOCK_VALUES = 2**21
+
+
 def _grams(x: Any, y: Any, rtol: float | None) -> _Grams:
+    """Covariances of the centered inputs, float64, in one blocked pass over the samples.
+
+    CPU inputs (numpy arrays, and CPU tensors viewed as numpy without a copy, whose BLAS was
+    measured faster here than torch's): the means first, then blocks of rows are centered into
+    a reused buffer and their products accumulated in float64 (SYRK for ``x'x``, ``y'y``, GEMM
+    for ``x'y``). Extra memory is one block, not a centered copy of the data; float32 inputs are
+    multiplied in float32 within a block (twice the speed) and summed across blocks in float64.
+    CUDA tensors: centered and multiplied on their device in their dtype; only the ``d x d``
+    results come to the host.
+    """
     rtol_x, rtol_y = _rtol_for(x, rtol), _rtol_for(y, rtol)
-    if is_torch(x) or is_torch(y):
+    n = int(x.shape[0])
+    if _on_cuda(x) or _on_cuda(y):
         x, y = _common_torch(x, y)
         xc = x - x.mean(dim=0, keepdim=True)
         yc = y - y.mean(dim=0, keepdim=True)
-        mats = [(a.T @ b).double().cpu().numpy() for a, b in ((xc, xc), (yc, yc), (xc, yc))]
+        sxx, syy, sxy = ((a.T @ b).double().cpu().numpy()
+                         for a, b in ((xc, xc), (yc, yc), (xc, yc)))
     else:
+        x, y = _host_view(x), _host_view(y)
         if x.dtype != y.dtype:
             x, y = x.astype(np.float64), y.astype(np.float64)
-        xc = x - x.mean(axis=0)
-        yc = y - y.mean(axis=0)
-        mats = [(a.T @ b).astype(np.float64, copy=False) for a, b in ((xc, xc), (yc, yc), (xc, yc))]
-    sxx, syy, sxy = mats
+        d1, d2 = x.shape[1], y.shape[1]
+        # means accumulated in float64 whatever the input dtype
+        mx, my = x.mean(axis=0, dtype=np.float64), y.mean(axis=0, dtype=np.float64)
+        block = int(min(n, max(1024, _BLOCK_VALUES // (d1 + d2))))
+        bx, by = np.empty((block, d1), x.dtype), np.empty((block, d2), y.dtype)
+        sxx, syy = np.zeros((d1, d1)), np.zeros((d2, d2))
+        sxy = np.zeros((d1, d2))
+        for start in range(0, n, block):
+            stop = min(n, start + block)
+            a, b = bx[: stop - start], by[: stop - start]
+            np.subtract(x[start:stop], mx, out=a, casting="same_kind")
+            np.subtract(y[start:stop], my, out=b, casting="same_kind")
+            sxx += a.T @ a
+            syy += b.T @ b
+            sxy += a.T @ b
     # symmetrize against rounding so eigh sees an exactly symmetric matrix
-    return _Grams((sxx + sxx.T) / 2, (syy + syy.T) / 2, sxy, x.shape[0], rtol_x, rtol_y)
+    return _Grams((sxx + sxx.T) / 2, (syy + syy.T) / 2, sxy, n, rtol_x, rtol_y)
 
 
 def _whitener(s: np.ndarray, rtol: float, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -161,13 +216,22 @@ class _Core:
     dropped_y: int
 
 
-def _cca_from_grams(g: _Grams) -> _Core:
+def _cca_from_grams(g: _Grams, vectors: bool = True) -> _Core:
+    """CCA from the covariances. ``vectors=False``: only ``rho`` (singular values without
+    vectors, about half the ``O(d^3)`` work); the weights are then empty ``(d, 0)`` arrays."""
     wx, _, _ = _whitener(g.sxx, g.rtol_x, "x")
     wy, _, _ = _whitener(g.syy, g.rtol_y, "y")
-    a, s, bt = np.linalg.svd(wx.T @ g.sxy @ wy, full_matrices=False)
+    m = wx.T @ g.sxy @ wy
+    dropped_x, dropped_y = g.sxx.shape[0] - wx.shape[1], g.syy.shape[0] - wy.shape[1]
+    if not vectors:
+        s = np.linalg.svd(m, compute_uv=False)
+        return _Core(rho=np.clip(s, 0.0, 1.0), x_weights=np.empty((g.sxx.shape[0], 0)),
+                     y_weights=np.empty((g.syy.shape[0], 0)), dropped_x=dropped_x,
+                     dropped_y=dropped_y)
+    a, s, bt = np.linalg.svd(m, full_matrices=False)
     c = s.size  # = min(rank_x, rank_y)
     return _Core(rho=np.clip(s, 0.0, 1.0), x_weights=wx @ a[:, :c], y_weights=wy @ bt[:c].T,
-                 dropped_x=g.sxx.shape[0] - wx.shape[1], dropped_y=g.syy.shape[0] - wy.shape[1])
+                 dropped_x=dropped_x, dropped_y=dropped_y)
 
 
 def _pw_mean(rho: np.ndarray, xtx_weights: np.ndarray) -> float:
@@ -230,7 +294,7 @@ def cca(x: Any, y: Any, *, variates: bool = True, method: str = "gram", rtol: fl
     ``"gram"`` (default, fast) or ``"svd"`` (independent, more accurate on ill-conditioned data).
     ``rtol``: relative singular-value tolerance for dropping dependent directions (default by
     dtype, see the module doc). Invariant to any invertible linear map of either input and to
-    translation. Cost: ``~3 n d^2`` flops plus ``O(d^3)``.
+    translation. Cost: ``~4 n d^2`` flops plus ``O(d^3)``; variates ``2 n d c`` more.
     """
     rtol = _prepare(x, y, allow_few_samples, rtol, method)
     if method == "svd":
@@ -248,13 +312,15 @@ def cca(x: Any, y: Any, *, variates: bool = True, method: str = "gram", rtol: fl
 
 
 def _variates(a: Any, w: np.ndarray) -> np.ndarray:
-    if is_torch(a):
+    """Canonical variates ``(a - mean) @ w`` as a float64 numpy array."""
+    if _on_cuda(a):
         import torch
 
         ac = a - a.mean(dim=0, keepdim=True)
         return (ac.double() @ torch.from_numpy(w).to(ac.device)).cpu().numpy()
-    ac = a - a.mean(axis=0)
-    return ac.astype(np.float64, copy=False) @ w
+    a = _host_view(a)
+    ac = a.astype(np.float64, copy=False) - a.mean(axis=0, dtype=np.float64)
+    return ac @ w
 
 
 def mean_cca(x: Any, y: Any, *, method: str = "gram", rtol: float | None = None,
@@ -264,8 +330,10 @@ def mean_cca(x: Any, y: Any, *, method: str = "gram", rtol: float | None = None,
     ``x``: ``(n_samples, d1)``, ``y``: ``(n_samples, d2)``. Symmetric; invariant to invertible
     linear maps and translation of either input. Cost as :func:`cca` without variates.
     """
-    return cca(x, y, variates=False, method=method, rtol=rtol,
-               allow_few_samples=allow_few_samples).mean
+    rtol = _prepare(x, y, allow_few_samples, rtol, method)
+    if method == "svd":
+        return float(np.mean(_cca_svd(x, y, rtol)[0].rho))
+    return float(np.mean(_cca_from_grams(_grams(x, y, rtol), vectors=False).rho))
 
 
 def pwcca(x: Any, y: Any, *, symmetric: bool = False, method: str = "gram",
@@ -355,7 +423,8 @@ def linear_cka(x: Any, y: Any, *, debiased: bool = False,
     unbiased HSIC estimator (Song et al. 2012), computed in feature space in ``O(n d^2)``
     without ``n x n`` kernels; it can dip slightly below 0 for unrelated inputs and is clipped
     to ``[0, 1]`` (needs ``n_samples >= 4``). Invariant to rotation, isotropic scaling,
-    translation and permutation; not to general invertible maps. Cost ``~3 n d^2`` flops.
+    translation and permutation; not to general invertible maps. Cost ``~4 n d^2`` flops
+    (debiased: ``2 n d`` more for the kernels' diagonals).
     """
     check_pair(x, y, allow_few_samples=allow_few_samples)
     g = _grams(x, y, None)
@@ -378,10 +447,10 @@ def linear_cka(x: Any, y: Any, *, debiased: bool = False,
 
 def _row_norms2(a: Any) -> np.ndarray:
     """Squared norms of the centered rows (the linear kernel's diagonal), float64."""
-    if is_torch(a):
+    if _on_cuda(a):
         ac = a.double() - a.double().mean(dim=0, keepdim=True)
         return (ac * ac).sum(dim=1).cpu().numpy()
-    ac = a.astype(np.float64, copy=False)
+    ac = _host_view(a).astype(np.float64, copy=False)
     ac = ac - ac.mean(axis=0)
     return np.einsum("ij,ij->i", ac, ac)
 
