@@ -1,0 +1,322 @@
+"""RNN training dynamics: do LSTM layers converge bottom-up? (paper Fig. 6, A8; claims C8, C2).
+
+One multi-layer LSTM language model is trained with checkpoints (log-spaced, plus a finer grid
+over the last part of training, plus the final step ``T``). Every checkpoint is run on the same
+fixed probe set (``probe_seqs`` validation sequences of ``probe_len`` tokens, each from a zero
+state); every (sequence, timestep) position is one sample, so a layer gives an
+``(probe_seqs * probe_len, hidden)`` matrix. For every layer and checkpoint ``t`` we compare the
+layer at ``t`` with the same layer at ``T``:
+
+* PWCCA distance, weights from the final representation: ``distance(L(T), L(t), "pwcca")``;
+* mean CCA distance ``1 - mean(rho)``;
+* cosine and Euclidean distance of the same neurons (controls, paper Fig. A8);
+* the sorted CCA coefficients ``rho`` themselves (paper Fig. 1b/c).
+
+:func:`lm_config` builds the engine's :class:`~cca_lib.training.LMTrainConfig`; the timesteps
+chapter (:mod:`cca_lib.experiments.rnn_timesteps`) calls it with the same values, so it reuses the
+cached run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from cca_lib import capture as _capture
+from cca_lib import data as _data
+from cca_lib import training as _training
+
+MEASURES = ("PWCCA", "mean CCA", "cosine", "Euclidean")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Training and analysis parameters. Defaults are the quick profile."""
+
+    corpus: str = "tinyshakespeare"  #: "tinyshakespeare" (chars), "ptb" or "wikitext-2" (words)
+    n_layers: int = 3  #: LSTM layers (paper: 3)
+    hidden_size: int = 64  #: units per layer (paper: 1150 in awd-lstm-lm)
+    embed_dim: int = 32  #: token embedding size (paper: 400)
+    dropout: float = 0.0  #: dropout between layers
+    lr: float = 3e-3  #: Adam learning rate
+    schedule: str = "cosine"  #: "cosine" (to lr * final_lr_frac) or "constant"
+    final_lr_frac: float = 0.1  #: LR at the end as a fraction of lr (0: decays to zero)
+    batch_size: int = 64  #: windows per step
+    seq_len: int = 64  #: tokens per window (BPTT length)
+    epochs: float = 6.0  #: passes over the training text
+    train_tokens: int | None = None  #: train on the first train_tokens tokens (None: all)
+    log_checkpoints: int = 12  #: log-spaced checkpoints (plus T/2 and T)
+    tail_checkpoints: int = 6  #: extra evenly spaced checkpoints over the last tail_frac of steps
+    tail_frac: float = 0.3  #: fraction of training covered by the fine grid at the end
+    eval_points: int = 20  #: validation evaluations over training (perplexity curve)
+    probe_seqs: int = 200  #: probe sequences from the validation split
+    probe_len: int = 50  #: tokens per probe sequence (samples = probe_seqs * probe_len)
+    threshold: float = 0.1  #: "converged" = distance to the final step below this
+    seed: int = 0  #: initial weights and minibatch order
+    threads: int | None = None  #: torch threads for training (speed only)
+
+    def __post_init__(self) -> None:
+        for arg in ("n_layers", "hidden_size", "embed_dim", "batch_size", "seq_len",
+                    "probe_seqs", "probe_len", "eval_points"):
+            val = getattr(self, arg)
+            if not isinstance(val, int) or val < 1:
+                raise ValueError(f"{arg} must be a positive int, got {val!r}")
+        if self.n_layers < 2:
+            raise ValueError(f"n_layers must be at least 2 to compare layers, got {self.n_layers}")
+        if not self.epochs > 0:
+            raise ValueError(f"epochs must be positive, got {self.epochs!r}")
+        if not isinstance(self.log_checkpoints, int) or self.log_checkpoints < 2:
+            raise ValueError(f"log_checkpoints must be an int >= 2, got {self.log_checkpoints!r}")
+        if not isinstance(self.tail_checkpoints, int) or self.tail_checkpoints < 0:
+            raise ValueError(f"tail_checkpoints must be an int >= 0, got "
+                             f"{self.tail_checkpoints!r}")
+        if not 0 < self.tail_frac < 1:
+            raise ValueError(f"tail_frac must be in (0, 1), got {self.tail_frac!r}")
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
+        n = self.probe_seqs * self.probe_len
+        if n < 10 * self.hidden_size:
+            raise ValueError(
+                f"probe_seqs * probe_len = {n} samples is fewer than 10 x hidden_size = "
+                f"{10 * self.hidden_size}: CCA distances would sit on the sampling floor")
+        # the engine validates the rest (corpus, lr, schedule, ...)
+        lm_config(self)
+
+
+def lm_config(config: Config, total_steps: int | None = None) -> _training.LMTrainConfig:
+    """The engine config of ``config``'s run. ``total_steps`` (the run's ``T``) adds the
+    evaluation grid and the fine checkpoint grid over the tail; without it, a config with
+    neither (used only to validate and to count steps)."""
+    extra: tuple[int, ...] = ()
+    eval_every = None
+    if total_steps is not None:
+        start = int(round((1 - config.tail_frac) * total_steps))
+        tail = np.linspace(start, total_steps, config.tail_checkpoints + 2)[1:-1]
+        extra = tuple(sorted({int(round(s)) for s in tail} - {0, total_steps}))
+        eval_every = max(1, total_steps // config.eval_points)
+    return _training.LMTrainConfig(
+        corpus=config.corpus, embed_dim=config.embed_dim, hidden_size=config.hidden_size,
+        n_layers=config.n_layers, dropout=config.dropout, seed=config.seed, lr=config.lr,
+        schedule=config.schedule, final_lr_frac=config.final_lr_frac,
+        batch_size=config.batch_size, seq_len=config.seq_len, epochs=config.epochs,
+        train_tokens=config.train_tokens, checkpoints=extra,
+        log_checkpoints=config.log_checkpoints, eval_every=eval_every, threads=config.threads)
+
+
+def total_steps(config: Config, *, progress: bool = False) -> int:
+    """Training steps ``T`` of ``config`` (from the corpus size, as the engine counts them)."""
+    corpus = _data.load_text(config.corpus, progress=progress)
+    n_train = len(corpus.train) if config.train_tokens is None else min(
+        config.train_tokens, len(corpus.train))
+    per_epoch = ((n_train - 1) // config.seq_len) // config.batch_size
+    if per_epoch < 1:
+        raise ValueError(f"{n_train} training tokens do not fill one batch of "
+                         f"{config.batch_size} x {config.seq_len}")
+    return max(1, int(np.ceil(config.epochs * per_epoch)))
+
+
+def train(config: Config, *, progress: bool = True) -> _training.TrainResult:
+    """Train (or load from the cache) the LSTM of ``config``, with its checkpoint grid."""
+    return _training.train(lm_config(config, total_steps(config, progress=progress)),
+                           progress=progress)
+
+
+def probe_ids(config: Config, *, progress: bool = False):
+    """The fixed probe set: int64 ``(probe_seqs, probe_len)`` consecutive windows of the
+    validation split, starting at its beginning."""
+    corpus = _data.load_text(config.corpus, progress=progress)
+    return _data.windows(corpus.valid, config.probe_len, config.probe_seqs)
+
+
+@dataclass(frozen=True)
+class Result:
+    """Distances of every layer at every checkpoint to its final representation."""
+
+    config: Config
+    #: long format: step, epoch, layer (1-based int), measure, distance
+    distances: pd.DataFrame
+    #: sorted CCA coefficients: step, layer, index, rho
+    spectra: pd.DataFrame
+    #: validation perplexity over training: step, epoch, valid_ppl, valid_loss, train_loss
+    history: pd.DataFrame
+    steps: tuple[int, ...]  #: checkpointed steps (0 .. T)
+    steps_per_epoch: float
+    metrics: dict  #: the run's final metrics (valid_ppl, unigram_valid_ppl, ...)
+    n_samples: int  #: probe positions used as samples
+    train_seconds: float  #: training time of the run (of the original run if cached)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Long-format distances (one row per step, layer and measure), for seaborn."""
+        return self.distances.copy()
+
+    def table(self, measure: str) -> pd.DataFrame:
+        """Distances of one measure: rows = steps, columns = layers."""
+        sub = self.distances[self.distances["measure"] == measure]
+        return sub.pivot(index="step", columns="layer", values="distance")
+
+    def intermediate(self, measure: str) -> pd.DataFrame:
+        """:meth:`table` without step 0 and the final step."""
+        t = self.table(measure)
+        return t.loc[(t.index > 0) & (t.index < t.index.max())]
+
+    def ordered_fraction(self, measure: str) -> float:
+        """Fraction of intermediate checkpoints at which distance is non-decreasing with depth
+        (layer 1 <= layer 2 <= ... <= layer K)."""
+        t = self.intermediate(measure).to_numpy()
+        return float(np.mean(np.all(np.diff(t, axis=1) >= 0, axis=1)))
+
+    def area(self, measure: str) -> pd.Series:
+        """Per layer: the mean distance over intermediate checkpoints, taken as the area under
+        the curve against log(step), divided by the log-step range (a time-average on the
+        paper's log axis)."""
+        t = self.intermediate(measure)
+        x = np.log(t.index.to_numpy(dtype=float))
+        y = t.to_numpy()
+        dx = np.diff(x)[:, None]
+        area = (0.5 * (y[1:] + y[:-1]) * dx).sum(0) / (x[-1] - x[0])
+        return pd.Series(area, index=t.columns, name=measure)
+
+    def separation(self, measure: str) -> float:
+        """Separation index: (area of the top layer - area of the bottom layer) / mean area.
+
+        Scale-free, so PWCCA and mean CCA (which live on different scales) can be compared:
+        0 means the layers' curves coincide on average, larger means the layers are further
+        apart relative to the distances themselves. Negative when the order is reversed."""
+        a = self.area(measure)
+        return float((a.iloc[-1] - a.iloc[0]) / a.mean())
+
+    def first_below(self, measure: str, threshold: float | None = None) -> pd.Series:
+        """Per layer: the first checkpoint from which the distance stays below ``threshold``
+        (default ``config.threshold``) until the end."""
+        threshold = self.config.threshold if threshold is None else threshold
+        t = self.table(measure)
+        out = {}
+        for layer in t.columns:
+            above = t.index[t[layer].to_numpy() >= threshold]
+            later = t.index[t.index > above.max()] if len(above) else t.index
+            out[layer] = int(later.min())
+        return pd.Series(out, name=measure)
+
+
+def _distance_rows(ref: np.ndarray, acts: np.ndarray) -> dict[str, float]:
+    from cca_lib.analysis import cosine_distance, euclidean_distance
+    from cca_lib.similarity import distance
+
+    ref, acts = np.asarray(ref, dtype=np.float64), np.asarray(acts, dtype=np.float64)
+    return {
+        "PWCCA": float(distance(ref, acts, method="pwcca")),
+        "mean CCA": float(distance(ref, acts, method="mean_cca")),
+        "cosine": cosine_distance(acts, ref),
+        "Euclidean": euclidean_distance(acts, ref),
+    }
+
+
+def run(config: Config = Config(), *, progress: bool = True) -> Result:
+    """Train (cached), capture every checkpoint on the probe set (cached), compare each layer
+    with its final representation."""
+    from tqdm.auto import tqdm
+
+    from cca_lib.similarity import cca
+
+    res = train(config, progress=progress)
+    probe = probe_ids(config)
+    n_steps = res.final_step
+    per_epoch = (n_steps / res.config.epochs) if res.config.steps is None else float(n_steps)
+    final = _capture.flatten_timesteps(_capture.capture_run(res, n_steps, probe))
+    names = list(final)
+    rows, spectra = [], []
+    for step in tqdm(res.steps, desc="checkpoints", disable=not progress):
+        acts = final if step == n_steps else _capture.flatten_timesteps(
+            _capture.capture_run(res, step, probe))
+        for li, name in enumerate(names, start=1):
+            for measure, value in _distance_rows(final[name], acts[name]).items():
+                rows.append({"step": step, "epoch": step / per_epoch, "layer": li,
+                             "measure": measure, "distance": value})
+            rho = np.sort(cca(acts[name].astype(np.float64), final[name].astype(np.float64),
+                              variates=False).rho)[::-1]
+            spectra.extend({"step": step, "layer": li, "index": i, "rho": float(r)}
+                           for i, r in enumerate(rho))
+    hist = res.history[["step", "epoch", "valid_ppl", "valid_loss", "train_loss"]].copy()
+    return Result(config=config, distances=pd.DataFrame(rows), spectra=pd.DataFrame(spectra),
+                  history=hist.reset_index(drop=True), steps=tuple(res.steps),
+                  steps_per_epoch=per_epoch, metrics=dict(res.metrics),
+                  n_samples=int(probe.numel()), train_seconds=float(res.seconds))
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------------
+
+def plot_distances(result: Result):
+    """The paper's Fig. 6 and A8: distance to the final representation vs training step, one
+    line per layer, one panel per measure (log step axis; step 0 left out)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    frame = result.to_frame()
+    frame = frame[frame["step"] > 0]
+    fig, axes = plt.subplots(1, len(MEASURES), figsize=(14, 3.6), constrained_layout=True)
+    palette = sns.color_palette("viridis_r", frame["layer"].nunique())
+    for ax, measure in zip(axes, MEASURES, strict=True):
+        sub = frame[frame["measure"] == measure]
+        sns.lineplot(data=sub, x="step", y="distance", hue="layer", palette=palette,
+                     marker="o", markersize=4, ax=ax, legend=ax is axes[0])
+        ax.set_xscale("log")
+        ax.set(title=measure, xlabel="training step (log)",
+               ylabel="distance to final step" if ax is axes[0] else "")
+    axes[0].legend(title="layer", fontsize="small")
+    return fig
+
+
+def plot_spectra(result: Result, steps: tuple[int, ...] | None = None):
+    """The paper's Fig. 1b/c: sorted CCA coefficients between each layer at step t and at the
+    final step, one panel per layer, one line per checkpoint."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    spec = result.spectra
+    all_steps = sorted(set(spec["step"]) - {0})
+    if steps is None:
+        idx = np.unique(np.linspace(0, len(all_steps) - 1, 6).round().astype(int))
+        steps = tuple(all_steps[i] for i in idx)
+    spec = spec[spec["step"].isin(steps)]
+    layers = sorted(spec["layer"].unique())
+    fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers), 3.6),
+                             constrained_layout=True, sharey=True)
+    for ax, layer in zip(np.atleast_1d(axes), layers, strict=True):
+        sub = spec[spec["layer"] == layer]
+        sns.lineplot(data=sub, x="index", y="rho", hue="step", palette="magma_r",
+                     hue_norm=matplotlib_lognorm(min(steps), max(steps)), ax=ax,
+                     legend=layer == layers[-1])
+        ax.set(title=f"layer {layer}", xlabel="CCA direction (sorted)",
+               ylabel=r"$\rho_i$ with the final step", ylim=(0, 1.02))
+    np.atleast_1d(axes)[-1].legend(title="step", fontsize="small", loc="center left",
+                                   bbox_to_anchor=(1.02, 0.5))
+    return fig
+
+
+def matplotlib_lognorm(lo: float, hi: float):
+    from matplotlib.colors import LogNorm
+
+    return LogNorm(vmin=max(lo, 1), vmax=max(hi, 2))
+
+
+def plot_perplexity(result: Result):
+    """Validation perplexity over training (log step axis)."""
+    import matplotlib.pyplot as plt
+
+    h = result.history[result.history["step"] > 0]
+    fig, ax = plt.subplots(figsize=(5.5, 3.4), constrained_layout=True)
+    ax.plot(h["step"], h["valid_ppl"], marker="o", ms=4, color="black", label="validation")
+    ax.axhline(result.metrics.get("unigram_valid_ppl", np.nan), ls=":", color="grey",
+               label="unigram model")
+    ax.set(xscale="log", xlabel="training step (log)", ylabel="perplexity",
+           title="Validation perplexity")
+    ax.legend(fontsize="small")
+    return fig
+
+
+__all__ = ["MEASURES", "Config", "Result", "lm_config", "plot_distances", "plot_perplexity",
+           "plot_spectra", "probe_ids", "run", "total_steps", "train"]

@@ -1,0 +1,338 @@
+"""Across timesteps: are an LSTM's hidden states linearly similar over time? (paper App. A.3,
+Figs. A2-A4; claim C9).
+
+A trained LSTM language model (the run of :mod:`cca_lib.experiments.rnn_dynamics`, same config,
+so the cached run is reused) is unrolled over a long probe text in consecutive windows of
+``window`` tokens. ``O_j`` is a layer's output at position ``j`` of every window (one row per
+window); each ``O_j`` is compared with the last one, ``O_{window-1}``, by PWCCA (weights from
+``O_{window-1}``), mean CCA, and the cosine and Euclidean distance of the same neurons.
+
+Controls that make the curves readable:
+
+* a toy RNN ``h' = W h + a * sigmoid(V h) + b`` with ``W`` orthogonal and no input: for
+  ``a = 0`` every ``h_j`` is an invertible affine map of ``h_{19}``, so CCA must call all
+  timesteps equivalent (distance 0), while cosine and Euclidean distance need not be small;
+  ``a > 0`` blends in a nonlinearity;
+* repeated-input probes: the same token ``window`` times, after a short (early) or a long
+  (late) context;
+* the sampling floor: the distance between ``O_{window-1}`` and a row-permuted copy of itself
+  (unrelated rows, same ``n`` and ``d``), and between the first and second half of the windows;
+* the untrained network (step 0) through the same analysis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cca_lib import capture as _capture
+from cca_lib import data as _data
+from cca_lib.experiments import rnn_dynamics
+
+MEASURES = ("PWCCA", "mean CCA", "cosine", "Euclidean")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Parameters. ``training`` is the LSTM run (the dynamics chapter's config: the same values
+    reuse its cached run). Defaults are the quick profile."""
+
+    training: rnn_dynamics.Config = field(default_factory=rnn_dynamics.Config)
+    window: int = 20  #: unrolled steps per window (paper: 20)
+    n_windows: int | None = None  #: windows of the validation text (None: all that fit)
+    carry_state: bool = True  #: carry the state across windows (False: each from zero)
+    n_streams: int = 50  #: parallel streams when carrying state
+    toy_dim: int = 64  #: toy RNN state size
+    toy_samples: int = 2000  #: toy initial states h_0 ~ N(0, I)
+    toy_blend: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)  #: values of a (0: linear)
+    repeat_contexts: int = 2000  #: contexts for the repeated-input probes (rows)
+    early_prefix: int = 3  #: context tokens before the repeats, "early"
+    late_prefix: int = 200  #: context tokens before the repeats, "late"
+    repeat_token: str | None = None  #: the repeated token (None: the corpus' most frequent)
+    seed: int = 0  #: toy weights, context positions, row permutation
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.training, rnn_dynamics.Config):
+            raise ValueError(f"training must be an rnn_dynamics.Config, got "
+                             f"{type(self.training).__name__}")
+        for arg in ("window", "n_streams", "toy_dim", "toy_samples", "repeat_contexts",
+                    "early_prefix", "late_prefix"):
+            val = getattr(self, arg)
+            if not isinstance(val, int) or val < 1:
+                raise ValueError(f"{arg} must be a positive int, got {val!r}")
+        if self.window < 2:
+            raise ValueError(f"window must be at least 2, got {self.window}")
+        if self.n_windows is not None and (not isinstance(self.n_windows, int)
+                                           or self.n_windows < 1):
+            raise ValueError(f"n_windows must be a positive int or None, got {self.n_windows!r}")
+        if self.late_prefix <= self.early_prefix:
+            raise ValueError(f"late_prefix={self.late_prefix} must exceed "
+                             f"early_prefix={self.early_prefix}")
+        object.__setattr__(self, "toy_blend", tuple(float(a) for a in self.toy_blend))
+        if 0.0 not in self.toy_blend:
+            raise ValueError("toy_blend must include a = 0 (the linear toy, the exact control)")
+        if any(a < 0 for a in self.toy_blend):
+            raise ValueError(f"toy_blend values must be >= 0, got {self.toy_blend}")
+        if self.toy_samples < 10 * self.toy_dim:
+            raise ValueError(f"toy_samples={self.toy_samples} must be >= 10 x toy_dim="
+                             f"{10 * self.toy_dim} (sampling floor)")
+        hidden = self.training.hidden_size
+        if self.repeat_contexts < 10 * hidden:
+            raise ValueError(f"repeat_contexts={self.repeat_contexts} must be >= 10 x "
+                             f"hidden_size={10 * hidden} (sampling floor)")
+
+
+def _compare(ref: np.ndarray, x: np.ndarray) -> dict[str, float]:
+    """All four distances of ``x`` (O_j) to ``ref`` (O_last); PWCCA weights from ``ref``."""
+    from cca_lib.analysis import cosine_distance, euclidean_distance
+    from cca_lib.similarity import distance
+
+    return {"PWCCA": float(distance(ref, x, method="pwcca")),
+            "mean CCA": float(distance(ref, x, method="mean_cca")),
+            "cosine": cosine_distance(x, ref), "Euclidean": euclidean_distance(x, ref)}
+
+
+def _curve_rows(acts: np.ndarray, **labels) -> list[dict]:
+    """acts ``(n, window, d)`` -> rows of the distances of every O_j to O_last."""
+    ref = acts[:, -1]
+    rows = []
+    for j in range(acts.shape[1]):
+        for measure, value in _compare(ref, acts[:, j]).items():
+            rows.append({**labels, "j": j, "measure": measure, "distance": value})
+    return rows
+
+
+def _floor_rows(o_last: np.ndarray, rng: np.random.Generator, **labels) -> list[dict]:
+    from cca_lib.similarity import distance
+
+    perm = o_last[rng.permutation(len(o_last))]
+    half = len(o_last) // 2
+    a, b = o_last[:half], o_last[half:2 * half]
+    rows = []
+    for kind, (x, y) in {"permuted rows": (o_last, perm), "disjoint halves": (a, b)}.items():
+        for measure, method in (("PWCCA", "pwcca"), ("mean CCA", "mean_cca")):
+            rows.append({**labels, "floor": kind, "measure": measure, "n": len(x),
+                         "distance": float(distance(x, y, method=method))})
+    return rows
+
+
+def toy_states(dim: int, n: int, steps: int, a: float, seed: int) -> np.ndarray:
+    """The toy RNN ``h_{t+1} = W h_t + a * sigmoid(V h_t) + b`` (no input) from ``n`` random
+    initial states: float64 ``(n, steps, dim)``. ``W`` is a random orthogonal matrix, ``V`` has
+    iid N(0, 1/dim) entries, ``b`` iid N(0, 1); all three depend on ``seed`` only, not on ``a``.
+    ``h_0 ~ N(0, I)``. Returned are ``h_1 .. h_steps``."""
+    rng = np.random.default_rng(seed)
+    q, r = np.linalg.qr(rng.standard_normal((dim, dim)))
+    w = q * np.sign(np.diag(r))
+    v = rng.standard_normal((dim, dim)) / np.sqrt(dim)
+    b = rng.standard_normal(dim)
+    h = rng.standard_normal((n, dim))
+    out = np.empty((n, steps, dim))
+    for t in range(steps):
+        h = h @ w.T + a * (1.0 / (1.0 + np.exp(-(h @ v.T)))) + b
+        out[:, t] = h
+    return out
+
+
+def repeated_probes(config: Config, valid: torch.Tensor, token: int, prefix: int
+                    ) -> torch.Tensor:
+    """``repeat_contexts`` rows of ``prefix`` consecutive validation tokens (random, seeded
+    start positions) followed by ``window`` copies of ``token``: int64 ``(m, prefix + window)``.
+    """
+    rng = np.random.default_rng(config.seed + 1)
+    hi = len(valid) - config.late_prefix - 1
+    if hi < config.repeat_contexts:
+        raise ValueError(f"the validation text ({len(valid)} tokens) is too short for "
+                         f"{config.repeat_contexts} contexts of {config.late_prefix} tokens")
+    starts = rng.choice(hi, config.repeat_contexts, replace=False)
+    ctx = torch.stack([valid[s:s + prefix] for s in starts])
+    rep = torch.full((config.repeat_contexts, config.window), token, dtype=torch.int64)
+    return torch.cat([ctx, rep], dim=1)
+
+
+@dataclass(frozen=True)
+class Result:
+    """Distance curves of O_j to the last timestep, with controls."""
+
+    config: Config
+    #: trained and untrained LSTM: model ("trained"/"untrained"), layer, j, measure, distance
+    curves: pd.DataFrame
+    #: sampling floor: model, layer, floor ("permuted rows"/"disjoint halves"), measure, n,
+    #: distance
+    floors: pd.DataFrame
+    #: toy RNN: a, j, measure, distance
+    toy: pd.DataFrame
+    #: repeated input (trained model): context ("early"/"late"), layer, j, measure, distance
+    repeats: pd.DataFrame
+    repeat_floors: pd.DataFrame  #: context, layer, floor, measure, n, distance
+    n_windows: int
+    hidden_size: int
+    repeat_token: str
+    valid_ppl: float
+
+    def to_frame(self) -> pd.DataFrame:
+        """The LSTM curves in long format (one row per model, layer, j and measure)."""
+        return self.curves.copy()
+
+    def curve(self, measure: str = "PWCCA", model: str = "trained") -> pd.DataFrame:
+        """Rows = j, columns = layers."""
+        c = self.curves[(self.curves["measure"] == measure) & (self.curves["model"] == model)]
+        return c.pivot(index="j", columns="layer", values="distance")
+
+    def floor(self, measure: str = "PWCCA", model: str = "trained",
+              kind: str = "permuted rows") -> pd.Series:
+        """Per layer: the sampling floor (distance of unrelated rows)."""
+        f = self.floors[(self.floors["measure"] == measure) & (self.floors["model"] == model)
+                        & (self.floors["floor"] == kind)]
+        return f.set_index("layer")["distance"]
+
+    def onset(self, measure: str = "PWCCA", model: str = "trained", frac: float = 0.9
+              ) -> pd.Series:
+        """Per layer: the first j from which the distance stays below ``frac`` x the permuted
+        floor up to the last step (the start of measurable linear similarity)."""
+        c = self.curve(measure, model)
+        fl = self.floor(measure, model)
+        out = {}
+        for layer in c.columns:
+            above = c.index[c[layer].to_numpy() >= frac * fl[layer]]
+            out[layer] = int(above.max() + 1) if len(above) else 0
+        return pd.Series(out, name="onset")
+
+    def toy_curve(self, measure: str) -> pd.DataFrame:
+        """Toy RNN: rows = j, columns = a."""
+        t = self.toy[self.toy["measure"] == measure]
+        return t.pivot(index="j", columns="a", values="distance")
+
+    def repeat_curve(self, measure: str = "PWCCA", context: str = "early") -> pd.DataFrame:
+        r = self.repeats[(self.repeats["measure"] == measure)
+                         & (self.repeats["context"] == context)]
+        return r.pivot(index="j", columns="layer", values="distance")
+
+
+def run(config: Config = Config(), *, progress: bool = True) -> Result:
+    """Unroll the trained (cached) and untrained LSTM over the validation text in windows,
+    compute the O_j-vs-O_last curves, the floors, the toy RNN and the repeated-input probes."""
+    from tqdm.auto import tqdm
+
+    tcfg = config.training
+    res = rnn_dynamics.train(tcfg, progress=progress)
+    corpus = _data.load_text(tcfg.corpus, progress=progress)
+    valid = corpus.valid
+    windowed = {"window": config.window, "carry_state": config.carry_state,
+                "n_streams": config.n_streams, "n_windows": config.n_windows}
+    rng = np.random.default_rng(config.seed)
+
+    curves, floors = [], []
+    jobs = [("trained", res.final_step), ("untrained", 0)]
+    n_windows = 0
+    for model, step in tqdm(jobs, desc="unrolled models", disable=not progress):
+        acts = _capture.capture_run(res, step, valid, windowed=windowed)
+        for li, name in enumerate(acts, start=1):
+            a = acts[name].astype(np.float64)
+            n_windows = a.shape[0]
+            curves.extend(_curve_rows(a, model=model, layer=li))
+            floors.extend(_floor_rows(a[:, -1], rng, model=model, layer=li))
+
+    toy = []
+    for a in tqdm(config.toy_blend, desc="toy RNN", disable=not progress):
+        states = toy_states(config.toy_dim, config.toy_samples, config.window, a, config.seed)
+        toy.extend(_curve_rows(states, a=a))
+
+    if config.repeat_token is None:
+        token = int(torch.bincount(corpus.train).argmax())
+    else:
+        if config.repeat_token not in corpus.vocab.stoi:
+            raise ValueError(f"repeat_token {config.repeat_token!r} is not in the vocabulary")
+        token = corpus.vocab.stoi[config.repeat_token]
+    model_final = res.load(res.final_step)
+    repeats, repeat_floors = [], []
+    for context, prefix in (("early", config.early_prefix), ("late", config.late_prefix)):
+        ids = repeated_probes(config, valid, token, prefix)
+        acts = _capture.capture(model_final, ids)
+        for li, name in enumerate(acts, start=1):
+            a = acts[name][:, prefix:].astype(np.float64)
+            repeats.extend(_curve_rows(a, context=context, layer=li))
+            repeat_floors.extend(_floor_rows(a[:, -1], rng, context=context, layer=li))
+
+    return Result(config=config, curves=pd.DataFrame(curves), floors=pd.DataFrame(floors),
+                  toy=pd.DataFrame(toy), repeats=pd.DataFrame(repeats),
+                  repeat_floors=pd.DataFrame(repeat_floors), n_windows=n_windows,
+                  hidden_size=tcfg.hidden_size, repeat_token=corpus.vocab.itos[token],
+                  valid_ppl=float(res.metrics.get("valid_ppl", np.nan)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------------
+
+def plot_curves(result: Result, model: str = "trained"):
+    """The paper's Figs. A2/A3: distance of O_j to the last step vs j, one line per layer, one
+    panel per measure; the CCA panels show the permuted-rows sampling floor (dashed)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    c = result.curves[result.curves["model"] == model]
+    layers = sorted(c["layer"].unique())
+    palette = dict(zip(layers, sns.color_palette("viridis_r", len(layers)), strict=True))
+    fig, axes = plt.subplots(1, len(MEASURES), figsize=(14, 3.5), constrained_layout=True)
+    for ax, measure in zip(axes, MEASURES, strict=True):
+        sub = c[c["measure"] == measure]
+        sns.lineplot(data=sub, x="j", y="distance", hue="layer", palette=palette, marker="o",
+                     markersize=4, ax=ax, legend=ax is axes[0])
+        if measure in ("PWCCA", "mean CCA"):
+            for layer, val in result.floor(measure, model).items():
+                ax.axhline(val, ls="--", lw=1, color=palette[layer])
+        ax.set(title=measure, xlabel="timestep j in the window",
+               ylabel=f"distance to O_{result.config.window - 1}" if ax is axes[0] else "")
+    axes[0].legend(title="layer", fontsize="small")
+    fig.suptitle(f"{model} LSTM (dashed: sampling floor)", fontsize="medium")
+    return fig
+
+
+def plot_toy(result: Result):
+    """Toy RNN (paper Fig. A4): distance of h_j to the last state for each blend a."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, len(MEASURES), figsize=(14, 3.3), constrained_layout=True)
+    for ax, measure in zip(axes, MEASURES, strict=True):
+        sub = result.toy[result.toy["measure"] == measure]
+        sns.lineplot(data=sub, x="j", y="distance", hue="a", palette="rocket_r", marker="o",
+                     markersize=4, ax=ax, legend=ax is axes[0])
+        ax.set(title=measure, xlabel="timestep j",
+               ylabel=f"distance to h_{result.config.window - 1}" if ax is axes[0] else "")
+    axes[0].legend(title="blend a", fontsize="small")
+    fig.suptitle("Toy RNN h' = W h + a sigmoid(V h) + b, W orthogonal", fontsize="medium")
+    return fig
+
+
+def plot_repeats(result: Result, measure: str = "PWCCA"):
+    """Repeated input: distance of O_j to the last repeat, early vs late context, per layer."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    r = result.repeats[result.repeats["measure"] == measure]
+    layers = sorted(r["layer"].unique())
+    fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers), 3.3),
+                             constrained_layout=True, sharey=True)
+    for ax, layer in zip(np.atleast_1d(axes), layers, strict=True):
+        sub = r[r["layer"] == layer]
+        sns.lineplot(data=sub, x="j", y="distance", hue="context", marker="o", markersize=4,
+                     hue_order=["early", "late"], ax=ax, legend=layer == layers[0])
+        f = result.repeat_floors
+        for context, color in zip(["early", "late"], sns.color_palette()[:2], strict=True):
+            val = f[(f["layer"] == layer) & (f["context"] == context) & (f["measure"] == measure)
+                    & (f["floor"] == "permuted rows")]["distance"].iloc[0]
+            ax.axhline(val, ls="--", lw=1, color=color)
+        ax.set(title=f"layer {layer}", xlabel="repeat j",
+               ylabel=f"{measure} distance to the last repeat" if layer == layers[0] else "")
+    fig.suptitle(f"The token {result.repeat_token!r} repeated {result.config.window} times "
+                 f"(dashed: sampling floor)", fontsize="medium")
+    return fig
+
+
+__all__ = ["MEASURES", "Config", "Result", "plot_curves", "plot_repeats", "plot_toy",
+           "repeated_probes", "run", "toy_states"]

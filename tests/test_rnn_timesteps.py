@@ -1,0 +1,71 @@
+"""The across-timesteps chapter's experiment: the toy RNN (exact), and a tiny LSTM run."""
+
+import numpy as np
+import pytest
+from _engine_data import activate
+
+from cca_lib.experiments import rnn_dynamics, rnn_timesteps
+from cca_lib.similarity import distance
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    return activate(tmp_path, monkeypatch)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="a = 0"):
+        rnn_timesteps.Config(toy_blend=(1.0,))
+    with pytest.raises(ValueError, match="late_prefix"):
+        rnn_timesteps.Config(early_prefix=10, late_prefix=5)
+    with pytest.raises(ValueError, match="toy_samples"):
+        rnn_timesteps.Config(toy_dim=64, toy_samples=100)
+    with pytest.raises(ValueError, match="training"):
+        rnn_timesteps.Config(training={"hidden_size": 8})
+
+
+def test_linear_toy_rnn_is_equivalent_at_every_step_for_cca_only():
+    h = rnn_timesteps.toy_states(16, 400, 10, 0.0, seed=3)
+    assert h.shape == (400, 10, 16)
+    for j in range(9):
+        assert distance(h[:, -1], h[:, j], method="pwcca") < 1e-8
+        assert distance(h[:, -1], h[:, j], method="mean_cca") < 1e-8
+    cos = rnn_timesteps._compare(h[:, -1], h[:, 0])["cosine"]
+    assert cos > 0.1
+    blended = rnn_timesteps.toy_states(16, 400, 10, 2.0, seed=3)
+    assert distance(blended[:, -1], blended[:, 0], method="pwcca") > 1e-4
+
+
+def test_repeated_probes_shape_and_content():
+    import torch
+
+    cfg = rnn_timesteps.Config(training=rnn_dynamics.Config(hidden_size=8, probe_seqs=10,
+                                                            probe_len=10),
+                               window=5, repeat_contexts=100, early_prefix=2, late_prefix=7)
+    valid = torch.arange(500)
+    ids = rnn_timesteps.repeated_probes(cfg, valid, token=9, prefix=7)
+    assert ids.shape == (100, 12)
+    assert (ids[:, 7:] == 9).all()
+    assert (ids[:, 1:7] - ids[:, :6] == 1).all()  # consecutive text before the repeats
+
+
+def test_run_tiny_lstm(env):
+    training = rnn_dynamics.Config(n_layers=2, hidden_size=8, embed_dim=8, batch_size=8,
+                                   seq_len=12, epochs=2.0, lr=1e-2, log_checkpoints=3,
+                                   tail_checkpoints=1, eval_points=2, probe_seqs=10,
+                                   probe_len=20, threads=1)
+    cfg = rnn_timesteps.Config(training=training, window=5, n_streams=1, toy_dim=4,
+                               toy_samples=100, toy_blend=(0.0, 1.0), repeat_contexts=100,
+                               early_prefix=2, late_prefix=20)
+    a = rnn_timesteps.run(cfg, progress=False)
+    b = rnn_timesteps.run(cfg, progress=False)
+    assert a.to_frame().equals(b.to_frame())
+    pw = a.curve("PWCCA")
+    assert pw.shape == (5, 2)
+    np.testing.assert_allclose(pw.loc[4], 0.0, atol=1e-6)
+    assert a.toy_curve("PWCCA")[0.0].abs().max() < 1e-8
+    assert set(a.floors["floor"]) == {"permuted rows", "disjoint halves"}
+    assert a.floor("PWCCA").between(0, 1).all()
+    assert set(a.onset().index) == {1, 2}
+    assert set(a.repeats["context"]) == {"early", "late"}
+    assert a.n_windows * 5 <= len(a.curves) + 1000
