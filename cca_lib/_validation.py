@@ -61,12 +61,13 @@ def _torch_float_dtypes() -> tuple:
 
 
 def check_pair(x: Any, y: Any, *, allow_few_samples: bool = False,
-               names: tuple[str, str] = ("x", "y")) -> tuple[int, int, int]:
+               names: tuple[str, str] = ("x", "y"), stacklevel: int = 3) -> tuple[int, int, int]:
     """Validate two activation matrices for a comparison; return ``(n, d1, d2)``.
 
     Raises when ``n_samples <= d1 + d2`` unless ``allow_few_samples`` (the coefficients are then
     trivially 1 in at least ``d1 + d2 - n + 1`` directions); warns with
-    :class:`FewSamplesWarning` when ``n_samples < 5 * max(d1, d2)``.
+    :class:`FewSamplesWarning` when ``n_samples < 5 * max(d1, d2)``; ``stacklevel`` is the
+    warning's, counted from this function (3: the caller of the public function calling it).
     """
     n1, d1 = _check_one(x, names[0])
     n2, d2 = _check_one(y, names[1])
@@ -83,7 +84,7 @@ def check_pair(x: Any, y: Any, *, allow_few_samples: bool = False,
     if n1 < SAMPLES_PER_FEATURE_WARN * max(d1, d2):
         warnings.warn(
             f"only {n1} samples for {max(d1, d2)} features (< {SAMPLES_PER_FEATURE_WARN} per "
-            "feature): similarities are biased upward", FewSamplesWarning, stacklevel=3)
+            "feature): similarities are biased upward", FewSamplesWarning, stacklevel=stacklevel)
     return n1, d1, d2
 
 

@@ -170,8 +170,13 @@ def _grams(x: Any, y: Any, rtol: float | None) -> _Grams:
         if x.dtype != y.dtype:
             x, y = x.astype(np.float64), y.astype(np.float64)
         d1, d2 = x.shape[1], y.shape[1]
-        # means accumulated in float64 whatever the input dtype
+        # Shift each neuron by its mean rounded to the input dtype, so blocks are centered in
+        # that dtype (float32 stays float32); the rounding leaves a known offset
+        # delta = mean - shift per neuron, removed exactly at the end:
+        # sum (x - s)(x - s)' = sum (x - m)(x - m)' + n delta delta'.
         mx, my = x.mean(axis=0, dtype=np.float64), y.mean(axis=0, dtype=np.float64)
+        shx, shy = mx.astype(x.dtype), my.astype(y.dtype)
+        dx, dy = mx - shx, my - shy
         block = int(min(n, max(1024, _BLOCK_VALUES // (d1 + d2))))
         bx, by = np.empty((block, d1), x.dtype), np.empty((block, d2), y.dtype)
         sxx, syy = np.zeros((d1, d1)), np.zeros((d2, d2))
@@ -179,11 +184,14 @@ def _grams(x: Any, y: Any, rtol: float | None) -> _Grams:
         for start in range(0, n, block):
             stop = min(n, start + block)
             a, b = bx[: stop - start], by[: stop - start]
-            np.subtract(x[start:stop], mx, out=a, casting="same_kind")
-            np.subtract(y[start:stop], my, out=b, casting="same_kind")
+            np.subtract(x[start:stop], shx, out=a)
+            np.subtract(y[start:stop], shy, out=b)
             sxx += a.T @ a
             syy += b.T @ b
             sxy += a.T @ b
+        sxx -= n * np.outer(dx, dx)
+        syy -= n * np.outer(dy, dy)
+        sxy -= n * np.outer(dx, dy)
     # symmetrize against rounding so eigh sees an exactly symmetric matrix
     return _Grams((sxx + sxx.T) / 2, (syy + syy.T) / 2, sxy, n, rtol_x, rtol_y)
 
@@ -278,7 +286,7 @@ def _cca_svd(x: Any, y: Any, rtol: float | None) -> tuple[_Core, np.ndarray, np.
 
 
 def _prepare(x, y, allow_few_samples, rtol, method):
-    check_pair(x, y, allow_few_samples=allow_few_samples)
+    check_pair(x, y, allow_few_samples=allow_few_samples, stacklevel=4)
     rtol = check_rtol(rtol)
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")

@@ -426,3 +426,12 @@ def test_cuda_tensors_stay_on_device():
     assert pwcca(tx.float(), ty.float()) == pytest.approx(pwcca(x, y), abs=1e-4)
     assert mean_cca(tx, y) == pytest.approx(mean_cca(x, y), abs=1e-10)
     assert tx.device.type == "cuda"
+
+
+def test_few_samples_warning_points_at_the_caller():
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((90, 20)), rng.standard_normal((90, 15))
+    for f in (pwcca, mean_cca, svcca, linear_cka, compare, lambda a, b: cca(a, b)):
+        with pytest.warns(FewSamplesWarning) as record:
+            f(x, y)
+        assert record[0].filename == __file__
