@@ -38,8 +38,10 @@ error grows with the condition number of the inputs. Tests allow ``1e-4``.
 matrices in one pass over the samples, ``n (d1^2 + d2^2 + 2 d1 d2)`` flops (SYRK for
 :math:`\Sigma_{xx}, \Sigma_{yy}`, GEMM for :math:`\Sigma_{xy}`: ``~4 n d^2``, the same count as
 a SYRK of the stacked ``[x, y]``, which is the minimum for forming these matrices), then
-``O(d^3)`` in float64 on ``d x d`` matrices (two ``eigh``, one SVD; coefficients alone skip the
-singular vectors). Extra memory: one block of rows (``~16 MiB``) plus ``O(d^2)``; no centered
+``O(d^3)`` in float64 on ``d x d`` matrices: two whitenings (Cholesky when an input is clearly
+well-conditioned, else the rank-revealing ``eigh``; same result, see ``_fast_whitener``) and
+one SVD (coefficients alone skip the singular vectors). Extra memory: one block of rows
+(``~32 MiB``) plus ``O(d^2)``; no centered
 copy of the data. CUDA tensors are centered and multiplied on their device (an ``n x d``
 centered copy there). PWCCA's weights come from :math:`x^\top h = \Sigma_{xx} W_x A` at no extra
 pass over the samples. ``method="svd"`` is an independent implementation (thin SVD of the
@@ -141,9 +143,11 @@ def _common_torch(x: Any, y: Any) -> tuple[Any, Any]:
     return x, y
 
 
-#: Rows per block when accumulating covariances on the CPU: blocks of about 2**21 values
-#: (16 MiB in float64) keep the extra memory independent of ``n_samples``.
-_BLOCK_VALUES = 2**21
+#: Rows per block when accumulating covariances on the CPU: blocks of about 2**22 values
+#: (32 MiB in float64, at least 2048 rows) keep the extra memory independent of
+#: ``n_samples``; smaller blocks were measured up to 10% slower (BLAS efficiency).
+_BLOCK_VALUES = 2**22
+_MIN_BLOCK_ROWS = 2048
 
 
 def _grams(x: Any, y: Any, rtol: float | None) -> _Grams:
@@ -177,7 +181,7 @@ def _grams(x: Any, y: Any, rtol: float | None) -> _Grams:
         mx, my = x.mean(axis=0, dtype=np.float64), y.mean(axis=0, dtype=np.float64)
         shx, shy = mx.astype(x.dtype), my.astype(y.dtype)
         dx, dy = mx - shx, my - shy
-        block = int(min(n, max(1024, _BLOCK_VALUES // (d1 + d2))))
+        block = int(min(n, max(_MIN_BLOCK_ROWS, _BLOCK_VALUES // (d1 + d2))))
         bx, by = np.empty((block, d1), x.dtype), np.empty((block, d2), y.dtype)
         sxx, syy = np.zeros((d1, d1)), np.zeros((d2, d2))
         sxy = np.zeros((d1, d2))
@@ -224,11 +228,45 @@ class _Core:
     dropped_y: int
 
 
+#: The Cholesky shortcut is taken only when the estimated condition number is this many times
+#: below the eigenvalue cut ``1 / rtol**2`` (see :func:`_fast_whitener`).
+_CHOLESKY_MARGIN = 1e3
+
+
+def _fast_whitener(s: np.ndarray, rtol: float, name: str) -> np.ndarray:
+    """A whitening ``w`` (``w.T @ s @ w = I_r``) with the same rank decision as
+    :func:`_whitener`, by Cholesky when ``s`` is clearly well-conditioned.
+
+    CCA does not depend on which whitening is used (any two differ by an orthogonal factor
+    that the SVD absorbs). ``s = L L'`` gives ``w = L^{-T}`` in ``~d^3/2`` flops instead of an
+    eigendecomposition (about 5x faster at ``d = 1024``). It is used only when LAPACK's
+    1-norm condition estimate ``kappa_1`` (``dpocon``) is below ``1 / (1000 rtol^2)``: since
+    ``kappa_2 <= kappa_1`` for symmetric matrices, no eigenvalue is then near the cut
+    ``rtol^2 lambda_max`` unless the estimate is low by a factor of 1000 (the estimator is
+    typically within a factor of 3). Otherwise (dead, duplicate or nearly dependent neurons)
+    the rank-revealing eigendecomposition decides what to drop.
+    """
+    from scipy.linalg import LinAlgError, cholesky
+    from scipy.linalg.lapack import dpocon, dtrtri
+
+    try:
+        chol = cholesky(s, lower=True, check_finite=False)
+    except LinAlgError:
+        return _whitener(s, rtol, name)[0]
+    rcond, info = dpocon(chol.T, float(np.abs(s).sum(axis=0).max()))
+    if info != 0 or not rcond > _CHOLESKY_MARGIN * rtol * rtol:
+        return _whitener(s, rtol, name)[0]
+    inv, info = dtrtri(chol, lower=1)
+    if info != 0:
+        return _whitener(s, rtol, name)[0]
+    return np.tril(inv).T
+
+
 def _cca_from_grams(g: _Grams, vectors: bool = True) -> _Core:
     """CCA from the covariances. ``vectors=False``: only ``rho`` (singular values without
     vectors, about half the ``O(d^3)`` work); the weights are then empty ``(d, 0)`` arrays."""
-    wx, _, _ = _whitener(g.sxx, g.rtol_x, "x")
-    wy, _, _ = _whitener(g.syy, g.rtol_y, "y")
+    wx = _fast_whitener(g.sxx, g.rtol_x, "x")
+    wy = _fast_whitener(g.syy, g.rtol_y, "y")
     m = wx.T @ g.sxy @ wy
     dropped_x, dropped_y = g.sxx.shape[0] - wx.shape[1], g.syy.shape[0] - wy.shape[1]
     if not vectors:

@@ -379,7 +379,7 @@ def test_blocked_covariance_matches_one_block(monkeypatch, dtype):
     x, y = pair(16, n=2500, d1=11, d2=7)
     x, y = (x + 50.0).astype(dtype), (y - 20.0).astype(dtype)  # means far from 0
     one_block = cca(x, y)
-    monkeypatch.setattr(sim, "_BLOCK_VALUES", 18)  # 1024-row blocks: 3 blocks, the last short
+    monkeypatch.setattr(sim, "_BLOCK_VALUES", 18)  # minimum 2048-row blocks: 2, uneven
     blocked = cca(x, y)
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(blocked.rho, one_block.rho, atol=tol)
@@ -435,3 +435,35 @@ def test_few_samples_warning_points_at_the_caller():
         with pytest.warns(FewSamplesWarning) as record:
             f(x, y)
         assert record[0].filename == __file__
+
+
+def test_cholesky_shortcut_equals_eigendecomposition(monkeypatch):
+    """Well-conditioned inputs are whitened by Cholesky; forcing the eigendecomposition must
+    give the same coefficients, weights' variates and PWCCA."""
+    import cca_lib.similarity as sim
+
+    x, y = pair(22, d1=13, d2=8)
+    g = sim._grams(x, y, None)
+    w = sim._fast_whitener(g.sxx, g.rtol_x, "x")
+    assert np.all(np.tril(w, -1) == 0)  # the shortcut was taken: w = L^-T is upper triangular
+    np.testing.assert_allclose(w.T @ g.sxx @ w, np.eye(13), atol=1e-10)
+    fast, fast_pw = cca(x, y), pwcca(x, y)
+    monkeypatch.setattr(sim, "_CHOLESKY_MARGIN", np.inf)  # never take the shortcut
+    assert np.any(np.tril(sim._fast_whitener(g.sxx, g.rtol_x, "x"), -1) != 0)
+    slow = cca(x, y)
+    np.testing.assert_allclose(fast.rho, slow.rho, atol=1e-12)
+    np.testing.assert_allclose(np.abs(fast.x_variates.T @ slow.x_variates).diagonal(), 1.0,
+                               atol=1e-8)
+    assert fast_pw == pytest.approx(pwcca(x, y), abs=1e-12)
+
+
+def test_nearly_dependent_neuron_is_dropped_at_the_tolerance():
+    """A neuron equal to another up to 1e-8 relative noise has a singular-value ratio ~1e-8,
+    below the float64 cut 1e-6: it is dropped (the Cholesky shortcut would have accepted it,
+    its condition estimate sends it to the eigendecomposition); with rtol=1e-9 it is kept."""
+    x, y = pair(23)
+    rng = np.random.default_rng(0)
+    near = np.hstack([x, x[:, :1] + 1e-8 * rng.standard_normal((x.shape[0], 1))])
+    assert cca(near, y).dropped_x == 1
+    np.testing.assert_allclose(cca(near, y).rho, cca(x, y).rho, atol=1e-8)
+    assert cca(near, y, rtol=1e-9).dropped_x == 0
