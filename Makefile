@@ -35,7 +35,7 @@ $(STAMP): requirements.txt pyproject.toml
 install: $(STAMP)
 
 book: $(STAMP)
-	$(PY) -m cca_lib.bookbuild --profile $(PROFILE)
+	$(PY) -m cca_lib.bookbuild --profile $(PROFILE) --jobs $(JOBS)
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 	@echo "Book: file://$(CURDIR)/_build/html/index.html"
 

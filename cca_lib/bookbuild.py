@@ -7,6 +7,12 @@ Each chapter records the status of the paper's claims it checks (see :mod:`cca_l
 after all chapters ran, the reproduction scorecard page ``book/generated/scorecard.md`` is
 generated from those records.
 
+Chapters run ``--jobs`` at a time (default 2), each kernel with ``--threads`` BLAS/torch threads
+(default 1). The thread count is pinned because it is part of what makes a run reproducible:
+torch and BLAS split reductions by thread, so a network trained with 1 thread and with 2 threads
+differs in the last bits, and training amplifies that. ``make test`` executes the notebooks with
+one thread per process too, so the book and the tests see the same numbers.
+
 A chapter is written to a temporary name and renamed only when it executed without error, so a
 failed run never leaves a notebook that looks complete. The failed copy is kept as
 ``book/executed/<name>.failed.ipynb`` for inspection.
@@ -19,11 +25,13 @@ import os
 import sys
 import time
 from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 EXECUTED = Path("book") / "executed"
 GENERATED = Path("book") / "generated"
 PROFILES = ("quick", "full")
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def toc_chapters(toc_path: Path) -> list[str]:
@@ -76,6 +84,7 @@ def execute_chapter(root: Path, name: str, profile: str, params: dict) -> float:
     partial = out_dir / f".{name}.partial.ipynb"
     failed = out_dir / f"{name}.failed.ipynb"
     start = time.perf_counter()
+    print(f"  started: {name}", flush=True)
     try:
         papermill.execute_notebook(
             str(source),
@@ -94,33 +103,100 @@ def execute_chapter(root: Path, name: str, profile: str, params: dict) -> float:
     return time.perf_counter() - start
 
 
-def build(root: Path, profile: str, only: Iterable[str] | None = None) -> None:
+def parameter_table(name: str, current: dict | None = None, root: Path | None = None):
+    """The parameters of chapter ``name`` as a DataFrame, for the chapter to show.
+
+    One row per parameter of the notebook's ``parameters`` cell (as papermill parses it, so the
+    table and ``papermill --help-notebook`` agree): its meaning (the cell's comment), the paper's
+    value where the comment names it as ``(paper: ...)``, the quick and full profile values, and
+    the value in this run when ``current`` (the notebook's ``globals()``) is given.
+    """
+    import re
+
+    import pandas as pd
+    import papermill
+
+    from cca_lib._paths import project_root
+
+    root = root if root is not None else project_root()
+    if root is None:
+        raise FileNotFoundError("parameter_table needs a cca-book checkout (notebooks/, params/)")
+    inferred = papermill.inspect_notebook(str(root / "notebooks" / f"{name}.ipynb"))
+    profiles = {p: load_params(root, p, name) for p in PROFILES}
+    rows = []
+    for param, info in inferred.items():
+        meaning = info["help"].strip()
+        paper = re.search(r"\(paper:\s*([^)]*)\)", meaning)
+        meaning = re.sub(r"\s*\(paper:\s*[^)]*\)", "", meaning).strip()
+        row = {"parameter": param, "meaning": meaning,
+               "paper": paper.group(1).strip() if paper else ""}
+        for p in PROFILES:
+            row[p] = repr(profiles[p][param]) if param in profiles[p] else info["default"]
+        if current is not None:
+            row["this run"] = repr(current[param]) if param in current else ""
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("parameter")
+
+
+def _pin_threads(threads: int) -> None:
+    """Make every kernel started from this process use ``threads`` BLAS/torch threads."""
+    for var in THREAD_VARS:
+        os.environ[var] = str(threads)
+
+
+def build(root: Path, profile: str, only: Iterable[str] | None = None, *, jobs: int = 2,
+          threads: int = 1) -> None:
     from cca_lib import scorecard
 
+    for arg, value in (("jobs", jobs), ("threads", threads)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{arg} must be a positive int, got {value!r}")
     chapters = toc_chapters(root / "_toc.yml")
     selected = list(only) if only else chapters
     unknown = sorted(set(selected) - set(chapters))
     if unknown:
         raise SystemExit(f"not chapters of the book (see _toc.yml): {', '.join(unknown)}; "
                          f"chapters are: {', '.join(chapters)}")
+    params = {name: load_params(root, profile, name) for name in selected}  # fail before running
     results_dir = root / EXECUTED / "results"
     os.environ[scorecard.RESULTS_ENV] = str(results_dir)
     os.environ[scorecard.PROFILE_ENV] = profile
+    _pin_threads(threads)
+    n = len(selected)
+    print(f"executing {n} chapter(s), {profile} profile, {min(jobs, n)} at a time, "
+          f"{threads} thread(s) each", flush=True)
     total = time.perf_counter()
-    for i, name in enumerate(selected, 1):
-        params = load_params(root, profile, name)
-        print(f"[{i}/{len(selected)}] {name} ({profile} profile) ...", flush=True)
-        try:
-            seconds = execute_chapter(root, name, profile, params)
-        except Exception as exc:  # papermill's error already names the failing cell
-            print(f"[{i}/{len(selected)}] {name} FAILED: {type(exc).__name__}", file=sys.stderr)
-            kept = EXECUTED / f"{name}.failed.ipynb"
-            print(f"    executed copy kept at {kept}", file=sys.stderr)
-            raise SystemExit(1) from exc
-        print(f"[{i}/{len(selected)}] {name} done in {seconds:.1f} s", flush=True)
+    failed: list[str] = []
+    with ProcessPoolExecutor(max_workers=min(jobs, n)) as pool:
+        running = {}
+        for name in selected:
+            running[pool.submit(execute_chapter, root, name, profile, params[name])] = name
+        done_count = 0
+        pending = set(running)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                done_count += 1
+                name = running[future]
+                exc = future.exception()
+                if exc is None:
+                    print(f"  done {done_count}/{n}: {name} in {future.result():.1f} s",
+                          flush=True)
+                else:  # papermill's error already names the failing cell
+                    failed.append(name)
+                    print(f"  FAILED {done_count}/{n}: {name}: {type(exc).__name__}: "
+                          f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}",
+                          file=sys.stderr, flush=True)
+                    kept = root / EXECUTED / f"{name}.failed.ipynb"
+                    if kept.exists():
+                        print(f"    executed copy kept at {kept.relative_to(root)}",
+                              file=sys.stderr, flush=True)
+    seconds = time.perf_counter() - total
+    if failed:
+        raise SystemExit(f"{len(failed)} chapter(s) failed: {', '.join(failed)} "
+                         f"(after {seconds:.1f} s)")
     page = scorecard.write_page(results_dir, root / GENERATED / "scorecard.md", profile=profile,
                                 chapters=chapters)
-    seconds = time.perf_counter() - total
     print(f"scorecard: {page.relative_to(root)}; all chapters in {seconds:.1f} s")
 
 
@@ -130,9 +206,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="parameter set in params/<profile>/ (default: quick)")
     parser.add_argument("--only", nargs="+", metavar="CHAPTER",
                         help="execute only these chapters (names as in _toc.yml)")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="chapters executed at the same time (default: 2)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="BLAS/torch threads per chapter, fixed for reproducibility "
+                             "(default: 1)")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="book root (default: cwd)")
     args = parser.parse_args(argv)
-    build(args.root.resolve(), args.profile, args.only)
+    build(args.root.resolve(), args.profile, args.only, jobs=args.jobs, threads=args.threads)
 
 
 if __name__ == "__main__":

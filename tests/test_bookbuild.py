@@ -33,14 +33,23 @@ def test_every_toc_chapter_has_a_notebook_and_both_profiles():
 def test_params_match_the_notebook_parameters_cell():
     """A parameter file may only set names the notebook's parameters cell defines."""
     import nbformat
+    import papermill
 
     for name in bookbuild.toc_chapters(ROOT / "_toc.yml"):
         nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
         cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(cells) == 1, f"{name}: expected one cell tagged 'parameters'"
         assert nb.cells.index(cells[0]) <= 1, f"{name}: parameters cell must come first"
-        defined = {line.split("=")[0].strip() for line in cells[0].source.splitlines()
-                   if "=" in line and not line.lstrip().startswith("#")}
+        # papermill's own parser (what `papermill --help-notebook` shows): every parameter
+        # must parse and carry a help comment
+        inferred = papermill.inspect_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"))
+        assigned = {line.split("=")[0].strip() for line in cells[0].source.splitlines()
+                    if "=" in line and not line.lstrip().startswith("#")}
+        unparsed = assigned - set(inferred)
+        assert not unparsed, f"{name}: papermill cannot parse the lines of {unparsed}"
+        undocumented = [k for k, v in inferred.items() if not v["help"].strip()]
+        assert not undocumented, f"{name}: parameters without a help comment: {undocumented}"
+        defined = set(inferred)
         for profile in bookbuild.PROFILES:
             extra = set(bookbuild.load_params(ROOT, profile, name)) - defined
             assert not extra, f"params/{profile}/{name}.yaml sets unknown parameters {extra}"
@@ -61,3 +70,75 @@ def test_unknown_chapter_is_refused(tmp_path):
     (tmp_path / "_toc.yml").write_text("root: intro\nchapters:\n  - file: book/executed/a\n")
     with pytest.raises(SystemExit, match="not chapters"):
         bookbuild.build(tmp_path, "quick", only=["zzz"])
+
+
+def _chapter(tmp_path, name, source):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("x = 0")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(source)]
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python",
+                                 "display_name": "Python 3"}
+    nb.metadata["language_info"] = {"name": "python"}
+    (tmp_path / "notebooks").mkdir(exist_ok=True)
+    nbformat.write(nb, tmp_path / "notebooks" / f"{name}.ipynb")
+    (tmp_path / "params" / "quick").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "params" / "quick" / f"{name}.yaml").write_text("x: 3\n")
+
+
+def test_build_runs_chapters_in_parallel_with_pinned_threads(tmp_path, monkeypatch):
+    import nbformat
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    (tmp_path / "_toc.yml").write_text(
+        "root: intro\nchapters:\n  - file: book/executed/a\n  - file: book/executed/b\n")
+    check = ("import os\nassert x == 3\n"
+             "assert os.environ['OMP_NUM_THREADS'] == '1', os.environ['OMP_NUM_THREADS']\n"
+             "print('threads', os.environ['OMP_NUM_THREADS'])")
+    _chapter(tmp_path, "a", check)
+    _chapter(tmp_path, "b", check)
+    bookbuild.build(tmp_path, "quick", jobs=2, threads=1)
+    for name in ("a", "b"):
+        nb = nbformat.read(tmp_path / "book" / "executed" / f"{name}.ipynb", as_version=4)
+        assert "threads 1" in nb.cells[-1].outputs[0]["text"]
+    assert (tmp_path / "book" / "generated" / "scorecard.md").is_file()
+
+
+def test_failed_chapter_is_kept_aside_and_fails_the_build(tmp_path):
+    (tmp_path / "_toc.yml").write_text(
+        "root: intro\nchapters:\n  - file: book/executed/good\n  - file: book/executed/bad\n")
+    _chapter(tmp_path, "good", "y = x + 1")
+    _chapter(tmp_path, "bad", "raise RuntimeError('boom')")
+    with pytest.raises(SystemExit, match="1 chapter.*failed: bad"):
+        bookbuild.build(tmp_path, "quick", jobs=2)
+    executed = tmp_path / "book" / "executed"
+    assert (executed / "good.ipynb").is_file()
+    assert (executed / "bad.failed.ipynb").is_file()
+    assert not (executed / "bad.ipynb").exists()
+    assert not (tmp_path / "book" / "generated" / "scorecard.md").exists()
+
+
+@pytest.mark.parametrize("arg", [{"jobs": 0}, {"threads": 0}, {"jobs": 1.5}, {"threads": True}])
+def test_jobs_and_threads_are_validated(tmp_path, arg):
+    with pytest.raises(ValueError, match=next(iter(arg))):
+        bookbuild.build(tmp_path, "quick", **arg)
+
+
+def test_parameter_table_lists_every_parameter_with_both_profiles():
+    import papermill
+
+    for name in bookbuild.toc_chapters(ROOT / "_toc.yml"):
+        inferred = papermill.inspect_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"))
+        table = bookbuild.parameter_table(name, {"seed": 123}, root=ROOT)
+        assert list(table.index) == list(inferred), name
+        assert {"meaning", "paper", "quick", "full", "this run"} <= set(table.columns)
+        assert not table["meaning"].str.contains(r"\(paper:").any(), name
+        quick = bookbuild.load_params(ROOT, "quick", name)
+        for param, value in quick.items():
+            assert table.loc[param, "quick"] == repr(value), (name, param)
+        if "seed" in table.index:
+            assert table.loc["seed", "this run"] == "123"
+    table = bookbuild.parameter_table("signal_noise", root=ROOT)
+    assert table.loc["n_neurons", "paper"] == "200" and "this run" not in table.columns
