@@ -142,3 +142,17 @@ def test_parameter_table_lists_every_parameter_with_both_profiles():
             assert table.loc["seed", "this run"] == "123"
     table = bookbuild.parameter_table("signal_noise", root=ROOT)
     assert table.loc["n_neurons", "paper"] == "200" and "this run" not in table.columns
+
+
+def test_notebook_defaults_are_the_quick_profile():
+    """nbval runs the notebooks with their defaults and the book with params/quick: equal values
+    mean both use the same cached networks (and `make test` trains each one once)."""
+    import ast
+
+    import papermill
+
+    for name in bookbuild.toc_chapters(ROOT / "_toc.yml"):
+        inferred = papermill.inspect_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"))
+        for param, value in bookbuild.load_params(ROOT, "quick", name).items():
+            default = ast.literal_eval(inferred[param]["default"])
+            assert default == value, f"{name}: {param} defaults to {default!r}, quick has {value!r}"
