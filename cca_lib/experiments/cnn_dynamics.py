@@ -102,18 +102,9 @@ def canonical_variates(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.nda
     the coefficients in decreasing order and ``y``'s canonical variates ``h`` (an
     ``(n_samples, c)`` matrix with orthonormal, centered columns; column ``i`` is the linear
     combination of ``y``'s neurons whose correlation with its partner in ``x`` is ``rho[i]``).
-    Directions whose singular value is below 1e-6 of the largest are dropped (conservative, so
-    that the variates lie in directions any rank-revealing CCA keeps)."""
-    def basis(a: np.ndarray) -> np.ndarray:
-        a = np.asarray(a, dtype=np.float64)
-        a = a - a.mean(axis=0)
-        u, s, _ = np.linalg.svd(a, full_matrices=False)
-        return u[:, s > 1e-6 * max(s[0], 1e-300)]
-
-    ux, uy = basis(x), basis(y)
-    _, rho, vt = np.linalg.svd(ux.T @ uy, full_matrices=False)
-    c = min(ux.shape[1], uy.shape[1])
-    return np.clip(rho[:c], 0.0, 1.0), uy @ vt[:c].T
+    Numerically dependent directions are dropped as :func:`cca_lib.cca` does."""
+    res = cca(x, y)
+    return res.rho, res.y_variates
 
 
 @dataclass(frozen=True)
@@ -272,7 +263,8 @@ def plot_spectra(result: Result, n_curves: int = 7):
                xlabel="sorted CCA direction (fraction)")
     first = np.atleast_1d(axes)[0]
     first.set_ylabel(r"CCA coefficient $\rho_i$ of $L(t)$ vs $L(T)$")
-    first.legend(fontsize="x-small", loc="lower left")
+    if first.get_legend_handles_labels()[0]:  # the converged step may be T itself
+        first.legend(fontsize="x-small", loc="lower left")
     fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="step t", shrink=0.9)
     return fig
 
