@@ -13,6 +13,9 @@ torch and BLAS split reductions by thread, so a network trained with 1 thread an
 differs in the last bits, and training amplifies that. ``make test`` executes the notebooks with
 one thread per process too, so the book and the tests see the same numbers.
 
+Progress bars are switched off in the kernels (``CCA_BOOK_PROGRESS=0``): an executed notebook
+would store every redraw of every bar as output.
+
 A chapter is written to a temporary name and renamed only when it executed without error, so a
 failed run never leaves a notebook that looks complete. The failed copy is kept as
 ``book/executed/<name>.failed.ipynb`` for inspection.
@@ -27,6 +30,8 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
+
+from cca_lib._progress import PROGRESS_ENV
 
 EXECUTED = Path("book") / "executed"
 GENERATED = Path("book") / "generated"
@@ -138,6 +143,39 @@ def parameter_table(name: str, current: dict | None = None, root: Path | None = 
     return pd.DataFrame(rows).set_index("parameter")
 
 
+def chapter_meta(root: Path, name: str) -> dict:
+    """The chapter's scheduling hints from its notebook metadata ``cca_book``: ``after`` (chapters
+    whose cached results it reuses, so it starts once they are done) and ``cost`` (its measured
+    quick-profile seconds on one thread, so the longest chapters start first)."""
+    import nbformat
+
+    nb = nbformat.read(root / "notebooks" / f"{name}.ipynb", as_version=4)
+    meta = dict(nb.metadata.get("cca_book", {}))
+    after, cost = meta.get("after", []), meta.get("cost", 0)
+    if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
+        raise ValueError(f"notebooks/{name}.ipynb: metadata cca_book.after must be a list of "
+                         f"chapter names, got {after!r}")
+    if isinstance(cost, bool) or not isinstance(cost, int | float) or cost < 0:
+        raise ValueError(f"notebooks/{name}.ipynb: metadata cca_book.cost must be a number of "
+                         f"seconds >= 0, got {cost!r}")
+    return {"after": after, "cost": float(cost)}
+
+
+def schedule_order(chapters: list[str], meta: dict[str, dict]) -> list[str]:
+    """Chapters in the order they may start: every chapter after the selected chapters it
+    depends on; among those ready, the costliest first, then book order."""
+    order, done, left = [], set(), list(chapters)
+    while left:
+        ready = [c for c in left if set(meta[c]["after"]) & set(chapters) <= done]
+        if not ready:
+            raise ValueError(f"chapters depend on each other in a cycle: {left}")
+        nxt = max(ready, key=lambda c: (meta[c]["cost"], -left.index(c)))
+        order.append(nxt)
+        done.add(nxt)
+        left.remove(nxt)
+    return order
+
+
 def _pin_threads(threads: int) -> None:
     """Make every kernel started from this process use ``threads`` BLAS/torch threads."""
     for var in THREAD_VARS:
@@ -162,30 +200,49 @@ def build(root: Path, profile: str, only: Iterable[str] | None = None, *, jobs: 
     os.environ[scorecard.RESULTS_ENV] = str(results_dir)
     os.environ[scorecard.PROFILE_ENV] = profile
     _pin_threads(threads)
+    os.environ[PROGRESS_ENV] = "0"  # an executed notebook would keep every redraw of every bar
     n = len(selected)
     print(f"executing {n} chapter(s), {profile} profile, {min(jobs, n)} at a time, "
           f"{threads} thread(s) each", flush=True)
+    meta = {name: chapter_meta(root, name) for name in selected}
+    order = schedule_order(selected, meta)
     total = time.perf_counter()
     failed: list[str] = []
+    finished: set[str] = set()
+    running: dict = {}
     with ProcessPoolExecutor(max_workers=min(jobs, n)) as pool:
-        running = {}
-        for name in selected:
-            running[pool.submit(execute_chapter, root, name, profile, params[name])] = name
-        done_count = 0
-        pending = set(running)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        while order or running:
+            # start what may start: a free worker, and every chapter it waits for finished
+            for name in list(order):
+                if len(running) >= min(jobs, n):
+                    break
+                waits = set(meta[name]["after"]) & set(selected)
+                if waits & set(failed):
+                    order.remove(name)
+                    print(f"  SKIPPED {name}: {', '.join(sorted(waits & set(failed)))} failed",
+                          file=sys.stderr, flush=True)
+                    failed.append(name)
+                    continue
+                if waits - finished:
+                    continue
+                order.remove(name)
+                running[pool.submit(execute_chapter, root, name, profile, params[name])] = name
+            if not running:
+                if order:  # cannot happen with an order from schedule_order; never spin
+                    raise RuntimeError(f"no chapter can start: {order}")
+                break
+            done, _ = wait(set(running), return_when=FIRST_COMPLETED)
             for future in done:
-                done_count += 1
-                name = running[future]
+                name = running.pop(future)
+                finished.add(name)
                 exc = future.exception()
                 if exc is None:
-                    print(f"  done {done_count}/{n}: {name} in {future.result():.1f} s",
+                    print(f"  done {len(finished)}/{n}: {name} in {future.result():.1f} s",
                           flush=True)
                 else:  # papermill's error already names the failing cell
                     failed.append(name)
-                    print(f"  FAILED {done_count}/{n}: {name}: {type(exc).__name__}: "
-                          f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}",
+                    last = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+                    print(f"  FAILED {len(finished)}/{n}: {name}: {type(exc).__name__}: {last}",
                           file=sys.stderr, flush=True)
                     kept = root / EXECUTED / f"{name}.failed.ipynb"
                     if kept.exists():

@@ -13,6 +13,10 @@ complete (atomic on POSIX); an entry whose manifest is missing, has another vers
 disagrees with a file is treated as corrupted: it is deleted (with a warning) and rebuilt, never
 trusted. :func:`clear` (or ``python -m cca_lib.cache clear``, or ``make clean-cache``) empties
 the cache.
+
+Two processes that need the same missing entry (two notebooks run side by side by ``make test``
+or ``make book``) would both build it; :func:`build_lock` lets the second one wait for the first
+and then read its entry instead.
 """
 
 from __future__ import annotations
@@ -27,14 +31,15 @@ import shutil
 import sys
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from cca_lib._paths import cache_dir
 
-__all__ = ["CACHE_VERSION", "canonical", "clear", "config_key", "entry_path", "list_entries",
-           "open_entry", "write_entry"]
+__all__ = ["CACHE_VERSION", "build_lock", "canonical", "clear", "config_key", "entry_path",
+           "list_entries", "open_entry", "write_entry"]
 
 #: Bump when the engine's output for an unchanged config changes (invalidates every entry).
 CACHE_VERSION = 1
@@ -182,6 +187,33 @@ def write_entry(kind: str, key: str, writer: Callable[[Path], None], *,
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def build_lock(kind: str, key: str) -> Iterator[None]:
+    """Hold an exclusive, process-wide lock on building entry ``key`` (POSIX ``flock`` on a
+    small ``.lock-<key>`` file beside the entry; a no-op where ``fcntl`` is missing). A process
+    that has to wait says so on stderr. The lock is released when the process dies, so a
+    crashed builder never blocks the next one."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: builders may duplicate work, the atomic rename still holds
+        yield
+        return
+    _check_kind_key(kind, key)
+    folder = cache_dir() / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f".lock-{key}", "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"cache {kind}/{key}: another process is building it; waiting for it",
+                  file=sys.stderr, flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def list_entries(kind: str | None = None) -> list[Path]:

@@ -292,7 +292,7 @@ def _mismatch_message(path: Path, rf: RemoteFile, actual: str, what: str) -> str
 
 def _download(rf: RemoteFile, dest: Path, progress: bool) -> None:
     """Download ``rf.url`` to ``dest`` via ``dest.part``; verify, then rename."""
-    from tqdm.auto import tqdm
+    from cca_lib._progress import bar as tqdm_bar
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -300,8 +300,8 @@ def _download(rf: RemoteFile, dest: Path, progress: bool) -> None:
         with _urlopen(rf.url) as response, open(part, "wb") as out:
             headers = getattr(response, "headers", None)
             total = headers.get("Content-Length") if headers is not None else None
-            with tqdm(total=int(total) if total else rf.size, unit="B", unit_scale=True,
-                      desc=dest.name, disable=not progress, leave=False) as bar:
+            with tqdm_bar(total=int(total) if total else rf.size, unit="B", unit_scale=True,
+                      desc=dest.name, progress=progress, leave=False) as bar:
                 while True:
                     block = response.read(1 << 16)
                     if not block:

@@ -389,9 +389,9 @@ def _schedule_points(cfg: TrainConfig, total: int, steps_per_epoch: int
 
 
 def _bar(total: int, desc: str, progress: bool):
-    from tqdm.auto import tqdm
+    from cca_lib._progress import bar as tqdm_bar
 
-    return tqdm(total=total, desc=desc, disable=not progress, leave=False, unit="step",
+    return tqdm_bar(total=total, desc=desc, progress=progress, leave=False, unit="step",
                 dynamic_ncols=True)
 
 
@@ -677,7 +677,9 @@ def train(config: TrainConfig, *, progress: bool = True, cache: bool = True) -> 
         raise TypeError(f"config must be a CNNTrainConfig or LMTrainConfig, got "
                         f"{type(config).__name__}")
     key = run_key(config)
-    if cache:
+    if not cache:
+        return _train_now(config, progress)
+    with _cache.build_lock(RUNS_KIND, key):  # a second process wants the same run: it waits
         path = _cache.open_entry(RUNS_KIND, key)
         if path is not None:
             try:
@@ -689,25 +691,27 @@ def train(config: TrainConfig, *, progress: bool = True, cache: bool = True) -> 
                 warnings.warn(f"cache entry {path} unreadable ({err}); retraining",
                               RuntimeWarning, stacklevel=2)
                 shutil.rmtree(path, ignore_errors=True)
+        result = _train_now(config, progress)
+        result.path = _save_result(result)
+        return result
+
+
+def _train_now(config: TrainConfig, progress: bool) -> TrainResult:
     device = resolve_device(config.device)
     fork = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork), _threads(config.threads):
         if isinstance(config, CNNTrainConfig):
-            result = _train_cnn(config, progress)
-        else:
-            result = _train_lm(config, progress)
-    if cache:
-        result.path = _save_result(result)
-    return result
+            return _train_cnn(config, progress)
+        return _train_lm(config, progress)
 
 
 def train_many(configs: Sequence[TrainConfig], *, progress: bool = True, cache: bool = True,
                desc: str = "training") -> list[TrainResult]:
     """Train a sweep of configs in order (each cached), with one bar over the sweep."""
-    from tqdm.auto import tqdm
+    from cca_lib._progress import bar as tqdm_bar
 
     configs = list(configs)
     out = []
-    for cfg in tqdm(configs, desc=desc, disable=not progress, unit="net"):
+    for cfg in tqdm_bar(configs, desc=desc, progress=progress, unit="net"):
         out.append(train(cfg, progress=progress, cache=cache))
     return out

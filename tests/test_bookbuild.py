@@ -96,6 +96,7 @@ def test_build_runs_chapters_in_parallel_with_pinned_threads(tmp_path, monkeypat
         "root: intro\nchapters:\n  - file: book/executed/a\n  - file: book/executed/b\n")
     check = ("import os\nassert x == 3\n"
              "assert os.environ['OMP_NUM_THREADS'] == '1', os.environ['OMP_NUM_THREADS']\n"
+             "from cca_lib import _progress\nassert not _progress.enabled(True)\n"
              "print('threads', os.environ['OMP_NUM_THREADS'])")
     _chapter(tmp_path, "a", check)
     _chapter(tmp_path, "b", check)
@@ -156,3 +157,66 @@ def test_notebook_defaults_are_the_quick_profile():
         for param, value in bookbuild.load_params(ROOT, "quick", name).items():
             default = ast.literal_eval(inferred[param]["default"])
             assert default == value, f"{name}: {param} defaults to {default!r}, quick has {value!r}"
+
+
+def test_progress_bars_can_be_switched_off(monkeypatch):
+    from cca_lib import _progress
+
+    monkeypatch.delenv(_progress.PROGRESS_ENV, raising=False)
+    assert _progress.enabled(True) and not _progress.enabled(False)
+    assert not _progress.bar(range(3), progress=True).disable
+    monkeypatch.setenv(_progress.PROGRESS_ENV, "0")
+    assert not _progress.enabled(True)
+    assert _progress.bar(range(3), progress=True).disable
+    assert list(_progress.bar(range(3))) == [0, 1, 2]
+
+
+def test_schedule_order_respects_dependencies_then_cost():
+    meta = {"a": {"after": [], "cost": 1.0}, "b": {"after": [], "cost": 50.0},
+            "c": {"after": ["a"], "cost": 99.0}, "d": {"after": ["zzz"], "cost": 5.0}}
+    assert bookbuild.schedule_order(["a", "b", "c", "d"], meta) == ["b", "d", "a", "c"]
+    assert bookbuild.schedule_order(["c"], meta) == ["c"]  # a is not selected: c may start
+    cyc = {"x": {"after": ["y"], "cost": 0.0}, "y": {"after": ["x"], "cost": 0.0}}
+    with pytest.raises(ValueError, match="cycle"):
+        bookbuild.schedule_order(["x", "y"], cyc)
+
+
+def test_book_chapters_have_valid_scheduling_metadata():
+    chapters = bookbuild.toc_chapters(ROOT / "_toc.yml")
+    meta = {name: bookbuild.chapter_meta(ROOT, name) for name in chapters}
+    assert set(bookbuild.schedule_order(chapters, meta)) == set(chapters)
+    assert all(set(m["after"]) <= set(chapters) for m in meta.values())
+
+
+def test_a_chapter_waits_for_the_one_it_reuses(tmp_path):
+    import json
+
+    (tmp_path / "_toc.yml").write_text(
+        "root: intro\nchapters:\n  - file: book/executed/late\n  - file: book/executed/first\n")
+    stamp = "import time, pathlib\npathlib.Path('{}').write_text(str(time.time()))\n"
+    _chapter(tmp_path, "first", "import time\ntime.sleep(1)\n" + stamp.format("first.t"))
+    _chapter(tmp_path, "late", stamp.format("late.t"))
+    nbs = tmp_path / "notebooks"
+    for name, meta in (("late", {"after": ["first"], "cost": 100}), ("first", {"cost": 1})):
+        nb = json.loads((nbs / f"{name}.ipynb").read_text())
+        nb["metadata"]["cca_book"] = meta
+        (nbs / f"{name}.ipynb").write_text(json.dumps(nb))
+    bookbuild.build(tmp_path, "quick", jobs=2)
+    assert float((nbs / "late.t").read_text()) > float((nbs / "first.t").read_text())
+
+
+def test_a_chapter_whose_dependency_failed_is_skipped(tmp_path, capsys):
+    import json
+
+    (tmp_path / "_toc.yml").write_text(
+        "root: intro\nchapters:\n  - file: book/executed/base\n  - file: book/executed/user\n")
+    _chapter(tmp_path, "base", "raise RuntimeError('boom')")
+    _chapter(tmp_path, "user", "y = 1")
+    path = tmp_path / "notebooks" / "user.ipynb"
+    nb = json.loads(path.read_text())
+    nb["metadata"]["cca_book"] = {"after": ["base"]}
+    path.write_text(json.dumps(nb))
+    with pytest.raises(SystemExit, match="2 chapter.*failed: base, user"):
+        bookbuild.build(tmp_path, "quick", jobs=2)
+    assert "SKIPPED user: base failed" in capsys.readouterr().err
+    assert not (tmp_path / "book" / "executed" / "user.ipynb").exists()

@@ -94,3 +94,30 @@ def test_training_cache_hit_miss_and_corruption(env, monkeypatch):
     sd_c = rebuilt.state_dict()
     assert all((sd_a[k] == sd_c[k]).all() for k in sd_a)  # deterministic rebuild
     assert cache.clear("runs") == 1
+
+
+def test_build_lock_makes_a_second_builder_wait(env, capsys):
+    import threading
+    import time
+
+    key = cache.config_key(_Cfg(), kind="t")
+    events, inside = [], threading.Event()
+
+    def first():
+        with cache.build_lock("t", key):
+            events.append("first in")
+            inside.set()
+            time.sleep(0.5)
+            events.append("first out")
+
+    t = threading.Thread(target=first)
+    t.start()
+    inside.wait()
+    with cache.build_lock("t", key):
+        events.append("second in")
+    t.join()
+    assert events == ["first in", "first out", "second in"]
+    assert "another process is building it" in capsys.readouterr().err
+    with cache.build_lock("t", cache.config_key(_Cfg(a=2), kind="t")):  # other keys: no wait
+        pass
+    assert "waiting" not in capsys.readouterr().err

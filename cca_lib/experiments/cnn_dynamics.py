@@ -169,14 +169,14 @@ def _conv_step(history: pd.DataFrame, tol: float, window: int) -> tuple[int, flo
 def run(config: Config = Config(), *, progress: bool = True) -> Result:
     """Train (cached), capture every checkpoint, and compute spectra, S/B tracking and
     distances to the final representation."""
-    from tqdm.auto import tqdm
+    from cca_lib._progress import bar as tqdm_bar
 
     run_ = training.train(config.train_config(), progress=progress)
     steps = run_.steps
     total = steps[-1]
     probe = data.load_images(config.dataset, "test", config.n_probe, progress=progress).images
     acts = {s: capture.capture_run(run_, s, probe)
-            for s in tqdm(steps, desc="capture checkpoints", disable=not progress)}
+            for s in tqdm_bar(steps, desc="capture checkpoints", progress=progress)}
     layers = tuple(run_.build_model().layer_names)
     final = acts[total]
     widths = {layer: int(final[layer].shape[1]) for layer in layers}
@@ -188,7 +188,7 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
     early = min(s for s in steps if s >= config.early_frac * total)
 
     spectra, sb, conv = [], [], []
-    for depth, layer in enumerate(tqdm(layers, desc="layers", disable=not progress), start=1):
+    for depth, layer in enumerate(tqdm_bar(layers, desc="layers", progress=progress), start=1):
         rho_e, h = canonical_variates(acts[early][layer], acts[half][layer])
         k = max(1, min(int(round(config.sb_fraction * widths[layer])), len(rho_e) // 2))
         subsets = {"S": h[:, :k], "B": h[:, -k:]}

@@ -229,13 +229,13 @@ def probe_images(config: Config) -> data.ImageDataset:
 
 def run(config: Config = Config(), *, progress: bool = True) -> Result:
     """Train (or load) the sweep, compare ``config.layer`` across all nets and cluster them."""
-    from tqdm.auto import tqdm
+    from cca_lib._progress import bar as tqdm_bar
 
     cfgs = config.train_configs()
     runs = training.train_many(cfgs, progress=progress, desc="learning-rate sweep")
     probe = probe_images(config)
     acts = [capture.capture_run(r, None, probe.images, [config.layer])[config.layer]
-            for r in tqdm(runs, desc="capture", disable=not progress)]
+            for r in tqdm_bar(runs, desc="capture", progress=progress)]
     dist = analysis.pairwise_distances(acts, method="pwcca")
     lrs = np.array([c.lr for c in cfgs])
     lr_codes = np.unique(lrs, return_inverse=True)[1]

@@ -127,7 +127,7 @@ def _pair_kind(row: pd.Series) -> str:
 
 def run(config: Config = Config(), *, progress: bool = True) -> Result:
     """Train both groups (cached), capture every layer on both probes, compute the distances."""
-    from tqdm.auto import tqdm
+    from cca_lib._progress import bar as tqdm_bar
 
     runs = {labels: training.train_many(
                 [config.train_config(labels, i) for i in range(config.n_nets)],
@@ -153,7 +153,7 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
     jobs = [(p, layer) for p in PROBES for layer in layers]
     acts = {p: {labels: [capture.capture_run(r, None, probes[p]) for r in results]
                 for labels, results in runs.items()} for p in PROBES}
-    for probe, layer in tqdm(jobs, desc="pairwise distances", disable=not progress):
+    for probe, layer in tqdm_bar(jobs, desc="pairwise distances", progress=progress):
         groups = {_GROUP[labels]: [a[layer] for a in acts[probe][labels]] for labels in _GROUP}
         frame = analysis.group_distances(groups, method=config.method)
         frame["pair"] = frame.apply(_pair_kind, axis=1)

@@ -216,8 +216,7 @@ def _distance_rows(ref: np.ndarray, acts: np.ndarray) -> dict[str, float]:
 def run(config: Config = Config(), *, progress: bool = True) -> Result:
     """Train (cached), capture every checkpoint on the probe set (cached), compare each layer
     with its final representation."""
-    from tqdm.auto import tqdm
-
+    from cca_lib._progress import bar as tqdm_bar
     from cca_lib.similarity import cca
 
     res = train(config, progress=progress)
@@ -227,7 +226,7 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
     final = _capture.flatten_timesteps(_capture.capture_run(res, n_steps, probe))
     names = list(final)
     rows, spectra = [], []
-    for step in tqdm(res.steps, desc="checkpoints", disable=not progress):
+    for step in tqdm_bar(res.steps, desc="checkpoints", progress=progress):
         acts = final if step == n_steps else _capture.flatten_timesteps(
             _capture.capture_run(res, step, probe))
         for li, name in enumerate(names, start=1):

@@ -215,7 +215,7 @@ class Result:
 def run(config: Config = Config(), *, progress: bool = True) -> Result:
     """Unroll the trained (cached) and untrained LSTM over the validation text in windows,
     compute the O_j-vs-O_last curves, the floors, the toy RNN and the repeated-input probes."""
-    from tqdm.auto import tqdm
+    from cca_lib._progress import bar as tqdm_bar
 
     tcfg = config.training
     res = rnn_dynamics.train(tcfg, progress=progress)
@@ -228,7 +228,7 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
     curves, floors = [], []
     jobs = [("trained", res.final_step), ("untrained", 0)]
     n_windows = 0
-    for model, step in tqdm(jobs, desc="unrolled models", disable=not progress):
+    for model, step in tqdm_bar(jobs, desc="unrolled models", progress=progress):
         acts = _capture.capture_run(res, step, valid, windowed=windowed)
         for li, name in enumerate(acts, start=1):
             a = acts[name].astype(np.float64)
@@ -237,7 +237,7 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
             floors.extend(_floor_rows(a[:, -1], rng, model=model, layer=li))
 
     toy = []
-    for a in tqdm(config.toy_blend, desc="toy RNN", disable=not progress):
+    for a in tqdm_bar(config.toy_blend, desc="toy RNN", progress=progress):
         states = toy_states(config.toy_dim, config.toy_samples, config.window, a, config.seed)
         toy.extend(_curve_rows(states, a=a))
 

@@ -109,7 +109,7 @@ class Result:
 
 def run(config: Config = Config(), *, progress: bool = True) -> Result:
     """Compute every measure for every ``k`` in ``config.signal_dims`` and every repeat."""
-    from tqdm.auto import tqdm
+    from cca_lib._progress import bar as tqdm_bar
 
     rng = np.random.default_rng(config.seed)
     rows, spectra, noise_rows = [], [], []
@@ -117,7 +117,7 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
     k_min = min(config.signal_dims)
     jobs = [(k, r, None) for k in config.signal_dims for r in range(config.n_repeats)]
     jobs += [(k_min, r, s) for s in config.noise_sweep for r in range(config.n_repeats)]
-    for k, repeat, sigma in tqdm(jobs, desc="toy pairs", disable=not progress):
+    for k, repeat, sigma in tqdm_bar(jobs, desc="toy pairs", progress=progress):
         x, y = make_pair(k, config, rng, sigma)
         values = compare(x, y, keep=config.svcca_keep)
         if sigma is not None:

@@ -138,14 +138,14 @@ def probe_images(config: Config) -> data.ImageDataset:
 
 def run(config: Config = Config(), *, progress: bool = True) -> Result:
     """Train (or load) every group, then measure within-group distances trained and at init."""
-    from tqdm.auto import tqdm
+    from cca_lib._progress import bar as tqdm_bar
 
     jobs = [(w, config.seed + s) for w in config.widths for s in range(config.n_seeds)]
     runs = training.train_many([config.train_config(w, s) for w, s in jobs], progress=progress,
                                desc="width groups")
     probe = probe_images(config)
     rows = []
-    for w in tqdm(config.widths, desc="distances", disable=not progress):
+    for w in tqdm_bar(config.widths, desc="distances", progress=progress):
         members = [r for (width, _), r in zip(jobs, runs, strict=True) if width == w]
         for state, step in (("trained", None), ("init", 0)):
             acts = [capture.capture_run(r, step, probe.images, list(config.layers))
