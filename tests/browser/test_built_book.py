@@ -110,6 +110,10 @@ def test_page_renders(browser, rel):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / (rel.replace("/", "_").removesuffix(".html") + ".png")),
                     full_page=True)
+    text = page.inner_text("main") if page.query_selector("main") else page.inner_text("body")
+    for junk, what in (("Traceback (most recent call last)", "a Python traceback"),
+                       ("%|", "a progress bar's output"), ("\x1b[", "terminal escape codes")):
+        assert junk not in text, f"{rel}: the page shows {what}"
     assert not errors, f"{rel}: console errors: {errors}"
     assert not outside, f"{rel}: requests leaving the machine: {outside}"
     page.close()
