@@ -103,6 +103,7 @@ def execute_chapter(root: Path, name: str, profile: str, params: dict) -> float:
         if partial.exists():
             os.replace(partial, failed)
         raise
+    _fold_injected_parameters(partial)
     os.replace(partial, final)
     failed.unlink(missing_ok=True)
     return time.perf_counter() - start
@@ -180,6 +181,19 @@ def _pin_threads(threads: int) -> None:
     """Make every kernel started from this process use ``threads`` BLAS/torch threads."""
     for var in THREAD_VARS:
         os.environ[var] = str(threads)
+
+
+def _fold_injected_parameters(path: Path) -> None:
+    """Fold papermill's injected-parameters cell in the book (``hide-input``: a "show" toggle);
+    the parameter table at the end of each chapter lists the same values with their meaning."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "hide-input" not in tags:
+            cell.metadata["tags"] = [*tags, "hide-input"]
+    nbformat.write(nb, path)
 
 
 def build(root: Path, profile: str, only: Iterable[str] | None = None, *, jobs: int = 2,

@@ -99,7 +99,8 @@ def load_records(results_dir: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))]
 
 
-_BADGE = {"holds": "✅ holds", "partly": "🟡 partly", "does not hold": "❌ does not hold"}
+# plain words: emoji need a font that not every reader (or headless browser) has
+_BADGE = {"holds": "**holds**", "partly": "*partly*", "does not hold": "**does not hold**"}
 
 
 def render(records: list[dict], *, profile: str, chapters: list[str] | None = None) -> str:

@@ -104,6 +104,8 @@ def test_build_runs_chapters_in_parallel_with_pinned_threads(tmp_path, monkeypat
     for name in ("a", "b"):
         nb = nbformat.read(tmp_path / "book" / "executed" / f"{name}.ipynb", as_version=4)
         assert "threads 1" in nb.cells[-1].outputs[0]["text"]
+        injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert len(injected) == 1 and "hide-input" in injected[0].metadata["tags"]
     assert (tmp_path / "book" / "generated" / "scorecard.md").is_file()
 
 
