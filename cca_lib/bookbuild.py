@@ -216,7 +216,8 @@ def build(root: Path, profile: str, only: Iterable[str] | None = None, *, jobs: 
     _pin_threads(threads)
     os.environ[PROGRESS_ENV] = "0"  # an executed notebook would keep every redraw of every bar
     n = len(selected)
-    print(f"executing {n} chapter(s), {profile} profile, {min(jobs, n)} at a time, "
+    workers = min(jobs, n)
+    print(f"executing {n} chapter(s), {profile} profile, {workers} at a time, "
           f"{threads} thread(s) each", flush=True)
     meta = {name: chapter_meta(root, name) for name in selected}
     order = schedule_order(selected, meta)
@@ -224,11 +225,11 @@ def build(root: Path, profile: str, only: Iterable[str] | None = None, *, jobs: 
     failed: list[str] = []
     finished: set[str] = set()
     running: dict = {}
-    with ProcessPoolExecutor(max_workers=min(jobs, n)) as pool:
+    with ProcessPoolExecutor(max_workers=workers) as pool:
         while order or running:
             # start what may start: a free worker, and every chapter it waits for finished
             for name in list(order):
-                if len(running) >= min(jobs, n):
+                if len(running) >= workers:
                     break
                 waits = set(meta[name]["after"]) & set(selected)
                 if waits & set(failed):

@@ -301,7 +301,7 @@ def _download(rf: RemoteFile, dest: Path, progress: bool) -> None:
             headers = getattr(response, "headers", None)
             total = headers.get("Content-Length") if headers is not None else None
             with tqdm_bar(total=int(total) if total else rf.size, unit="B", unit_scale=True,
-                      desc=dest.name, progress=progress, leave=False) as bar:
+                          desc=dest.name, progress=progress, leave=False) as bar:
                 while True:
                     block = response.read(1 << 16)
                     if not block:

@@ -391,8 +391,7 @@ def _schedule_points(cfg: TrainConfig, total: int, steps_per_epoch: int
 def _bar(total: int, desc: str, progress: bool):
     from cca_lib._progress import bar as tqdm_bar
 
-    return tqdm_bar(total=total, desc=desc, progress=progress, leave=False, unit="step",
-                dynamic_ncols=True)
+    return tqdm_bar(total=total, desc=desc, progress=progress, leave=False, unit="step")
 
 
 @torch.no_grad()
