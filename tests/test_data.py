@@ -164,6 +164,17 @@ def test_load_images_shapes_dtypes_and_normalisation(env):
     assert N_TEST == data.load_images("fashion-mnist", "test", progress=False).labels.shape[0]
 
 
+def test_channel_stats_match_numpy_on_scaled_float64():
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, size=(50, 3, 7, 5), dtype=np.uint8)
+    images[:, 1] //= 4  # channels with different statistics
+    mean, std = data._channel_stats(images)
+    scaled = images.astype(np.float64) / 255.0
+    np.testing.assert_allclose(mean, scaled.mean(axis=(0, 2, 3)), rtol=1e-13)
+    np.testing.assert_allclose(std, scaled.std(axis=(0, 2, 3)), rtol=1e-13)
+    assert len(mean) == len(std) == 3
+
+
 def test_random_labels_fixed_by_seed():
     y = torch.zeros(500, dtype=torch.int64)
     a = data.random_labels(y, 10, seed=3)

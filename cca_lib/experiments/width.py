@@ -35,7 +35,7 @@ STATES = ("trained", "init")
 class Config:
     """Width experiment parameters. Defaults are the quick profile."""
 
-    widths: tuple[int, ...] = (8, 12, 16, 24, 32)  #: conv1 channels (paper: 0.25x .. 7x)
+    widths: tuple[int, ...] = (8, 10, 12, 16, 20)  #: conv1 channels (paper: 0.25x .. 7x)
     n_seeds: int = 3  #: networks per width (paper: 5)
     layers: tuple[str, ...] = ("conv4", "logits")  #: compared layers (paper: the last conv)
     n_features: int = 32  #: random subset size for conv layers (paper: 128 filters)
