@@ -8,7 +8,8 @@ Usage::
 ``--svcca`` is a local checkout of github.com/google/svcca (``cca_core.py`` and ``pwcca.py``);
 it is not part of this project. Without it, only cca_lib is timed.
 
-What is timed, interleaved in one process (the order rotates every repeat), median over repeats:
+What is timed, interleaved in one process (the order rotates every repeat), median over repeats
+(a repeat of a call faster than 0.2 s loops it enough times to last about 0.2 s):
 
 * coefficients: ``cca(x, y, variates=False)`` (rho and canonical directions) vs the reference's
   ``get_cca_similarity(x.T, y.T, epsilon=0, compute_dirns=False)``, which also returns the
@@ -38,6 +39,7 @@ two-core machine OpenBLAS's threads contend with other processes and make timing
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -110,6 +112,16 @@ def peak_mib(fn) -> float:
         tracemalloc.stop()
 
 
+#: Shortest timed repeat in seconds; faster calls are looped within one repeat.
+MIN_REPEAT_S = 0.2
+
+
+def _once(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return max(time.perf_counter() - t0, 1e-6)
+
+
 def bench_size(d: int, n: int, ref, args) -> dict[str, float]:
     x, y = make_data(d, n, args.seed)
     xt, yt = np.ascontiguousarray(x.T), np.ascontiguousarray(y.T)
@@ -135,14 +147,18 @@ def bench_size(d: int, n: int, ref, args) -> dict[str, float]:
         fns["t32 pwcca"] = lambda: pwcca(tx, ty)
 
     names = list(fns)
+    out: dict[str, object] = {k: fns[k]() for k in names}  # warm-up, and the values compared
+    # Calls per timed repeat: enough for a repeat to last about MIN_REPEAT_S, so millisecond
+    # calls at small sizes are not timed one at a time (timer and scheduler noise).
+    loops = {k: max(1, math.ceil(MIN_REPEAT_S / _once(fns[k]))) for k in names}
     times: dict[str, list[float]] = {k: [] for k in names}
-    out: dict[str, object] = {}
     for r in range(args.repeats):
         order = names[r % len(names):] + names[: r % len(names)]
         for k in order:
             t0 = time.perf_counter()
-            out[k] = fns[k]()
-            times[k].append(time.perf_counter() - t0)
+            for _ in range(loops[k]):
+                fns[k]()
+            times[k].append((time.perf_counter() - t0) / loops[k])
     row: dict[str, float] = {k: float(np.median(v)) for k, v in times.items()}
     if ref is not None:
         ours, theirs = np.asarray(out["coef"]), np.sort(np.asarray(out["ref coef"]))[::-1]
