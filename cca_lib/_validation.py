@@ -49,7 +49,12 @@ def _check_one(x: Any, name: str) -> tuple[int, int]:
         raise ValueError(f"{name} needs at least 2 samples, got shape {shape}")
     if d < 1:
         raise ValueError(f"{name} has no features, got shape {shape}")
-    finite = bool(x.isfinite().all()) if is_torch(x) else bool(np.isfinite(x).all())
+    if is_torch(x) and x.device.type != "cpu":
+        finite = bool(x.isfinite().all())
+    else:
+        # CPU tensors are checked through their numpy view: a torch op here would wake torch's
+        # OpenMP threads, whose spinning then slows the numpy BLAS calls that follow.
+        finite = bool(np.isfinite(x.detach().numpy() if is_torch(x) else x).all())
     if not finite:
         raise ValueError(f"{name} contains NaN or inf values (shape {shape})")
     return n, d

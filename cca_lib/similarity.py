@@ -228,7 +228,7 @@ class _Core:
     dropped_y: int
 
 
-#: The Cholesky shortcut is taken only when the estimated condition number is this many times
+#: The Cholesky shortcut is taken only when a bound on the condition number is this many times
 #: below the eigenvalue cut ``1 / rtol**2`` (see :func:`_fast_whitener`).
 _CHOLESKY_MARGIN = 1e3
 
@@ -238,26 +238,27 @@ def _fast_whitener(s: np.ndarray, rtol: float, name: str) -> np.ndarray:
     :func:`_whitener`, by Cholesky when ``s`` is clearly well-conditioned.
 
     CCA does not depend on which whitening is used (any two differ by an orthogonal factor
-    that the SVD absorbs). ``s = L L'`` gives ``w = L^{-T}`` in ``~d^3/2`` flops instead of an
-    eigendecomposition (about 5x faster at ``d = 1024``). It is used only when LAPACK's
-    1-norm condition estimate ``kappa_1`` (``dpocon``) is below ``1 / (1000 rtol^2)``: since
-    ``kappa_2 <= kappa_1`` for symmetric matrices, no eigenvalue is then near the cut
-    ``rtol^2 lambda_max`` unless the estimate is low by a factor of 1000 (the estimator is
-    typically within a factor of 3). Otherwise (dead, duplicate or nearly dependent neurons)
-    the rank-revealing eigendecomposition decides what to drop.
-    """
-    from scipy.linalg import LinAlgError, cholesky
-    from scipy.linalg.lapack import dpocon, dtrtri
+    that the SVD absorbs). ``s = L L'`` gives ``w = L^{-T}``, several times cheaper than an
+    eigendecomposition at ``d = 1024``. It is used only when the upper bound
+    ``kappa_1(s) <= ||s||_1 ||L^{-1}||_1 ||L^{-1}||_inf`` (from ``s^{-1} = L^{-T} L^{-1}``) is
+    below ``1 / (1000 rtol^2)``: since ``kappa_2 <= kappa_1`` for symmetric matrices, no
+    eigenvalue is then within a factor of 1000 of the cut ``rtol^2 lambda_max``. Otherwise
+    (dead, duplicate or nearly dependent neurons) the rank-revealing eigendecomposition
+    decides what to drop.
 
+    Everything here is numpy's LAPACK, on purpose: scipy's LAPACK is a second OpenBLAS with
+    its own thread pool, and alternating between the two pools made these calls 5 to 25
+    times slower with 2 threads on 2 cores (each pool's idle threads spin on the cores the
+    other needs).
+    """
     try:
-        chol = cholesky(s, lower=True, check_finite=False)
-    except LinAlgError:
+        chol = np.linalg.cholesky(s)
+        inv = np.linalg.inv(chol)  # lower triangular L^{-1}
+    except np.linalg.LinAlgError:
         return _whitener(s, rtol, name)[0]
-    rcond, info = dpocon(chol.T, float(np.abs(s).sum(axis=0).max()))
-    if info != 0 or not rcond > _CHOLESKY_MARGIN * rtol * rtol:
-        return _whitener(s, rtol, name)[0]
-    inv, info = dtrtri(chol, lower=1)
-    if info != 0:
+    absinv = np.abs(inv)
+    bound = np.abs(s).sum(axis=0).max() * absinv.sum(axis=0).max() * absinv.sum(axis=1).max()
+    if not bound < 1.0 / (_CHOLESKY_MARGIN * rtol * rtol):  # also catches inf / nan
         return _whitener(s, rtol, name)[0]
     return np.tril(inv).T
 

@@ -415,6 +415,21 @@ def test_torch_dead_duplicate_neurons_float32_and_grad():
     assert cca(bad.astype(np.float32), y.astype(np.float32)).dropped_x == 4
 
 
+def test_torch_nan_and_inf_are_refused():
+    torch = pytest.importorskip("torch")
+    x, y = pair(20)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = torch.tensor(y.T.copy()).T  # non-contiguous view
+    assert np.isfinite(pwcca(tx, ty))
+    bad = ty.clone()
+    bad[5, 2] = float("nan")
+    with pytest.raises(ValueError, match="y contains NaN or inf"):
+        pwcca(tx, bad)
+    inf_row = torch.tensor(x, dtype=torch.float32).index_fill(0, torch.tensor([0]), float("inf"))
+    with pytest.raises(ValueError, match="x contains NaN or inf"):
+        mean_cca(inf_row, y.astype(np.float32))
+
+
 @pytest.mark.skipif("not __import__('importlib').util.find_spec('torch') or "
                     "not __import__('torch').cuda.is_available()", reason="needs CUDA")
 def test_cuda_tensors_stay_on_device():
