@@ -28,6 +28,16 @@ def is_torch(x: Any) -> bool:
     return torch is not None and isinstance(x, torch.Tensor)
 
 
+def on_cuda(a: Any) -> bool:
+    """Whether ``a`` is a torch tensor on a non-CPU device."""
+    return is_torch(a) and a.device.type != "cpu"
+
+
+def host_view(a: Any) -> np.ndarray:
+    """A CPU tensor as a numpy array sharing its memory (no copy); arrays pass through."""
+    return a.detach().numpy() if is_torch(a) else a
+
+
 def _check_one(x: Any, name: str) -> tuple[int, int]:
     if is_torch(x):
         if not x.is_floating_point() or x.dtype not in _torch_float_dtypes():
@@ -49,12 +59,12 @@ def _check_one(x: Any, name: str) -> tuple[int, int]:
         raise ValueError(f"{name} needs at least 2 samples, got shape {shape}")
     if d < 1:
         raise ValueError(f"{name} has no features, got shape {shape}")
-    if is_torch(x) and x.device.type != "cpu":
+    if on_cuda(x):
         finite = bool(x.isfinite().all())
     else:
         # CPU tensors are checked through their numpy view: a torch op here would wake torch's
         # OpenMP threads, whose spinning then slows the numpy BLAS calls that follow.
-        finite = bool(np.isfinite(x.detach().numpy() if is_torch(x) else x).all())
+        finite = bool(np.isfinite(host_view(x)).all())
     if not finite:
         raise ValueError(f"{name} contains NaN or inf values (shape {shape})")
     return n, d

@@ -62,7 +62,9 @@ from cca_lib._validation import (
     check_keep,
     check_pair,
     check_rtol,
+    host_view,
     is_torch,
+    on_cuda,
 )
 
 __all__ = ["CCAResult", "FewSamplesWarning", "cca", "compare", "distance", "linear_cka",
@@ -122,20 +124,11 @@ def _rtol_for(arr: Any, rtol: float | None) -> float:
     return _DEFAULT_RTOL[np.dtype(np.float32 if single else np.float64)]
 
 
-def _on_cuda(a: Any) -> bool:
-    return is_torch(a) and a.device.type != "cpu"
-
-
-def _host_view(a: Any) -> np.ndarray:
-    """A CPU tensor as a numpy array sharing its memory (no copy); arrays pass through."""
-    return a.detach().numpy() if is_torch(a) else a
-
-
 def _common_torch(x: Any, y: Any) -> tuple[Any, Any]:
     """Put a numpy/torch mix on the CUDA tensor's device; compute in the wider float dtype."""
     import torch
 
-    ref = x if _on_cuda(x) else y
+    ref = x if on_cuda(x) else y
     x, y = (a.to(ref.device) if is_torch(a) else
             torch.from_numpy(np.ascontiguousarray(a)).to(ref.device) for a in (x, y))
     if x.dtype != y.dtype:
@@ -163,14 +156,14 @@ def _grams(x: Any, y: Any, rtol: float | None) -> _Grams:
     """
     rtol_x, rtol_y = _rtol_for(x, rtol), _rtol_for(y, rtol)
     n = int(x.shape[0])
-    if _on_cuda(x) or _on_cuda(y):
+    if on_cuda(x) or on_cuda(y):
         x, y = _common_torch(x, y)
         xc = x - x.mean(dim=0, keepdim=True)
         yc = y - y.mean(dim=0, keepdim=True)
         sxx, syy, sxy = ((a.T @ b).double().cpu().numpy()
                          for a, b in ((xc, xc), (yc, yc), (xc, yc)))
     else:
-        x, y = _host_view(x), _host_view(y)
+        x, y = host_view(x), host_view(y)
         if x.dtype != y.dtype:
             x, y = x.astype(np.float64), y.astype(np.float64)
         d1, d2 = x.shape[1], y.shape[1]
@@ -360,12 +353,12 @@ def cca(x: Any, y: Any, *, variates: bool = True, method: str = "gram", rtol: fl
 
 def _variates(a: Any, w: np.ndarray) -> np.ndarray:
     """Canonical variates ``(a - mean) @ w`` as a float64 numpy array."""
-    if _on_cuda(a):
+    if on_cuda(a):
         import torch
 
         ac = a - a.mean(dim=0, keepdim=True)
         return (ac.double() @ torch.from_numpy(w).to(ac.device)).cpu().numpy()
-    a = _host_view(a)
+    a = host_view(a)
     ac = a.astype(np.float64, copy=False) - a.mean(axis=0, dtype=np.float64)
     return ac @ w
 
@@ -494,10 +487,10 @@ def linear_cka(x: Any, y: Any, *, debiased: bool = False,
 
 def _row_norms2(a: Any) -> np.ndarray:
     """Squared norms of the centered rows (the linear kernel's diagonal), float64."""
-    if _on_cuda(a):
+    if on_cuda(a):
         ac = a.double() - a.double().mean(dim=0, keepdim=True)
         return (ac * ac).sum(dim=1).cpu().numpy()
-    ac = _host_view(a).astype(np.float64, copy=False)
+    ac = host_view(a).astype(np.float64, copy=False)
     ac = ac - ac.mean(axis=0)
     return np.einsum("ij,ij->i", ac, ac)
 
