@@ -444,6 +444,42 @@ def test_cuda_tensors_stay_on_device():
     assert tx.device.type == "cuda"
 
 
+def test_device_branch_matches_numpy(monkeypatch):
+    """The branch CUDA tensors take (centering and products in torch on their device, the
+    mixed numpy/torch case, torch NaN checks, variates and CKA's row norms in torch), run on
+    CPU tensors by declaring every tensor a device tensor: it must agree with numpy. This
+    checks the branch's arithmetic on machines without a GPU; the transfers themselves are
+    checked by test_cuda_tensors_stay_on_device where CUDA exists."""
+    torch = pytest.importorskip("torch")
+    import cca_lib._validation as validation
+    import cca_lib.similarity as sim
+
+    taken = []
+
+    def on_device(a):
+        taken.append(sim.is_torch(a))
+        return sim.is_torch(a)
+
+    monkeypatch.setattr(sim, "on_cuda", on_device)
+    monkeypatch.setattr(validation, "on_cuda", on_device)
+    x, y = pair(24)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    want = compare(x, y)
+    for got in (compare(tx, ty), compare(tx, y), compare(x, ty)):
+        assert got == pytest.approx(want, abs=1e-10)
+    r, r0 = cca(tx, ty), cca(x, y)
+    np.testing.assert_allclose(r.rho, r0.rho, atol=1e-12)
+    np.testing.assert_allclose(np.abs(r.x_variates.T @ r0.x_variates).diagonal(), 1.0, atol=1e-8)
+    assert linear_cka(tx, ty, debiased=True) == pytest.approx(linear_cka(x, y, debiased=True),
+                                                              abs=1e-10)
+    assert pwcca(tx.float(), ty.float()) == pytest.approx(pwcca(x, y), abs=1e-4)
+    assert any(taken)  # the device branch was really used
+    bad = tx.clone()
+    bad[3, 1] = float("inf")
+    with pytest.raises(ValueError, match="x contains NaN or inf"):
+        pwcca(bad, ty)
+
+
 def test_few_samples_warning_points_at_the_caller():
     rng = np.random.default_rng(3)
     x, y = rng.standard_normal((90, 20)), rng.standard_normal((90, 15))
