@@ -31,7 +31,7 @@ to anything is undefined (0/0), and returning 0 would hide a broken capture.
 
 **Accuracy of float32.** Within blocks of rows the products are float32, summed across blocks in
 float64. On well-conditioned data ``rho`` from float32 inputs agrees with float64 to about
-``1e-7`` (``benchmarks/bench_similarity.py`` reports it per size: 2e-8 to 5e-8 measured); the
+``1e-7`` (``benchmarks/bench_similarity.py`` reports it per size: 1e-8 to 5e-8 measured); the
 error grows with the condition number of the inputs. Tests allow ``1e-4``.
 
 **Cost.** With ``d = max(d1, d2)``: the default ``method="gram"`` forms the three covariance
