@@ -181,17 +181,25 @@ def _grams(x: Any, y: Any, rtol: float | None) -> _Grams:
         bx, by = np.empty((block, d1), x.dtype), np.empty((block, d2), y.dtype)
         sxx, syy = np.zeros((d1, d1)), np.zeros((d2, d2))
         sxy = np.zeros((d1, d2))
-        for start in range(0, n, block):
-            stop = min(n, start + block)
-            a, b = bx[: stop - start], by[: stop - start]
-            np.subtract(x[start:stop], shx, out=a)
-            np.subtract(y[start:stop], shy, out=b)
-            sxx += a.T @ a
-            syy += b.T @ b
-            sxy += a.T @ b
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
+            for start in range(0, n, block):
+                stop = min(n, start + block)
+                a, b = bx[: stop - start], by[: stop - start]
+                np.subtract(x[start:stop], shx, out=a)
+                np.subtract(y[start:stop], shy, out=b)
+                sxx += a.T @ a
+                syy += b.T @ b
+                sxy += a.T @ b
         sxx -= n * np.outer(dx, dx)
         syy -= n * np.outer(dy, dy)
         sxy -= n * np.outer(dx, dy)
+    shapes = f"x {tuple(x.shape)}, y {tuple(y.shape)}"
+    for mat, name in ((sxx, "x"), (syy, "y"), (sxy, "x and y")):
+        if not np.isfinite(mat).all():  # the inputs are finite, so the products overflowed
+            dtype = str(x.dtype).replace("torch.", "")
+            raise ValueError(f"the covariance products of {name} overflowed {dtype} ({shapes}): "
+                             "the inputs are too large to square and sum (float32 overflows "
+                             "near 1e38); rescale them or pass float64")
     # symmetrize against rounding so eigh sees an exactly symmetric matrix
     return _Grams((sxx + sxx.T) / 2, (syy + syy.T) / 2, sxy, n, rtol_x, rtol_y)
 
@@ -242,11 +250,14 @@ def _fast_whitener(s: np.ndarray, rtol: float, name: str) -> np.ndarray:
     would keep every direction too. The factor 10 covers rounding: ``s`` is float64 (also
     for float32 inputs), so the bound, computed from the computed ``L^{-1}``, and the
     eigenvalues ``eigh`` would compare with the cut are both correct to far better than 10%.
-    The bound can exceed ``kappa_2`` by a factor up to about ``d``; at 1024x50000 it was 116
-    for a condition number of 1.8 and 4610 for 28, inside float32's limit ``1 / (10 * 3e-3**2)
-    = 11111`` (a margin of 1000 sent both to the eigendecomposition). Otherwise (dead,
-    duplicate or nearly dependent neurons) the rank-revealing eigendecomposition decides what
-    to drop.
+    The bound can exceed ``kappa_2`` by up to ``d^1.5`` (each norm by up to ``sqrt(d)``), which
+    only sends more inputs to the eigendecomposition; at 1024x50000 it was 116 for a condition
+    number of 1.8 and 4610 for 28, inside float32's limit ``1 / (10 * 3e-3**2) = 11111`` (a
+    margin of 1000 sent both to the eigendecomposition). Otherwise (dead, duplicate or nearly
+    dependent neurons) the rank-revealing eigendecomposition decides what to drop. With a
+    user ``rtol`` below about ``1e-8`` the cut approaches ``eigh``'s own rounding
+    (``~d eps lambda_max``), and the two routes can then disagree about a direction at the
+    cut; the default tolerances are far from that.
 
     Everything here is numpy's LAPACK, on purpose: scipy's LAPACK is a second OpenBLAS with
     its own thread pool, and alternating between the two pools made these calls 5 to 25
