@@ -193,10 +193,10 @@ def _grams(x: Any, y: Any, rtol: float | None) -> _Grams:
         sxx -= n * np.outer(dx, dx)
         syy -= n * np.outer(dy, dy)
         sxy -= n * np.outer(dx, dy)
-    shapes = f"x {tuple(x.shape)}, y {tuple(y.shape)}"
     for mat, name in ((sxx, "x"), (syy, "y"), (sxy, "x and y")):
         if not np.isfinite(mat).all():  # the inputs are finite, so the products overflowed
             dtype = str(x.dtype).replace("torch.", "")
+            shapes = f"x {tuple(x.shape)}, y {tuple(y.shape)}"
             raise ValueError(f"the covariance products of {name} overflowed {dtype} ({shapes}): "
                              "the inputs are too large to square and sum (float32 overflows "
                              "near 1e38); rescale them or pass float64")
