@@ -7,9 +7,14 @@ order:
 2. the mirror ``$CCA_BOOK_DATA_MIRROR/<name>/<file>`` (CI points it at ``../shared/datasets``).
    Mirror files are verified and then used **in place**: they are never copied or modified, so
    a read-only shared mirror costs no disk;
-3. a download from the canonical URL, with a progress bar, into ``<file>.part`` in the cache
-   folder; only after its sha256 matches is it renamed to ``<file>``, so an interrupted
-   download never looks complete.
+3. a download from the canonical URL, with a progress bar, into a temporary file of its own
+   (``.<file>.<pid>.<random>.part``) in the cache folder; only after its sha256 matches is it
+   renamed to ``<file>`` (atomically), so an interrupted download never looks complete. A
+   per-file lock (``flock`` on ``datasets/.locks/<name>/<file>.lock``) lets one process
+   download while another that needs the same file waits, then uses the verified file. A
+   download is bounded by :class:`DownloadLimits` (an overall deadline, 1 h, and a minimum
+   rate, 10 KiB/s over each 30 s, settable by environment variables), so a server that stalls
+   or trickles bytes ends in a :class:`DatasetUnavailableError` instead of a hang.
 
 A checksum mismatch deletes the bad file (never a mirror file, which is only reported) and raises
 :class:`ChecksumError` naming the file and both hashes. A file that cannot be found or downloaded
@@ -34,11 +39,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import pickle
+import sys
 import tarfile
+import time
 import urllib.error
 import urllib.request
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,6 +65,7 @@ __all__ = [
     "ChecksumError",
     "DatasetSpec",
     "DatasetUnavailableError",
+    "DownloadLimits",
     "ImageDataset",
     "RemoteFile",
     "TextCorpus",
@@ -63,6 +73,7 @@ __all__ = [
     "batchify",
     "canonical_name",
     "dataset_files",
+    "download_limits",
     "load_images",
     "load_text",
     "random_labels",
@@ -290,24 +301,166 @@ def _mismatch_message(path: Path, rf: RemoteFile, actual: str, what: str) -> str
     return f"checksum mismatch for {what} {path}: expected sha256 {rf.sha256}{also}, got {actual}"
 
 
-def _download(rf: RemoteFile, dest: Path, progress: bool) -> None:
-    """Download ``rf.url`` to ``dest`` via ``dest.part``; verify, then rename."""
+#: Environment variables overriding the :class:`DownloadLimits` defaults.
+DOWNLOAD_LIMIT_ENVS = {
+    "deadline": "CCA_BOOK_DOWNLOAD_DEADLINE",
+    "min_rate": "CCA_BOOK_DOWNLOAD_MIN_RATE",
+    "window": "CCA_BOOK_DOWNLOAD_RATE_WINDOW",
+}
+
+#: Longest wait for any single network operation (connect, one read), in seconds.
+_READ_TIMEOUT = 60.0
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class DownloadLimits:
+    """Bounds on the download of one file; breaking one stops it with an error.
+
+    ``deadline``: seconds for the whole file, connecting included. ``min_rate``: bytes per
+    second, averaged over each consecutive ``window`` seconds (a short stall is tolerated, a
+    server that trickles is not; ``0`` switches the check off). A single network operation
+    waits at most :attr:`read_timeout`, so a download ends at the latest one ``read_timeout``
+    after its deadline (and a process waiting for another's download waits no longer). The
+    defaults are overridden by ``$CCA_BOOK_DOWNLOAD_DEADLINE`` (s),
+    ``$CCA_BOOK_DOWNLOAD_MIN_RATE`` (B/s) and ``$CCA_BOOK_DOWNLOAD_RATE_WINDOW`` (s); see
+    :func:`download_limits`.
+    """
+
+    deadline: float = 3600.0
+    min_rate: float = 10240.0
+    window: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("deadline", "window"):
+            value = getattr(self, name)
+            if not (_is_number(value) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+        if not (_is_number(self.min_rate) and math.isfinite(self.min_rate)
+                and self.min_rate >= 0):
+            raise ValueError(f"min_rate must be a finite number of bytes/s >= 0, "
+                             f"got {self.min_rate!r}")
+
+    @property
+    def read_timeout(self) -> float:
+        """``min(60, window, deadline)`` seconds: the socket timeout of each operation."""
+        return min(_READ_TIMEOUT, self.window, self.deadline)
+
+
+def download_limits() -> DownloadLimits:
+    """The :class:`DownloadLimits` in force: the defaults, each overridden by its variable in
+    :data:`DOWNLOAD_LIMIT_ENVS` when that is set. A bad value raises a ValueError naming the
+    variable."""
+    values = {}
+    for name, env in DOWNLOAD_LIMIT_ENVS.items():
+        raw = os.environ.get(env, "").strip()
+        if not raw:
+            continue
+        try:
+            values[name] = float(raw)
+            DownloadLimits(**{name: values[name]})
+        except ValueError as err:
+            raise ValueError(f"${env}={raw!r} is not a valid download limit: {err}") from None
+    return DownloadLimits(**values)
+
+
+class _DownloadTooSlow(TimeoutError):
+    """A download broke its :class:`DownloadLimits` (reported as DatasetUnavailableError)."""
+
+
+def _limit_hint(name: str) -> str:
+    change = "lower" if name == "min_rate" else "raise"
+    return f"{change} ${DOWNLOAD_LIMIT_ENVS[name]} if the connection is just slow"
+
+
+@contextmanager
+def _download_lock(dest: Path) -> Iterator[bool]:
+    """Hold an exclusive lock on downloading ``dest`` (POSIX ``flock`` on
+    ``<datasets>/.locks/<name>/<file>.lock``, outside the dataset folder). Yields whether a
+    lock is held: without ``fcntl`` two processes may both download, each to its own temporary
+    file, and the atomic rename still never exposes a partial file. A process that has to wait
+    says so on stderr; the lock is released when its holder dies."""
+    try:
+        import fcntl
+    except ImportError:
+        yield False
+        return
+    lock_dir = dest.parent.parent / ".locks" / dest.parent.name
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{dest.name}.lock", "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"dataset file {dest}: another process is downloading it; waiting for it",
+                  file=sys.stderr, flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _temp_name(dest: Path) -> Path:
+    """A temporary name beside ``dest`` that no other download uses (pid + random)."""
+    return dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex}.part")
+
+
+def _download(rf: RemoteFile, dest: Path, progress: bool,
+              limits: DownloadLimits | None = None) -> None:
+    """Download ``rf.url`` to a temporary file of its own beside ``dest``; verify, then rename
+    it to ``dest`` (atomic). Stops with :class:`_DownloadTooSlow` when ``limits`` are broken."""
     from cca_lib._progress import bar as tqdm_bar
 
+    limits = download_limits() if limits is None else limits
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
+    part = _temp_name(dest)
+    start = time.monotonic()
+    got = 0
+    window_start, window_got = start, 0
+
+    def check(now: float) -> None:
+        nonlocal window_start, window_got
+        if now - start > limits.deadline:
+            raise _DownloadTooSlow(
+                f"download of {rf.url} passed its deadline of {limits.deadline:g} s with "
+                f"{got} bytes received; {_limit_hint('deadline')}")
+        if now - window_start >= limits.window:
+            rate = (got - window_got) / (now - window_start)
+            if rate < limits.min_rate:
+                raise _DownloadTooSlow(
+                    f"download of {rf.url} is too slow: {rate:.4g} B/s over the last "
+                    f"{now - window_start:.3g} s, below the minimum {limits.min_rate:g} B/s; "
+                    f"{_limit_hint('min_rate')}")
+            window_start, window_got = now, got
+
     try:
         with _urlopen(rf.url) as response, open(part, "wb") as out:
             headers = getattr(response, "headers", None)
             total = headers.get("Content-Length") if headers is not None else None
+            # read1 returns what has arrived instead of waiting for a full block, so every
+            # few bytes from a trickling server are counted and checked
+            read = getattr(response, "read1", response.read)
             with tqdm_bar(total=int(total) if total else rf.size, unit="B", unit_scale=True,
                           desc=dest.name, progress=progress, leave=False) as bar:
                 while True:
-                    block = response.read(1 << 16)
+                    check(time.monotonic())
+                    try:
+                        block = read(1 << 16)
+                    except TimeoutError as err:
+                        raise _DownloadTooSlow(
+                            f"download of {rf.url} stalled: no data for "
+                            f"{limits.read_timeout:g} s after {got} bytes ({err}); "
+                            f"{_limit_hint('window')}") from err
                     if not block:
                         break
                     out.write(block)
+                    got += len(block)
                     bar.update(len(block))
+            out.flush()
+            os.fsync(out.fileno())
     except BaseException:
         part.unlink(missing_ok=True)
         raise
@@ -321,19 +474,28 @@ def _download(rf: RemoteFile, dest: Path, progress: bool) -> None:
 
 
 def _urlopen(url: str):
-    """Open a URL for reading (a seam for tests)."""
-    return urllib.request.urlopen(url, timeout=60)  # noqa: S310 - registry URLs only
+    """Open a URL for reading, with the socket timeout of :func:`download_limits` (a seam for
+    tests)."""
+    return urllib.request.urlopen(  # noqa: S310 - registry URLs only
+        url, timeout=download_limits().read_timeout)
+
+
+def _cached_ok(cached: Path, rf: RemoteFile) -> bool:
+    """Whether the cache holds a verified ``cached``; a bad one is deleted and reported."""
+    if not cached.is_file():
+        return False
+    ok, actual = _matches(cached, rf)
+    if ok:
+        return True
+    cached.unlink(missing_ok=True)
+    raise ChecksumError(_mismatch_message(cached, rf, actual, "cached file")
+                        + " (the bad file was deleted; run again to fetch it afresh)")
 
 
 def _resolve_file(name: str, rf: RemoteFile, *, download: bool, progress: bool) -> Path:
     cached = datasets_dir() / name / rf.filename
-    if cached.is_file():
-        ok, actual = _matches(cached, rf)
-        if ok:
-            return cached
-        cached.unlink()
-        raise ChecksumError(_mismatch_message(cached, rf, actual, "cached file")
-                            + " (the bad file was deleted; run again to fetch it afresh)")
+    if _cached_ok(cached, rf):
+        return cached
     mirror = mirror_dir()
     if mirror is not None:
         candidate = mirror / name / rf.filename
@@ -350,8 +512,16 @@ def _resolve_file(name: str, rf: RemoteFile, *, download: bool, progress: bool) 
     if not download:
         raise DatasetUnavailableError(
             f"{name}/{rf.filename} is not cached and {where}; downloads are disabled. {hint}.")
+    limits = download_limits()
     try:
-        _download(rf, cached, progress)
+        with _download_lock(cached) as locked:
+            # another process may have downloaded it while this one waited for the lock
+            if _cached_ok(cached, rf):
+                return cached
+            if locked:  # only the lock holder downloads: any other temporary file is stale
+                for stale in cached.parent.glob(f".{cached.name}.*.part"):
+                    stale.unlink(missing_ok=True)
+            _download(rf, cached, progress, limits)
     except (urllib.error.URLError, OSError, TimeoutError) as err:
         raise DatasetUnavailableError(
             f"{name}/{rf.filename} is not cached, {where}, and downloading {rf.url} failed "
