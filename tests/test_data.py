@@ -1,7 +1,14 @@
 """Engine: dataset registry, resolution (cache -> mirror -> download), checksums, loaders."""
 
 import gzip
+import hashlib
+import http.server
+import os
 import shutil
+import subprocess
+import sys
+import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -13,6 +20,7 @@ from _engine_data import N_CLASSES, N_TEST, N_TRAIN, SIDE, activate
 from cca_lib import data
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+_REAL_URLOPEN = data._urlopen  # before any test replaces it with the offline stub
 
 
 @pytest.fixture
@@ -259,3 +267,173 @@ def test_cifar10_tarball_loader(env, monkeypatch):
     assert train.classes == data.CIFAR10_CLASSES and len(train.mean) == 3
     torch.testing.assert_close(train.images.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5,
                                rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Downloads from a real local HTTP server (127.0.0.1 only): concurrency and slow servers
+# ---------------------------------------------------------------------------------------------
+
+
+class _SlowServer:
+    """A loopback HTTP server sending ``payload`` by a schedule of ``(pause_s, n_bytes)``
+    steps (the rest, if any, at once), counting the GET requests it receives. It stops
+    sending when closed, so no test can hang on it."""
+
+    def __init__(self, payload: bytes, schedule: list[tuple[float, int]]):
+        self.payload, self.schedule = payload, schedule
+        self.requests = 0
+        self._stop = threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                outer.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(outer.payload)))
+                self.end_headers()
+                sent = 0
+                try:
+                    for pause, n in outer.schedule:
+                        if outer._stop.wait(pause):
+                            return
+                        self.wfile.write(outer.payload[sent:sent + n])
+                        self.wfile.flush()
+                        sent += n
+                    self.wfile.write(outer.payload[sent:])
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/blob.bin"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=5)
+        return False
+
+
+def _payload(n: int) -> bytes:
+    return np.random.default_rng(7).integers(0, 256, n, dtype=np.uint8).tobytes()
+
+
+def _blob_spec(url: str, payload: bytes) -> data.DatasetSpec:
+    return data.DatasetSpec("blobset", (data.RemoteFile(
+        "blob.bin", url, hashlib.sha256(payload).hexdigest(), len(payload)),), "text")
+
+
+_CHILD = """
+import sys
+from cca_lib import data
+url, sha, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+spec = data.DatasetSpec("blobset", (data.RemoteFile("blob.bin", url, sha, size),), "text")
+with data.registry_override(spec):
+    print("ready", flush=True)
+    sys.stdin.readline()  # start together with the other process
+    print(data.dataset_files("blobset", progress=False)["blob.bin"], flush=True)
+"""
+
+
+def test_two_processes_downloading_one_file_download_it_once(tmp_path):
+    payload = _payload(200_000)
+    data_root = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if k != "CCA_BOOK_DATA_MIRROR"}
+    env.update(CCA_BOOK_DATA_DIR=str(data_root), PYTHONPATH=str(Path(data.__file__).parents[1]),
+               OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    # 40 steps of 0.1 s: the download takes ~4 s, so both processes overlap in it
+    with _SlowServer(payload, [(0.1, 5000)] * 40) as server:
+        args = [sys.executable, "-c", _CHILD, server.url, hashlib.sha256(payload).hexdigest(),
+                str(len(payload))]
+        procs = [subprocess.Popen(args, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        try:
+            for p in procs:
+                assert p.stdout.readline().strip() == "ready", p.stderr.read()
+            for p in procs:
+                p.stdin.write("go\n")
+                p.stdin.flush()
+            results = [p.communicate(timeout=120) for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        requests = server.requests
+    final = data_root / "datasets" / "blobset" / "blob.bin"
+    for p, (out, err) in zip(procs, results, strict=True):
+        assert p.returncode == 0, err
+        assert out.strip() == str(final)
+    assert requests == 1  # the second process waited and used the first one's file
+    assert sum("another process is downloading it" in err for _, err in results) == 1
+    assert final.read_bytes() == payload
+    assert [q.name for q in final.parent.iterdir()] == ["blob.bin"]  # no temporary files left
+
+
+@pytest.mark.parametrize(("schedule", "limits", "says"), [
+    # 1 byte per 0.1 s (10 B/s) against a minimum of 1000 B/s over 0.5 s windows
+    ([(0.1, 1)] * 40, {"MIN_RATE": "1000", "RATE_WINDOW": "0.5", "DEADLINE": "30"},
+     ["too slow", "lower $CCA_BOOK_DOWNLOAD_MIN_RATE"]),
+    # a steady 1000 B/s, fast enough, but 4 s of it against a 1 s deadline
+    ([(0.1, 100)] * 40, {"MIN_RATE": "10", "RATE_WINDOW": "0.5", "DEADLINE": "1"},
+     ["deadline of 1 s", "CCA_BOOK_DOWNLOAD_DEADLINE"]),
+    # some bytes, then nothing for 4 s (longer than the 0.5 s window)
+    ([(0.0, 100), (4.0, 100)], {"MIN_RATE": "10", "RATE_WINDOW": "0.5", "DEADLINE": "30"},
+     ["stalled", "CCA_BOOK_DOWNLOAD_RATE_WINDOW"]),
+], ids=["trickle", "deadline", "stall"])
+def test_slow_server_ends_in_clear_error_not_hang(env, monkeypatch, schedule, limits, says):
+    monkeypatch.delenv("CCA_BOOK_DATA_MIRROR")
+    monkeypatch.setattr(data, "_urlopen", _REAL_URLOPEN)
+    for key, value in limits.items():
+        monkeypatch.setenv(f"CCA_BOOK_DOWNLOAD_{key}", value)
+    payload = _payload(sum(n for _, n in schedule))
+    with _SlowServer(payload, schedule) as server, data.registry_override(
+            _blob_spec(server.url, payload)):
+        t0 = time.monotonic()
+        with pytest.raises(data.DatasetUnavailableError) as err:
+            data.dataset_files("blobset", progress=False)
+        elapsed = time.monotonic() - t0
+    msg = str(err.value)
+    assert server.url in msg and "CCA_BOOK_DATA_MIRROR" in msg
+    for text in says:
+        assert text in msg
+    assert elapsed < 3.0  # the server would take 4 s to send everything
+    folder = env.data / "datasets" / "blobset"
+    assert not any(folder.iterdir())  # nothing half-written left, at any name
+
+
+def test_download_limits_from_env_are_validated(monkeypatch):
+    for env in data.DOWNLOAD_LIMIT_ENVS.values():
+        monkeypatch.delenv(env, raising=False)
+    assert data.download_limits() == data.DownloadLimits(3600.0, 10240.0, 30.0)
+    monkeypatch.setenv("CCA_BOOK_DOWNLOAD_RATE_WINDOW", "5")
+    assert data.download_limits().window == 5.0 and data.download_limits().read_timeout == 5.0
+    for bad in ("soon", "0", "-3", "inf", "nan"):
+        monkeypatch.setenv("CCA_BOOK_DOWNLOAD_DEADLINE", bad)
+        with pytest.raises(ValueError, match=rf"\$CCA_BOOK_DOWNLOAD_DEADLINE='{bad}'"):
+            data.download_limits()
+    with pytest.raises(ValueError, match="min_rate must be"):
+        data.DownloadLimits(min_rate=-1.0)
+
+
+def test_stale_temporary_file_of_a_killed_download_is_removed(env, monkeypatch):
+    monkeypatch.delenv("CCA_BOOK_DATA_MIRROR")
+    monkeypatch.setattr(data, "_urlopen", _REAL_URLOPEN)
+    folder = env.data / "datasets" / "blobset"
+    folder.mkdir(parents=True)
+    (folder / ".blob.bin.99999.0123abcd.part").write_bytes(b"half of a download")
+    payload = _payload(5000)
+    with _SlowServer(payload, []) as server, data.registry_override(
+            _blob_spec(server.url, payload)):
+        path = data.dataset_files("blobset", progress=False)["blob.bin"]
+    assert path == folder / "blob.bin" and path.read_bytes() == payload
+    assert [q.name for q in folder.iterdir()] == ["blob.bin"]
