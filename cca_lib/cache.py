@@ -4,15 +4,19 @@ Layout: ``cache_dir()/<kind>/<key>/`` (``cache_dir()`` is ``data/cache`` in a ch
 :mod:`cca_lib._paths`), one folder per entry, e.g. ``runs/`` for training runs and
 ``activations/`` for captured layers. ``key`` is the first 24 hex digits of the sha256 of a
 canonical JSON form of ``{"kind", "version": CACHE_VERSION, "config": <the full config>}``
-(:func:`config_key`), so a change to any config field, or a bump of :data:`CACHE_VERSION` after
-a change to what the engine computes, gives a new entry.
+(:func:`config_key`, :func:`canonical`), so a change to any config field, or a bump of
+:data:`CACHE_VERSION` after a change to what the engine computes or to how keys are formed,
+gives a new entry. Numbers are keyed by value: ``3`` and ``3.0`` give the same key (a config
+read from YAML and the same one passed by papermill share their entries), ``True`` and ``1`` do
+not.
 
 Each entry holds a ``manifest.json`` listing every file with its sha256 and size. An entry is
 written into a temporary folder next to its final place and renamed into place only once it is
 complete (atomic on POSIX); an entry whose manifest is missing, has another version, or
 disagrees with a file is treated as corrupted: it is deleted (with a warning) and rebuilt, never
-trusted. :func:`clear` (or ``python -m cca_lib.cache clear``, or ``make clean-cache``) empties
-the cache.
+trusted. A file that matches its manifest but that its loader cannot read (it was broken when
+written) is treated the same way by the code that reads it (:func:`discard_entry`).
+:func:`clear` (or ``python -m cca_lib.cache clear``, or ``make clean-cache``) empties the cache.
 
 Two processes that need the same missing entry (two notebooks run side by side by ``make test``
 or ``make book``) would both build it; :func:`build_lock` lets the second one wait for the first
@@ -38,11 +42,13 @@ from typing import Any
 
 from cca_lib._paths import cache_dir
 
-__all__ = ["CACHE_VERSION", "build_lock", "canonical", "clear", "config_key", "entry_path",
-           "list_entries", "open_entry", "write_entry"]
+__all__ = ["CACHE_VERSION", "build_lock", "canonical", "clear", "config_key", "discard_entry",
+           "entry_path", "list_entries", "open_entry", "write_entry"]
 
-#: Bump when the engine's output for an unchanged config changes (invalidates every entry).
-CACHE_VERSION = 1
+#: Bump when the engine's output for an unchanged config changes, or when the way keys are formed
+#: changes (invalidates every entry). 2: numbers keyed by value (3 == 3.0); training runs keyed
+#: on the thread count used, the device type and the torch version.
+CACHE_VERSION = 2
 MANIFEST = "manifest.json"
 _KEY_LEN = 24
 
@@ -52,15 +58,20 @@ _verified: set[tuple[str, tuple]] = set()
 
 def canonical(obj: Any) -> Any:
     """A JSON-able form of ``obj`` with a stable layout: dataclasses become
-    ``{"__class__": name, field: value, ...}``, tuples lists, paths strings; floats keep their
-    exact repr. Raises TypeError for anything else that JSON cannot hold."""
+    ``{"__class__": name, field: value, ...}``, tuples lists, paths strings, numpy/torch scalars
+    Python numbers. Numbers are normalized by value: an integral float becomes the int of the
+    same value (``3.0 -> 3``, ``-0.0 -> 0``), other floats keep their exact repr, non-finite
+    floats become their repr (``"inf"``, ``"nan"``), and bools stay bools. Dict keys become
+    strings of their normalized value. Raises TypeError for anything else that JSON cannot
+    hold."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         out = {"__class__": type(obj).__qualname__}
         for f in dataclasses.fields(obj):
             out[f.name] = canonical(getattr(obj, f.name))
         return out
     if isinstance(obj, dict):
-        return {str(k): canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+        items = {_key_text(k): canonical(v) for k, v in obj.items()}
+        return dict(sorted(items.items()))
     if isinstance(obj, list | tuple):
         return [canonical(v) for v in obj]
     if isinstance(obj, enum.Enum):
@@ -70,12 +81,18 @@ def canonical(obj: Any) -> Any:
     if isinstance(obj, float):
         if not math.isfinite(obj):
             return repr(obj)
-        return obj
+        return int(obj) if obj.is_integer() else obj
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
         return canonical(obj.item())
     raise TypeError(f"cannot key the cache on a {type(obj).__name__}: {obj!r}")
+
+
+def _key_text(key: Any) -> str:
+    if isinstance(key, float) and math.isfinite(key) and key.is_integer():
+        return str(int(key))
+    return str(key)
 
 
 def config_key(config: Any, *, kind: str) -> str:
@@ -146,10 +163,20 @@ def open_entry(kind: str, key: str) -> Path | None:
     if problem is None:
         _verified.add(stamp)
         return path
-    warnings.warn(f"cache entry {path} is corrupted ({problem}); deleting it and rebuilding",
-                  RuntimeWarning, stacklevel=2)
-    shutil.rmtree(path, ignore_errors=True)
+    discard_entry(path, problem)
     return None
+
+
+def discard_entry(path: Path, problem: str, *, stacklevel: int = 2) -> None:
+    """Delete the corrupted entry at ``path`` with a ``RuntimeWarning`` saying why, so that the
+    caller rebuilds it. Used by :func:`open_entry`, and by the readers of an entry's files when
+    a file that matches its manifest cannot be loaded. ``stacklevel`` counts from the caller
+    of ``discard_entry``'s caller (2: the code that called the reader)."""
+    warnings.warn(f"cache entry {path} is corrupted ({problem}); deleting it and rebuilding",
+                  RuntimeWarning, stacklevel=stacklevel + 1)
+    shutil.rmtree(path, ignore_errors=True)
+    stale = {stamp for stamp in _verified if stamp[0] == str(path)}
+    _verified.difference_update(stale)
 
 
 def read_meta(path: Path) -> dict:

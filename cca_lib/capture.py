@@ -15,14 +15,18 @@ All results are ``dict[layer_name, np.ndarray]`` of float32, samples first:
   outputs at positions ``j mod window``, one row per window).
 
 :func:`capture_run` does the same for a checkpoint of a :class:`cca_lib.training.TrainResult`
-and caches the arrays under ``cache_dir()/activations/`` keyed by the run's key, the step, a
-sha256 of the probe tensor and the capture options. Models run in eval mode in float32, so the
-same run and probe give bit-identical arrays on CPU.
+and caches the arrays under ``cache_dir()/activations/`` keyed by the run's key (which holds
+the training thread count, device type and torch version), the step, a sha256 of the probe
+tensor, the capture options and the torch thread count the capture runs with. Models run in
+eval mode in float32 on CPU, so the same run, probe and thread count give bit-identical arrays.
+An entry whose ``acts.npz`` matches its manifest but cannot be read is deleted (with a
+warning) and captured again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,6 +43,8 @@ __all__ = ["at_timestep", "capture", "capture_run", "capture_windows", "flatten_
 
 _MODES = ("mean", "positions")
 ACTIVATIONS_KIND = "activations"
+#: What reading a broken ``acts.npz`` raises (``np.load`` and the lazy reads of its members).
+_NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
 
 
 def _layers(model: nn.Module, layers: Sequence[str] | str | None) -> tuple[str, ...]:
@@ -217,6 +223,22 @@ def tensor_digest(x: torch.Tensor | np.ndarray) -> str:
     return h.hexdigest()
 
 
+def _read_acts(path: Path, names: Sequence[str] | None) -> dict[str, np.ndarray]:
+    """The arrays of a cached ``acts.npz``; ValueError if it is not the float32 arrays of the
+    expected layers."""
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"PK\x03\x04":
+            raise ValueError("not an npz (zip) archive")
+    with np.load(path, allow_pickle=False) as z:
+        acts = {name: z[name] for name in z.files}
+    if not acts or (names is not None and list(acts) != list(names)):
+        raise ValueError(f"holds layers {list(acts)}, expected {names or 'some'}")
+    bad = [name for name, a in acts.items() if a.dtype != np.float32]
+    if bad:
+        raise ValueError(f"layers {bad} are not float32")
+    return acts
+
+
 def capture_run(result, step: int | None, inputs: torch.Tensor | _data.ImageDataset,
                 layers: Sequence[str] | str | None = None, *, mode: str = "mean",
                 windowed: dict | None = None, batch_size: int = 500, cache: bool = True
@@ -227,8 +249,10 @@ def capture_run(result, step: int | None, inputs: torch.Tensor | _data.ImageData
     ``(n_seq, T)`` as for :func:`capture`, or with ``windowed={...}`` (keyword arguments of
     :func:`capture_windows`, e.g. ``{"window": 20, "carry_state": True}``) a 1-D token stream
     unrolled by :func:`capture_windows`. Returns the same dict of float32 arrays as those.
-    The cache key covers the run's key, the step, the probe's digest, the layers and options;
-    ``cache=False`` neither reads nor writes it.
+    The cache key covers the run's key, the step, the probe's digest, the layers and options
+    and the torch thread count; ``cache=False`` neither reads nor writes it. A cached entry that
+    cannot be read is deleted (``RuntimeWarning``) and captured again; a checkpoint that cannot
+    be read makes the run retrain (see :meth:`~cca_lib.training.TrainResult.state_dict`).
     """
     step = result.final_step if step is None else step
     if step not in result.steps:
@@ -240,16 +264,16 @@ def capture_run(result, step: int | None, inputs: torch.Tensor | _data.ImageData
         names = (names,)
     spec = {"run": result.key, "step": step, "probe": tensor_digest(x),
             "layers": None if names is None else list(names), "mode": mode,
-            "windowed": windowed}
+            "windowed": windowed, "threads": torch.get_num_threads()}
     key = _cache.config_key(spec, kind=ACTIVATIONS_KIND)
     if cache:
         path = _cache.open_entry(ACTIVATIONS_KIND, key)
         if path is not None:
             try:
-                with np.load(path / "acts.npz") as z:
-                    return {name: z[name] for name in z.files}
-            except (OSError, ValueError):
-                pass  # unreadable despite a sound manifest: recompute and overwrite below
+                return _read_acts(path / "acts.npz", names)
+            except _NPZ_ERRORS as err:  # matches its manifest, yet broken: capture it again
+                _cache.discard_entry(path, f"acts.npz cannot be read: {type(err).__name__}: "
+                                           f"{err}")
     model = result.load(step)
     if windowed is not None:
         acts = capture_windows(model, x, layers=names, **windowed)
@@ -260,10 +284,5 @@ def capture_run(result, step: int | None, inputs: torch.Tensor | _data.ImageData
             with open(folder / "acts.npz", "wb") as fh:
                 np.savez(fh, **acts)
 
-        stale = _cache.entry_path(ACTIVATIONS_KIND, key)
-        if stale.exists():
-            import shutil
-
-            shutil.rmtree(stale, ignore_errors=True)
         _cache.write_entry(ACTIVATIONS_KIND, key, writer, meta=spec)
     return acts

@@ -1,8 +1,8 @@
 """Training with checkpoints: CNN classifiers and LSTM language models, cached by config.
 
 ``train(config, *, progress=True, cache=True) -> TrainResult`` takes a :class:`CNNTrainConfig`
-or an :class:`LMTrainConfig` (frozen dataclasses; every field that changes the result is part
-of the cache key, see :mod:`cca_lib.cache`). It
+or an :class:`LMTrainConfig` (frozen dataclasses; everything that changes the weights is part
+of the cache key, see :func:`run_key` and :mod:`cca_lib.cache`). It
 
 * seeds the initial weights with ``seed`` and the minibatch order (and dropout) with
   ``data_seed`` (``None``: same as ``seed``), inside a forked RNG so the caller's RNG state is
@@ -27,7 +27,9 @@ training stream is cut into ``seq_len`` windows at a random offset each epoch, v
 order, ``batch_size`` windows per step, each starting from a zero state (truncated BPTT of
 ``seq_len`` steps); validation carries the state along ``eval_streams`` parallel streams.
 
-On CPU the same config, thread count and torch version give bit-identical weights.
+On CPU the same config, thread count and torch version give bit-identical weights. A cached
+run whose result or checkpoint files cannot be read is deleted and retrained, also when the
+checkpoint is read later (by :meth:`TrainResult.state_dict`, :meth:`TrainResult.load`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ import contextlib
 import io
 import json
 import math
+import pickle
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -53,12 +57,15 @@ from cca_lib import data as _data
 from cca_lib.models import LSTMLM, make_cnn
 
 __all__ = ["CNNTrainConfig", "LMTrainConfig", "TrainResult", "checkpoint_steps",
-           "resolve_device", "run_key", "train", "train_many"]
+           "resolve_device", "run_key", "train", "train_many", "training_threads"]
 
 _OPTIMIZERS = ("sgd", "adam", "adamw")
 _SCHEDULES = ("constant", "cosine")
-#: Fields that change speed, not results: left out of the cache key.
+#: Fields not keyed as given: :func:`run_key` keys what they resolve to (the device type, the
+#: thread count used) instead, so ``device="auto"`` and ``"cpu"`` share a CPU run.
 _NON_KEY_FIELDS = ("device", "threads")
+#: What ``torch.load`` raises on a checkpoint file it cannot read.
+_CKPT_ERRORS = (RuntimeError, OSError, EOFError, ValueError, KeyError, pickle.UnpicklingError)
 RUNS_KIND = "runs"
 
 
@@ -125,8 +132,8 @@ class CNNTrainConfig:
     stop_at_train_acc: float | None = None
     bf16: bool = False  #: bfloat16 autocast
     channels_last: bool = True  #: NHWC memory format (faster on CPU)
-    device: str = "auto"  #: "auto" (CUDA if available), "cpu", "cuda" (not in the cache key)
-    threads: int | None = None  #: torch threads during training (not in the cache key)
+    device: str = "auto"  #: "auto" (CUDA if available), "cpu", "cuda" (keyed as its type)
+    threads: int | None = None  #: torch threads during training (None: torch's current count)
 
     def __post_init__(self) -> None:
         _check_common(self)
@@ -229,11 +236,24 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def training_threads(config: TrainConfig) -> int:
+    """The torch thread count :func:`train` uses for ``config``: ``config.threads``, or when it
+    is None the process's current count (``torch.get_num_threads()``, which follows
+    ``OMP_NUM_THREADS``)."""
+    return torch.get_num_threads() if config.threads is None else config.threads
+
+
 def run_key(config: TrainConfig) -> str:
-    """Cache key of a training config (speed-only fields such as ``threads`` excluded)."""
-    payload = {"__class__": type(config).__name__}
+    """Cache key of a training config: every field, except that ``device`` and ``threads`` are
+    keyed by what they resolve to, the device type (``"cpu"``/``"cuda"``) and the thread count
+    used (:func:`training_threads`), plus the torch version. Each of these changes the trained
+    bits (reductions are split by thread and differ between CPU and CUDA kernels and between
+    torch releases), so runs differing in any of them are cached apart."""
+    payload: dict[str, Any] = {"__class__": type(config).__name__}
     payload.update({f.name: getattr(config, f.name) for f in fields(config)
                     if f.name not in _NON_KEY_FIELDS})
+    payload["__env__"] = {"device_type": resolve_device(config.device).type,
+                          "threads": training_threads(config), "torch": str(torch.__version__)}
     return _cache.config_key(payload, kind=RUNS_KIND)
 
 
@@ -277,7 +297,13 @@ class TrainResult:
         return self.steps[-1]
 
     def state_dict(self, step: int | None = None) -> dict[str, torch.Tensor]:
-        """The state dict saved at ``step`` (None: the final step), tensors on CPU."""
+        """The state dict saved at ``step`` (None: the final step), tensors on CPU.
+
+        A cached checkpoint file that cannot be loaded (it matched its manifest but was broken
+        when written) makes the run's cache entry count as corrupted: it is deleted with a
+        ``RuntimeWarning``, the run is retrained into the cache (deterministically, as its key
+        holds everything the weights depend on), and the checkpoint is read from the new entry.
+        """
         step = self.final_step if step is None else step
         if step not in self.steps:
             raise ValueError(f"no checkpoint at step={step!r}; available: {self.steps}")
@@ -285,7 +311,31 @@ class TrainResult:
             buf = io.BytesIO(self._blobs[step])
             return torch.load(buf, map_location="cpu", weights_only=True)
         assert self.path is not None
-        return torch.load(self.path / _ckpt_name(step), map_location="cpu", weights_only=True)
+        try:
+            return _read_checkpoint(self.path / _ckpt_name(step))
+        except _CKPT_ERRORS as err:
+            self._rebuild(f"{_ckpt_name(step)} cannot be loaded: {type(err).__name__}: {err}")
+        if step not in self.steps:  # cannot happen for a deterministic run; never guess
+            raise RuntimeError(f"the retrained run {self.key} has no checkpoint at step={step}")
+        return _read_checkpoint(self.path / _ckpt_name(step))
+
+    def _rebuild(self, problem: str) -> None:
+        """Delete this run's broken cache entry and retrain it into the cache (unless another
+        process did so meanwhile), then point this result at the new entry."""
+        assert self.path is not None
+        with _cache.build_lock(RUNS_KIND, self.key):
+            existed = self.path.is_dir()
+            path = _cache.open_entry(RUNS_KIND, self.key)  # warns if its manifest disagrees
+            if path is not None and not _entry_checkpoints_load(path, self.steps):
+                _cache.discard_entry(path, problem, stacklevel=3)
+            elif path is None and not existed:
+                warnings.warn(f"cache entry {self.path} is gone ({problem}); retraining",
+                              RuntimeWarning, stacklevel=3)
+            # else: another process rebuilt it meanwhile, and the next line loads its entry
+            fresh = _train_cached(self.config, self.key, progress=True)
+        for name in ("steps", "history", "metrics", "converged", "reason", "seconds",
+                     "model_kwargs", "path", "from_cache"):
+            setattr(self, name, getattr(fresh, name))
 
     def build_model(self) -> nn.Module:
         """A freshly initialised model of this run's architecture (CPU)."""
@@ -305,6 +355,23 @@ class TrainResult:
                if k not in _NON_KEY_FIELDS and not isinstance(v, tuple)}
         return {**cfg, **self.metrics, "converged": self.converged, "reason": self.reason,
                 "seconds": self.seconds, "key": self.key}
+
+
+def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise ValueError(f"{path.name} holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def _entry_checkpoints_load(path: Path, steps: Sequence[int]) -> bool:
+    try:
+        for step in steps:
+            _read_checkpoint(path / _ckpt_name(step))
+    except _CKPT_ERRORS:
+        return False
+    return True
 
 
 def _save_result(result: TrainResult) -> Path:
@@ -679,20 +746,21 @@ def train(config: TrainConfig, *, progress: bool = True, cache: bool = True) -> 
     if not cache:
         return _train_now(config, progress)
     with _cache.build_lock(RUNS_KIND, key):  # a second process wants the same run: it waits
-        path = _cache.open_entry(RUNS_KIND, key)
-        if path is not None:
-            try:
-                return _load_result(config, key, path)
-            except (OSError, ValueError, KeyError) as err:  # unreadable despite its manifest
-                import shutil
-                import warnings
+        return _train_cached(config, key, progress)
 
-                warnings.warn(f"cache entry {path} unreadable ({err}); retraining",
-                              RuntimeWarning, stacklevel=2)
-                shutil.rmtree(path, ignore_errors=True)
-        result = _train_now(config, progress)
-        result.path = _save_result(result)
-        return result
+
+def _train_cached(config: TrainConfig, key: str, progress: bool) -> TrainResult:
+    """Load run ``key`` from the cache, or train and cache it (the caller holds its lock)."""
+    path = _cache.open_entry(RUNS_KIND, key)
+    if path is not None:
+        try:
+            return _load_result(config, key, path)
+        except (OSError, ValueError, KeyError, TypeError) as err:  # unreadable despite manifest
+            _cache.discard_entry(path, f"result.json cannot be read: {type(err).__name__}: "
+                                       f"{err}", stacklevel=3)
+    result = _train_now(config, progress)
+    result.path = _save_result(result)
+    return result
 
 
 def _train_now(config: TrainConfig, progress: bool) -> TrainResult:

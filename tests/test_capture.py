@@ -1,5 +1,10 @@
 """Engine: activation capture (CNN spatial means / positions, LSTM timesteps and windows)."""
 
+import hashlib
+import io
+import json
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -105,6 +110,96 @@ def test_capture_run_is_cached(env):
     assert len(list((env.data / "cache" / "activations").iterdir())) == 2
     with pytest.raises(ValueError, match="no checkpoint"):
         capture.capture_run(run, 2, probe)
+
+
+def _rewrite_manifest(entry, name):
+    """Make ``entry``'s manifest agree with the current bytes of its file ``name``."""
+    mpath = entry / "manifest.json"
+    manifest = json.loads(mpath.read_text())
+    blob = (entry / name).read_bytes()
+    manifest["files"][name] = {"sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}
+    mpath.write_text(json.dumps(manifest))
+
+
+def _flip_in_array_data(blob):
+    b = bytearray(blob)
+    b[len(b) // 3] ^= 0xFF  # inside the first member's data: its CRC-32 fails
+    return bytes(b)
+
+
+def _npy_instead(blob):
+    buf = io.BytesIO()
+    np.save(buf, np.zeros(3, np.float32))
+    return buf.getvalue()
+
+
+def _other_layers(blob):
+    buf = io.BytesIO()
+    np.savez(buf, conv2=np.zeros((20, 8), np.float32))
+    return buf.getvalue()
+
+
+_BREAK_NPZ = {"bad crc": _flip_in_array_data, "truncated": lambda b: b[: len(b) // 2],
+              "empty": lambda b: b"", "npy, not npz": _npy_instead,
+              "other layers": _other_layers}
+
+
+@pytest.mark.parametrize("how", sorted(_BREAK_NPZ))
+def test_broken_activations_matching_their_manifest_are_recaptured(env, how):
+    run = training.train(_cfg(), progress=False)
+    probe = data.load_images("fashion-mnist", "test", limit=20, progress=False)
+    ref = capture.capture(run.load(3), probe, ["conv1", "conv4"])
+    capture.capture_run(run, 3, probe, ["conv1", "conv4"])
+    (entry,) = (env.data / "cache" / "activations").iterdir()
+    npz = entry / "acts.npz"
+    npz.write_bytes(_BREAK_NPZ[how](npz.read_bytes()))
+    _rewrite_manifest(entry, "acts.npz")
+    with pytest.warns(RuntimeWarning, match="corrupted.*acts.npz cannot be read"):
+        got = capture.capture_run(run, 3, probe, ["conv1", "conv4"])
+    assert list(got) == ["conv1", "conv4"]
+    for name in ref:
+        np.testing.assert_array_equal(got[name], ref[name])
+    with warnings.catch_warnings():  # rewritten: read back without complaint
+        warnings.simplefilter("error")
+        again = capture.capture_run(run, 3, probe, ["conv1", "conv4"])
+    np.testing.assert_array_equal(again["conv4"], ref["conv4"])
+
+
+def test_capture_run_retrains_a_broken_checkpoint(env):
+    # the checkpoint is first read by capture_run -> result.load, long after train() returned
+    fresh = training.train(_cfg(), progress=False)
+    probe = data.load_images("fashion-mnist", "test", limit=20, progress=False)
+    ref = capture.capture(fresh.load(3), probe)
+    run = training.train(_cfg(), progress=False)
+    assert run.from_cache
+    ckpt = run.path / "step_00000003.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:-100])
+    _rewrite_manifest(run.path, ckpt.name)
+    with pytest.warns(RuntimeWarning, match="corrupted.*step_00000003.pt cannot be loaded"):
+        got = capture.capture_run(run, 3, probe)
+    for name in ref:
+        np.testing.assert_array_equal(got[name], ref[name])
+    again = training.train(_cfg(), progress=False)
+    assert again.from_cache
+    np.testing.assert_array_equal(capture.capture(again.load(3), probe)["conv4"], ref["conv4"])
+
+
+def test_activation_keys_follow_the_run_and_capture_threads(env):
+    probe = data.load_images("fashion-mnist", "test", limit=20, progress=False)
+    one = training.train(_cfg(threads=1), progress=False)
+    two = training.train(_cfg(threads=2), progress=False)
+    assert not two.from_cache and one.key != two.key
+    capture.capture_run(one, 3, probe, "conv1")
+    capture.capture_run(two, 3, probe, "conv1")
+    acts_dir = env.data / "cache" / "activations"
+    assert len(list(acts_dir.iterdir())) == 2
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(old + 1)
+        capture.capture_run(one, 3, probe, "conv1")  # captured with other threads: own entry
+    finally:
+        torch.set_num_threads(old)
+    assert len(list(acts_dir.iterdir())) == 3
 
 
 def test_capture_run_windows_for_lm(env):

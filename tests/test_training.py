@@ -1,5 +1,6 @@
 """Engine: training runs (CNN and LSTM LM), checkpoints, history, convergence reports."""
 
+import dataclasses
 import math
 
 import pytest
@@ -52,9 +53,44 @@ def test_config_validation():
         training.train({"lr": 1})
     cfg = training.CNNTrainConfig(checkpoints=[5, 3])
     assert cfg.checkpoints == (5, 3)
-    assert training.run_key(cfg) == training.run_key(training.CNNTrainConfig(checkpoints=(5, 3),
-                                                                              threads=2))
+    assert training.run_key(cfg) == training.run_key(training.CNNTrainConfig(checkpoints=(5, 3)))
     assert training.run_key(cfg) != training.run_key(training.CNNTrainConfig(checkpoints=(5,)))
+
+
+def test_run_key_holds_threads_device_and_torch_version(monkeypatch):
+    cfg = training.CNNTrainConfig()
+
+    def key(**kw):
+        return training.run_key(dataclasses.replace(cfg, **kw))
+
+    one, two = key(threads=1), key(threads=2)
+    assert one != two  # reductions are split by thread: other weights
+    old = torch.get_num_threads()
+    try:  # None is keyed as the count training then uses
+        torch.set_num_threads(1)
+        assert training.training_threads(cfg) == 1 and key(threads=None) == one
+        torch.set_num_threads(2)
+        assert training.training_threads(cfg) == 2 and key(threads=None) == two
+    finally:
+        torch.set_num_threads(old)
+    cpu, cuda = key(threads=1, device="cpu"), key(threads=1, device="cuda")
+    assert cpu != cuda and cuda == key(threads=1, device="cuda:1")  # the device type counts
+    assert key(threads=1, device="auto") == key(
+        threads=1, device=training.resolve_device("auto").type)
+    lm = training.LMTrainConfig(threads=1)
+    assert training.run_key(lm) != training.run_key(dataclasses.replace(lm, threads=3))
+    monkeypatch.setattr(torch, "__version__", "0.0.1+other")
+    assert key(threads=1, device="cpu") != cpu  # another torch release: another run
+
+
+def test_trained_result_carries_the_resolved_key(env):
+    cfg = tiny_cnn(threads=None, epochs=1, log_checkpoints=0)
+    r = training.train(cfg, progress=False)
+    resolved = dataclasses.replace(cfg, threads=torch.get_num_threads(),
+                                   device=training.resolve_device(cfg.device).type)
+    assert r.key == training.run_key(resolved) and r.path.name == r.key
+    assert training.train(resolved, progress=False).from_cache  # the same run
+    assert not training.train(dataclasses.replace(resolved, threads=2), progress=False).from_cache
 
 
 def test_cnn_training_lowers_loss_and_keeps_checkpoints(env):
