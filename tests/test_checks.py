@@ -372,3 +372,28 @@ def test_rnn_timesteps_sanity_checks_the_toy_control():
                                                                          REP_HIGH)))
     bad = rnn_timesteps.sanity_checks(_timesteps(LATE, REP_LOW, REP_HIGH, toy_a0=0.01))
     assert [c.passed for c in bad] == [False, True, True, True]
+
+
+# ---------------------------------------------------------------------------------------------
+# The notebooks use the checks and decide nothing themselves
+# ---------------------------------------------------------------------------------------------
+
+CHAPTERS = ("signal_noise", "cnn_dynamics", "memorization", "width", "learning_rate",
+            "rnn_dynamics", "rnn_timesteps")
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_notebook_check_cell_calls_check_and_defines_no_verdict_helper(name):
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).parents[1] / "notebooks" / f"{name}.ipynb").read_text())
+    code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    checks = [c for c in code if ".check(result)" in c]
+    assert len(checks) == 1, f"{name}: expected one cell calling check(result)"
+    assert "scorecard.record(" in checks[0] and "scorecard.evidence_table(" in checks[0]
+    for cell in code:
+        assert not re.search(r"^\s*def ", cell, re.M), f"{name}: a cell defines a function"
+        for verdict in scorecard.STATUSES:
+            assert f'"{verdict}"' not in cell and f"'{verdict}'" not in cell, \
+                f"{name}: a cell spells out the verdict {verdict!r}"
