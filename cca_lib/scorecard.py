@@ -1,8 +1,11 @@
 """The reproduction scorecard: which of the paper's claims hold at the scale we ran.
 
-Each chapter's check cell calls :func:`record` with the claims it tested, the numbers it compared
-and a status. When the book is built (:mod:`cca_lib.bookbuild`) the records are written as JSON
-and :func:`write_page` renders them into the scorecard page. Nothing on that page is typed by
+Each chapter module's ``check(result)`` returns the claims it tested as :class:`Claim` objects:
+a status (decided with :func:`status`), the criteria behind it as :class:`Criterion` rows
+(criterion, threshold, measured value, met) and a sentence with the numbers compared. The
+chapter's check cell calls :func:`record` with them and shows :func:`evidence_table`. When the
+book is built (:mod:`cca_lib.bookbuild`) the records are written as JSON and
+:func:`write_page` renders them into the scorecard page. Nothing on that page is typed by
 hand: a claim no chapter has checked shows as "not run".
 
 Outside a book build (a reader running a notebook, nbval in CI) :func:`record` only validates
@@ -12,9 +15,10 @@ its input and returns it; it writes nothing.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 RESULTS_ENV = "CCA_BOOK_RESULTS_DIR"
@@ -45,6 +49,50 @@ CLAIMS: dict[str, str] = {
 }
 
 
+def status(holds: bool, partly: bool = False) -> str:
+    """The verdict of a claim: "holds" if ``holds``, else "partly" if ``partly``, else
+    "does not hold"."""
+    for name, value in (("holds", holds), ("partly", partly)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return "holds" if holds else "partly" if partly else "does not hold"
+
+
+def yes_no(flag: bool) -> str:
+    """A bool in plain words, for evidence sentences."""
+    return "yes" if flag else "no"
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One row of a claim's evidence: what was measured, the rule it was held to, and whether
+    it met it (``None``: reported beside the criteria, does not decide the status)."""
+
+    name: str  #: what is measured, in plain words
+    threshold: str  #: the rule, in plain words with its numbers (e.g. "at least 0.25")
+    measured: float | int | str  #: the measured value
+    passed: bool | None  #: whether the measured value met the rule
+
+    def __post_init__(self) -> None:
+        for arg in ("name", "threshold"):
+            if not isinstance(getattr(self, arg), str):
+                raise TypeError(f"criterion {arg} must be a str, got "
+                                f"{type(getattr(self, arg)).__name__}")
+        if not self.name.strip():
+            raise ValueError("criterion name must say what is measured")
+        if self.passed is not None and not isinstance(self.passed, bool):
+            raise TypeError(f"criterion {self.name!r}: passed must be a bool or None, got "
+                            f"{type(self.passed).__name__} {self.passed!r}")
+        m = self.measured
+        if isinstance(m, bool) or not isinstance(m, (str, numbers.Real)):
+            raise TypeError(f"criterion {self.name!r}: measured must be a number or a str, got "
+                            f"{type(m).__name__} {m!r}")
+        if isinstance(m, numbers.Integral):  # numpy scalars become plain numbers (JSON)
+            object.__setattr__(self, "measured", int(m))
+        elif isinstance(m, numbers.Real):
+            object.__setattr__(self, "measured", float(m))
+
+
 @dataclass(frozen=True)
 class Claim:
     """One paper claim as tested by one chapter."""
@@ -53,6 +101,8 @@ class Claim:
     status: str  #: one of STATUSES
     evidence: str  #: the numbers compared, in a sentence
     figure: str = ""  #: where in the chapter to look (e.g. "Figure 1")
+    #: the criteria behind the status, one row each
+    criteria: tuple[Criterion, ...] = field(default=())
 
     def __post_init__(self) -> None:
         if self.id not in CLAIMS:
@@ -61,6 +111,11 @@ class Claim:
             raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
         if not self.evidence.strip():
             raise ValueError(f"claim {self.id}: evidence must state the numbers compared")
+        if not isinstance(self.criteria, (tuple, list)) or not all(
+                isinstance(c, Criterion) for c in self.criteria):
+            raise TypeError(f"claim {self.id}: criteria must be a tuple of Criterion, got "
+                            f"{self.criteria!r}")
+        object.__setattr__(self, "criteria", tuple(self.criteria))
 
 
 def record(chapter: str, claims: list[Claim], *, title: str = "") -> list[Claim]:
@@ -101,6 +156,39 @@ def load_records(results_dir: Path) -> list[dict]:
 
 # plain words: emoji need a font that not every reader (or headless browser) has
 _BADGE = {"holds": "**holds**", "partly": "*partly*", "does not hold": "**does not hold**"}
+
+
+def format_value(value: float | int | str) -> str:
+    """A measured value as the evidence table shows it: ints as they are, floats to three
+    decimals (small ones in scientific notation), strings unchanged."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Integral):
+        return str(value)
+    if value != 0 and abs(value) < 1e-3:
+        return f"{value:.1e}"
+    return f"{value:.3f}"
+
+
+_MET = {True: "yes", False: "no", None: "reported only"}
+
+
+def evidence_table(claims: list[Claim], sanity: tuple[Criterion, ...] | list[Criterion] = ()):
+    """The criteria behind ``claims`` as a DataFrame for a chapter page: one row per criterion,
+    indexed by claim (with its status) and criterion; columns threshold, measured and met. Rows
+    of ``sanity`` (what must hold for the comparison to mean anything) come last."""
+    import pandas as pd
+
+    rows = []
+    groups = [(f"{c.id}: {c.status}", c.criteria) for c in claims]
+    if sanity:
+        groups.append(("must always hold", tuple(sanity)))
+    for label, criteria in groups:
+        for c in criteria:
+            rows.append({"claim": label, "criterion": c.name, "threshold": c.threshold,
+                         "measured": format_value(c.measured), "met": _MET[c.passed]})
+    frame = pd.DataFrame(rows, columns=["claim", "criterion", "threshold", "measured", "met"])
+    return frame.set_index(["claim", "criterion"])
 
 
 def render(records: list[dict], *, profile: str, chapters: list[str] | None = None) -> str:

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from cca_lib import capture, data, training
+from cca_lib.scorecard import Claim, Criterion, status
 from cca_lib.similarity import cca, distance, mean_cca
 
 MEASURES = ("PWCCA", "mean CCA")
@@ -314,5 +315,77 @@ def plot_convergence(result: Result):
     return fig
 
 
-__all__ = ["MEASURES", "Config", "Result", "canonical_variates", "plot_accuracy",
+# ---------------------------------------------------------------------------------------------
+# Check (claims C2 and C3)
+# ---------------------------------------------------------------------------------------------
+
+#: C2: a layer keeps an unconverged part if at least this share of its coefficients with L(T)
+#: is below ``rho_level`` at the first checkpoint after test accuracy converged.
+C2_SHARE_BELOW = 0.25
+#: C2 holds if at least this fraction of the layers keeps one (partly: at least one layer).
+C2_LAYER_FRACTION = 0.5
+#: C3 (i): S is stable if its similarity with L(t) never falls below this.
+S_MIN = 0.85
+#: C3 (ii): S's mean similarity must exceed B's by at least this margin.
+SB_MARGIN = 0.1
+#: C3 (iii): from T/2 to T, B must lose at least this many times as much similarity as S.
+B_LOSS_RATIO = 3
+
+
+def check(result: Result) -> list[Claim]:
+    """Claims C2 and C3.
+
+    C2, at the first checkpoint ``t*`` after test accuracy converged: per layer, the share of
+    coefficients of ``L(t*)`` vs ``L(T)`` below ``rho_level``. Holds if at least
+    ``C2_LAYER_FRACTION`` of the layers have ``C2_SHARE_BELOW`` or more; partly if one does.
+
+    C3, over the checkpoints from ``t_early`` on (``T/2`` excluded), per layer: (i) S's
+    similarity never below ``S_MIN``; (ii) S's mean above B's by ``SB_MARGIN``; (iii) B's loss
+    at ``T`` at least ``B_LOSS_RATIO`` times S's. Holds if every layer meets all three; partly
+    if one layer does."""
+    cfg = result.config
+    frac = result.unconverged()["frac_below"]
+    c2 = [Criterion(f"share of coefficients below {cfg.rho_level:g} at t* ({layer})",
+                    f"at least {C2_SHARE_BELOW:g}", frac[layer],
+                    bool(frac[layer] >= C2_SHARE_BELOW)) for layer in result.layers]
+    n_unconv = sum(c.passed for c in c2)
+    n_layers = len(frac)
+    c2_status = status(n_unconv >= C2_LAYER_FRACTION * n_layers, n_unconv > 0)
+    c2_evidence = (
+        f"at the first checkpoint after test accuracy converged (step {result.conv_ckpt} of "
+        f"{result.final_step}), share of coefficients below {cfg.rho_level:g}: "
+        + ", ".join(f"{k} {v:.0%}" for k, v in frac.items())
+        + f" (width {cfg.width}, {cfg.train_size} images, {cfg.epochs:g} epochs, probe "
+        f"{cfg.n_probe} test images)")
+
+    sbs = result.sb_summary()
+    c3, layer_ok = [], []
+    for layer in result.layers:
+        s, b = sbs.loc[(layer, "S")], sbs.loc[(layer, "B")]
+        rows = (
+            Criterion(f"lowest similarity of S ({layer})", f"at least {S_MIN:g}", s["min"],
+                      bool(s["min"] >= S_MIN)),
+            Criterion(f"mean similarity of S minus that of B ({layer})",
+                      f"at least {SB_MARGIN:g}", s["mean"] - b["mean"],
+                      bool(s["mean"] - b["mean"] >= SB_MARGIN)),
+            Criterion(f"similarity B lost from T/2 to T ({layer})",
+                      f"at least {B_LOSS_RATIO:g} x what S lost "
+                      f"({B_LOSS_RATIO * (1 - s['at_T']):.3f})",
+                      1 - b["at_T"], bool(1 - b["at_T"] >= B_LOSS_RATIO * (1 - s["at_T"]))),
+        )
+        c3.extend(rows)
+        layer_ok.append(all(r.passed for r in rows))
+    c3_evidence = "; ".join(
+        f"{layer}: S lowest {sbs.loc[(layer, 'S'), 'min']:.2f}, B mean "
+        f"{sbs.loc[(layer, 'B'), 'mean']:.2f} against S {sbs.loc[(layer, 'S'), 'mean']:.2f}, "
+        f"at T B {sbs.loc[(layer, 'B'), 'at_T']:.2f}" for layer in result.layers)
+    return [
+        Claim(id="C2", status=c2_status, figure="Figure 2", evidence=c2_evidence,
+              criteria=tuple(c2)),
+        Claim(id="C3", status=status(all(layer_ok), any(layer_ok)), figure="Figure 3",
+              evidence=c3_evidence, criteria=tuple(c3)),
+    ]
+
+
+__all__ = ["MEASURES", "Config", "Result", "canonical_variates", "check", "plot_accuracy",
            "plot_convergence", "plot_sb", "plot_spectra", "run"]

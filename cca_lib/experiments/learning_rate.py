@@ -29,6 +29,7 @@ from scipy.cluster import hierarchy
 from scipy.spatial.distance import squareform
 
 from cca_lib import analysis, capture, data, plotting, training
+from cca_lib.scorecard import Claim, Criterion, status, yes_no
 
 #: Layers of the default (4-conv) net that can be compared.
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "logits")
@@ -356,3 +357,67 @@ def plot_continuum(result: Result) -> plt.Figure:
                 title=f"Cut: {result.n_clusters} clusters")
     axes[2].legend(fontsize="small")
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Check (claim C7)
+# ---------------------------------------------------------------------------------------------
+
+#: Ordered: the Spearman correlation of pair distance with the log-learning-rate gap is at
+#: least this ...
+SPEARMAN_MIN = 0.5
+#: ... with a p-value below this.
+SPEARMAN_P_MAX = 0.01
+#: Discrete clusters: the chosen cut's mean silhouette is at least this ("weak" structure or
+#: better, Rousseeuw's reading) ...
+SILHOUETTE_MIN = 0.25
+#: ... with at least this many clusters.
+MIN_CLUSTERS = 2
+
+
+def check(result: Result) -> list[Claim]:
+    """Claim C7, in two parts. Ordered (the continuum): Spearman of pair distance with the
+    log-learning-rate gap at least ``SPEARMAN_MIN`` with p below ``SPEARMAN_P_MAX``, and nets of
+    the same learning rate closer on average than nets of different ones. Discrete clusters
+    that follow the learning rate: the chosen cut has a silhouette of at least
+    ``SILHOUETTE_MIN`` and at least ``MIN_CLUSTERS`` clusters, every learning rate's nets share
+    one cluster, and every cluster covers a contiguous range of learning rates. Holds if both
+    parts pass, partly if one does. The clusters' accuracy spread is reported, not judged."""
+    r = result
+    sil = r.silhouettes[r.n_clusters]
+    ordered_rows = (
+        Criterion("Spearman correlation of pair distance with the log learning-rate gap",
+                  f"at least {SPEARMAN_MIN:g}", r.spearman, bool(r.spearman >= SPEARMAN_MIN)),
+        Criterion("p-value of that correlation", f"below {SPEARMAN_P_MAX:g}", r.spearman_p,
+                  bool(r.spearman_p < SPEARMAN_P_MAX)),
+        Criterion("mean distance between nets of the same learning rate",
+                  f"below that between different learning rates ({r.between_lr:.3f})",
+                  r.within_lr, bool(r.within_lr < r.between_lr)),
+    )
+    discrete_rows = (
+        Criterion("mean silhouette of the chosen cut", f"at least {SILHOUETTE_MIN:g}", sil,
+                  bool(sil >= SILHOUETTE_MIN)),
+        Criterion("clusters in the chosen cut", f"at least {MIN_CLUSTERS}", r.n_clusters,
+                  bool(r.n_clusters >= MIN_CLUSTERS)),
+        Criterion("share of learning rates whose nets all share one cluster", "all (1.000)",
+                  r.lr_consistent, bool(r.lr_consistent == 1.0)),
+        Criterion("every cluster a contiguous range of learning rates", "yes",
+                  yes_no(r.lr_contiguous), bool(r.lr_contiguous)),
+    )
+    acc = r.cluster_table()["test acc (mean)"]
+    spread = acc.max() - acc.min()
+    report = Criterion("spread of the clusters' mean test accuracy", "similar accuracy (paper)",
+                       spread, None)
+    ordered = all(c.passed for c in ordered_rows)
+    discrete = all(c.passed for c in discrete_rows)
+    cfg = r.config
+    n_lrs = len(cfg.learning_rates)
+    evidence = (f"{len(r.nets)} nets ({n_lrs} learning rates x {cfg.n_seeds} seeds), "
+                f"{cfg.layer}: Spearman correlation of distance with the log learning-rate gap "
+                f"{r.spearman:.2f}, within/between learning rate {r.within_lr:.3f}/"
+                f"{r.between_lr:.3f}; best cut {r.n_clusters} clusters, silhouette {sil:.3f}, "
+                f"adjusted Rand index {r.ari:.2f} (of the {n_lrs}-cluster cut "
+                f"{r.ari_at_n_lrs:.2f}); cluster accuracy spread {spread:.3f}")
+    return [Claim(id="C7", status=status(ordered and discrete, ordered or discrete),
+                  figure="distance matrix", evidence=evidence,
+                  criteria=(*ordered_rows, *discrete_rows, report))]

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from cca_lib import analysis, capture, data, training
+from cca_lib.scorecard import Claim, Criterion, status, yes_no
 
 #: Names of the three kinds of pairs, in plotting order.
 PAIRS = ("generalizing", "memorizing", "inter")
@@ -191,4 +192,122 @@ def plot_distances(result: Result):
     return fig
 
 
-__all__ = ["PAIRS", "PAIR_COLORS", "PROBES", "Config", "Result", "plot_distances", "run"]
+# ---------------------------------------------------------------------------------------------
+# Check (claim C4)
+# ---------------------------------------------------------------------------------------------
+
+#: "Later layers": the last this many hidden layers (the logits are judged on their own).
+LATER_LAYERS = 2
+#: Memorizing pairs are "as far as inter pairs" if |mem - inter| is below this fraction of the
+#: gap mem - gen.
+MEM_INTER_FRACTION = 0.5
+#: Early layers are similar for all if the three kinds of pairs differ by less than this in
+#: the first layer ...
+EARLY_SPREAD_MAX = 0.05
+#: ... and by less than this fraction of the gen-mem gap in the last hidden layer.
+EARLY_GAP_FRACTION = 0.2
+#: At the logits a group "agrees" if its pairs' distance is below this fraction of the inter
+#: distance.
+LOGIT_AGREE_FRACTION = 0.5
+
+
+def check(result: Result) -> list[Claim]:
+    """Claim C4, on the per-pair distances (mean and standard deviation over pairs):
+
+    1. generalizing pairs closer: in every later layer and on both probes, the mean + sd of the
+       generalizing pairs is below the mean - sd of the memorizing pairs;
+    2. memorizing as far as inter: ``|mem - inter| < MEM_INTER_FRACTION * (mem - gen)`` in every
+       later layer, judged per probe;
+    3. early layers similar for all: the three means differ by less than ``EARLY_SPREAD_MAX``
+       in the first layer and by less than ``EARLY_GAP_FRACTION`` of the last hidden layer's gap;
+    4. logits: on training inputs the memorizing pairs agree (below ``LOGIT_AGREE_FRACTION`` of
+       the inter distance), on test inputs they do not; the generalizing pairs agree on both.
+
+    Holds if every net fit its labels and 1-4 pass; partly if the nets fit and 1 passes."""
+    hidden = [layer for layer in result.layers if layer != "logits"]
+    later, first = hidden[-LATER_LAYERS:], hidden[0]
+    summ = result.summary().set_index(["probe", "layer", "pair"])
+
+    def mean(p, layer, kind):
+        return summ.loc[(p, layer, kind), "mean"]
+
+    def sd(p, layer, kind):
+        return summ.loc[(p, layer, kind), "std"]
+
+    nets = result.nets
+    all_fit = bool(nets["converged"].all())
+    rows = [Criterion("nets that fit their training labels",
+                      f"all {len(nets)} (training accuracy at least "
+                      f"{result.config.target_train_acc:g})",
+                      int(nets["converged"].sum()), all_fit)]
+    gen_closer, mem_as_inter = [], {p: [] for p in PROBES}
+    for p in PROBES:
+        for layer in later:
+            g, m = mean(p, layer, "generalizing"), mean(p, layer, "memorizing")
+            upper, lower = g + sd(p, layer, "generalizing"), m - sd(p, layer, "memorizing")
+            rows.append(Criterion(f"generalizing pairs' mean + sd ({p} inputs, {layer})",
+                                  f"below the memorizing pairs' mean - sd ({lower:.3f})",
+                                  upper, bool(upper < lower)))
+            gen_closer.append(rows[-1].passed)
+    for p in PROBES:
+        for layer in later:
+            g, m, i = (mean(p, layer, k) for k in PAIRS)
+            rows.append(Criterion(
+                f"memorizing minus inter distance, absolute ({p} inputs, {layer})",
+                f"below {MEM_INTER_FRACTION:g} x the memorizing-generalizing gap "
+                f"({MEM_INTER_FRACTION * (m - g):.3f})",
+                abs(m - i), bool(abs(m - i) < MEM_INTER_FRACTION * (m - g))))
+            mem_as_inter[p].append(rows[-1].passed)
+    ok_gen = all(gen_closer)
+    ok_inter = {p: all(v) for p, v in mem_as_inter.items()}
+
+    early_spread = max(np.ptp([mean(p, first, k) for k in PAIRS]) for p in PROBES)
+    late_gap = min(mean(p, hidden[-1], "memorizing") - mean(p, hidden[-1], "generalizing")
+                   for p in PROBES)
+    early = (Criterion(f"spread of the three kinds of pairs ({first}, larger over the probes)",
+                       f"below {EARLY_SPREAD_MAX:g}", early_spread,
+                       bool(early_spread < EARLY_SPREAD_MAX)),
+             Criterion(f"spread of the three kinds of pairs ({first}) against the gap in "
+                       f"{hidden[-1]}",
+                       f"below {EARLY_GAP_FRACTION:g} x the smaller memorizing-generalizing "
+                       f"gap in {hidden[-1]} ({EARLY_GAP_FRACTION * late_gap:.3f})",
+                       early_spread, bool(early_spread < EARLY_GAP_FRACTION * late_gap)))
+    rows.extend(early)
+    ok_early = all(c.passed for c in early)
+
+    lg = {p: {k: mean(p, "logits", k) for k in PAIRS} for p in PROBES}
+    half = {p: LOGIT_AGREE_FRACTION * lg[p]["inter"] for p in PROBES}
+    logits = (Criterion("memorizing pairs at the logits (train inputs)",
+                        f"below {LOGIT_AGREE_FRACTION:g} x inter ({half['train']:.3f})",
+                        lg["train"]["memorizing"], bool(lg["train"]["memorizing"] < half["train"])),
+              Criterion("memorizing pairs at the logits (test inputs)",
+                        f"at least {LOGIT_AGREE_FRACTION:g} x inter ({half['test']:.3f})",
+                        lg["test"]["memorizing"], bool(lg["test"]["memorizing"] >= half["test"])),
+              *(Criterion(f"generalizing pairs at the logits ({p} inputs)",
+                          f"below {LOGIT_AGREE_FRACTION:g} x inter ({half[p]:.3f})",
+                          lg[p]["generalizing"], bool(lg[p]["generalizing"] < half[p]))
+                for p in lg))
+    rows.extend(logits)
+    ok_logits = all(c.passed for c in logits)
+
+    parts = [ok_gen, ok_inter["train"], ok_inter["test"], ok_early, ok_logits]
+    cfg = result.config
+    evidence = "; ".join(
+        f"{p} {layer}: gen {mean(p, layer, 'generalizing'):.2f}, mem "
+        f"{mean(p, layer, 'memorizing'):.2f}, inter {mean(p, layer, 'inter'):.2f}"
+        for p in PROBES for layer in later)
+    evidence += (
+        f"; logits mem train/test {lg['train']['memorizing']:.2f}/"
+        f"{lg['test']['memorizing']:.2f} (inter {lg['train']['inter']:.2f}/"
+        f"{lg['test']['inter']:.2f}); {first} spread {early_spread:.3f} (similar for all: "
+        f"{yes_no(ok_early)}); logits agree on training inputs only for memorizing pairs: "
+        f"{yes_no(ok_logits)}; memorizing as far as inter pairs on train inputs: "
+        f"{yes_no(ok_inter['train'])}, on test inputs: {yes_no(ok_inter['test'])} "
+        f"({cfg.n_nets}+{cfg.n_nets} nets, width {cfg.width}, {cfg.train_size} images, "
+        f"lowest train accuracy {nets['train_acc'].min():.3f})")
+    return [Claim(id="C4", figure="Figure 1", evidence=evidence, criteria=tuple(rows),
+                  status=status(all(parts) and all_fit, ok_gen and all_fit))]
+
+
+__all__ = ["PAIRS", "PAIR_COLORS", "PROBES", "Config", "Result", "check", "plot_distances",
+           "run"]

@@ -27,6 +27,7 @@ import pandas as pd
 from cca_lib import capture as _capture
 from cca_lib import data as _data
 from cca_lib import training as _training
+from cca_lib.scorecard import Claim, Criterion, status, yes_no
 
 MEASURES = ("PWCCA", "mean CCA", "cosine", "Euclidean")
 
@@ -317,5 +318,93 @@ def plot_perplexity(result: Result):
     return fig
 
 
-__all__ = ["MEASURES", "Config", "Result", "lm_config", "plot_distances", "plot_perplexity",
-           "plot_spectra", "probe_ids", "run", "total_steps", "train"]
+# ---------------------------------------------------------------------------------------------
+# Check (claims C8 and C2)
+# ---------------------------------------------------------------------------------------------
+
+#: C8 holds only if the layers are ordered bottom-up at at least this share of the intermediate
+#: checkpoints (besides on average); the average order alone is "partly".
+ORDERED_FRACTION_MIN = 0.8
+#: C2: validation perplexity has converged once it is within this factor of the final one.
+PPL_CONVERGED_RATIO = 1.05
+#: C2: a CCA coefficient with the final step below this counts as unconverged.
+RHO_LEVEL = 0.9
+#: C2 holds if some layer has at least this share of unconverged coefficients then.
+C2_SHARE_BELOW = 0.25
+
+
+def _slashed(values) -> str:
+    return "/".join(f"{v:.3f}" for v in values)
+
+
+def _increasing(values: pd.Series) -> bool:
+    return bool(np.all(np.diff(values.to_numpy()) > 0))
+
+
+def check(result: Result) -> list[Claim]:
+    """Claims C8 and C2, on the intermediate checkpoints (step 0 and ``T`` excluded).
+
+    C8: the time-averaged PWCCA distance to the final step (:meth:`Result.area`) increases with
+    depth; the layers are ordered at ``ORDERED_FRACTION_MIN`` of the checkpoints; and PWCCA's
+    separation index exceeds mean CCA's. Holds if all three pass, partly if the average order
+    does. Mean CCA's order, the threshold crossings and the cosine and Euclidean controls are
+    reported, not judged.
+
+    C2: at the first checkpoint whose validation perplexity is within ``PPL_CONVERGED_RATIO``
+    of the final one, the share of coefficients below ``RHO_LEVEL`` per layer. Holds if some
+    layer has at least ``C2_SHARE_BELOW``; there is no "partly"."""
+    cfg = result.config
+    area = {m: result.area(m) for m in MEASURES}
+    ordered = {m: _increasing(area[m]) for m in MEASURES}
+    frac = result.ordered_fraction("PWCCA")
+    s_pw, s_mean = result.separation("PWCCA"), result.separation("mean CCA")
+    crossings = result.first_below("PWCCA")
+    c8_rows = (
+        Criterion("time-averaged PWCCA distance to the final step, layers 1 to K",
+                  "increasing with depth", _slashed(area["PWCCA"]), ordered["PWCCA"]),
+        Criterion("share of intermediate checkpoints with PWCCA distance ordered by depth",
+                  f"at least {ORDERED_FRACTION_MIN:g}", frac, bool(frac >= ORDERED_FRACTION_MIN)),
+        Criterion("separation index of PWCCA", f"above mean CCA's ({s_mean:.3f})", s_pw,
+                  bool(s_pw > s_mean)),
+        Criterion("time-averaged mean CCA distance, layers 1 to K", "increasing with depth",
+                  _slashed(area["mean CCA"]), None),
+        Criterion(f"first checkpoint from which PWCCA distance stays below {cfg.threshold:g}, "
+                  "layers 1 to K", "not decreasing with depth",
+                  "/".join(str(v) for v in crossings),
+                  None),
+        *(Criterion(f"time-averaged {m} distance, layers 1 to K", "increasing with depth",
+                    _slashed(area[m]), None) for m in ("cosine", "Euclidean")),
+    )
+    c8_status = status(all(c.passed for c in c8_rows[:3]), ordered["PWCCA"])
+    final_ppl = result.metrics["valid_ppl"]
+    c8_evidence = (
+        f"{cfg.corpus} LSTM {cfg.n_layers}x{cfg.hidden_size}, {result.steps[-1]} steps, "
+        f"validation perplexity {final_ppl:.2f}: time-averaged distance to the final step, "
+        f"layers 1 to K, PWCCA {_slashed(area['PWCCA'])}, mean CCA {_slashed(area['mean CCA'])}; "
+        f"PWCCA ordered at {frac:.0%} of intermediate checkpoints; separation index PWCCA "
+        f"{s_pw:.2f} against mean CCA {s_mean:.2f}; ordered bottom-up by cosine distance: "
+        f"{yes_no(ordered['cosine'])}, by Euclidean distance: {yes_no(ordered['Euclidean'])}")
+
+    h = result.history
+    t_conv = int(h.loc[h["valid_ppl"] <= PPL_CONVERGED_RATIO * final_ppl, "step"].min())
+    t_spec = min(s for s in result.steps if s >= t_conv)
+    spec = result.spectra[result.spectra["step"] == t_spec]
+    unconverged = spec.groupby("layer")["rho"].apply(lambda r: float(np.mean(r < RHO_LEVEL)))
+    c2_rows = tuple(
+        Criterion(f"share of coefficients below {RHO_LEVEL:g} at step {t_spec} (layer {layer})",
+                  f"at least {C2_SHARE_BELOW:g} in some layer", share,
+                  bool(share >= C2_SHARE_BELOW)) for layer, share in unconverged.items())
+    c2_evidence = (f"at step {t_spec} (validation perplexity within "
+                   f"{PPL_CONVERGED_RATIO - 1:.0%} of the final one from step {t_conv}) share "
+                   f"of CCA coefficients below {RHO_LEVEL:g} with the final step, per layer: "
+                   f"{_slashed(unconverged)}")
+    return [
+        Claim(id="C8", figure="Figure 2", status=c8_status, evidence=c8_evidence,
+              criteria=c8_rows),
+        Claim(id="C2", figure="Figure 3", status=status(bool(unconverged.max() >= C2_SHARE_BELOW)),
+              evidence=c2_evidence, criteria=c2_rows),
+    ]
+
+
+__all__ = ["MEASURES", "Config", "Result", "check", "lm_config", "plot_distances",
+           "plot_perplexity", "plot_spectra", "probe_ids", "run", "total_steps", "train"]

@@ -31,6 +31,7 @@ import torch
 from cca_lib import capture as _capture
 from cca_lib import data as _data
 from cca_lib.experiments import rnn_dynamics
+from cca_lib.scorecard import Claim, Criterion, status
 
 MEASURES = ("PWCCA", "mean CCA", "cosine", "Euclidean")
 
@@ -334,5 +335,94 @@ def plot_repeats(result: Result, measure: str = "PWCCA"):
     return fig
 
 
-__all__ = ["MEASURES", "Config", "Result", "plot_curves", "plot_repeats", "plot_toy",
-           "repeated_probes", "run", "toy_states"]
+# ---------------------------------------------------------------------------------------------
+# Check (claim C9)
+# ---------------------------------------------------------------------------------------------
+
+#: Toy control, a = 0: the CCA distances are 0 at every j to within this (float64 round-off).
+TOY_CCA_TOL = 1e-6
+#: Toy control, a = 0: cosine and Euclidean distance exceed this at every j < w - 1 (they
+#: compare coordinates, which the orthogonal map moves).
+TOY_COORD_MIN = 0.05
+#: Toy control, largest a: the PWCCA distance at j = 0 exceeds this (the nonlinearity shows).
+TOY_NONLINEAR_MIN = 1e-4
+#: The onset of linear similarity: the first j from which the PWCCA distance stays below this
+#: fraction of the sampling floor.
+ONSET_FLOOR_FRACTION = 0.9
+#: "Not similar until late": every layer's onset is at or after this fraction of the window.
+LATE_ONSET_FRACTION = 0.5
+
+
+def sanity_checks(result: Result) -> tuple[Criterion, ...]:
+    """The toy RNN behaves as theory says: for ``a = 0`` both CCA distances are 0 at every
+    ``j`` and cosine and Euclidean distance are not; for the largest ``a`` the CCA distance at
+    ``j = 0`` is above 0."""
+    toy_cca = max(result.toy_curve(m)[0.0].abs().max() for m in ("PWCCA", "mean CCA"))
+    a_max = max(result.config.toy_blend)
+    nonlin = result.toy_curve("PWCCA")[a_max].iloc[0]
+    rows = [Criterion("toy RNN with a = 0: largest PWCCA or mean CCA distance over j",
+                      f"below {TOY_CCA_TOL:g}", toy_cca, bool(toy_cca < TOY_CCA_TOL))]
+    for m in ("cosine", "Euclidean"):
+        low = result.toy_curve(m)[0.0].iloc[:-1].min()
+        rows.append(Criterion(f"toy RNN with a = 0: smallest {m} distance over j before the last",
+                              f"above {TOY_COORD_MIN:g}", low, bool(low > TOY_COORD_MIN)))
+    rows.append(Criterion(f"toy RNN with a = {a_max:g}: PWCCA distance at j = 0",
+                          f"above {TOY_NONLINEAR_MIN:g}", nonlin,
+                          bool(nonlin > TOY_NONLINEAR_MIN)))
+    return tuple(rows)
+
+
+def check(result: Result) -> list[Claim]:
+    """Claim C9. Not similar until late: every layer's onset (:meth:`Result.onset` at
+    ``ONSET_FLOOR_FRACTION`` of the floor) is at or after ``LATE_ONSET_FRACTION`` of the
+    window, and the PWCCA distance at ``j = w - 2`` is below the floor in every layer. Early
+    repeats more similar: the mean PWCCA distance over the window (last step excluded) is
+    smaller after the short context than after the long one, in every layer. Holds if both
+    pass, partly if one does. The untrained network's onsets are reported, not judged."""
+    w = result.config.window
+    pw = result.curve("PWCCA")
+    fl = result.floor("PWCCA")
+    onset = result.onset("PWCCA", frac=ONSET_FLOOR_FRACTION)
+    late_from = int(LATE_ONSET_FRACTION * w)
+    untrained = result.onset("PWCCA", "untrained", frac=ONSET_FLOOR_FRACTION)
+    rep = {c: result.repeat_curve("PWCCA", c).iloc[:-1].mean() for c in ("early", "late")}
+    rows = []
+    for layer in pw.columns:
+        rows.append(Criterion(f"onset of linear similarity, first j (layer {layer})",
+                              f"at least {late_from}", int(onset[layer]),
+                              bool(onset[layer] >= late_from)))
+    for layer in pw.columns:
+        rows.append(Criterion(f"PWCCA distance at j = {w - 2} (layer {layer})",
+                              f"below the sampling floor ({fl[layer]:.3f})", pw.loc[w - 2, layer],
+                              bool(pw.loc[w - 2, layer] < fl[layer])))
+    for layer in pw.columns:
+        rows.append(Criterion(f"repeated input after a short context, mean PWCCA distance "
+                              f"(layer {layer})",
+                              f"below that after a long context ({rep['late'][layer]:.3f})",
+                              rep["early"][layer], bool(rep["early"][layer] < rep["late"][layer])))
+    for layer in untrained.index:
+        rows.append(Criterion(f"untrained network: onset of linear similarity (layer {layer})",
+                              "compare with the trained onset", int(untrained[layer]), None))
+    late_only = bool((onset >= late_from).all() and (pw.loc[w - 2] < fl).all())
+    early_more_similar = bool((rep["early"] < rep["late"]).all())
+
+    def fmt(values) -> str:
+        return "/".join(f"{v:.2f}" for v in values)
+
+    toy = sanity_checks(result)
+    cfg = result.config.training
+    evidence = (f"{cfg.corpus} LSTM {cfg.n_layers}x{cfg.hidden_size}, {result.n_windows} "
+                f"windows of {w}: PWCCA distance of step j to the last step per layer at j = 0 "
+                f"{fmt(pw.loc[0])}, j = {w // 2} {fmt(pw.loc[w // 2])}, j = {w - 2} "
+                f"{fmt(pw.loc[w - 2])}, sampling floor {fmt(fl)}, onset j "
+                f"{'/'.join(str(v) for v in onset)} (untrained "
+                f"{'/'.join(str(v) for v in untrained)}); repeated input mean distance early "
+                f"{fmt(rep['early'])} against late {fmt(rep['late'])}; toy linear RNN CCA "
+                f"distance {toy[0].measured:.1e}, cosine at least {toy[1].measured:.2f}")
+    return [Claim(id="C9", figure="Figures 2 and 4", evidence=evidence, criteria=tuple(rows),
+                  status=status(late_only and early_more_similar,
+                                late_only or early_more_similar))]
+
+
+__all__ = ["MEASURES", "Config", "Result", "check", "plot_curves", "plot_repeats", "plot_toy",
+           "repeated_probes", "run", "sanity_checks", "toy_states"]

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from cca_lib import cca, compare
+from cca_lib.scorecard import Claim, Criterion, status, yes_no
 
 #: The paper's signal dimensionalities (out of 200 neurons).
 PAPER_SIGNAL_DIMS = (20, 50, 70, 80, 100, 120, 140, 160, 180, 199)
@@ -139,3 +140,77 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
         noise=pd.DataFrame(noise_rows, columns=["noise_std", "repeat", "measure", "similarity"]),
     )
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Check (claim C1)
+# ---------------------------------------------------------------------------------------------
+
+#: Mean CCA tracks k/d: over the range of k it must fall by more than this fraction of the range
+#: of k/d (it would fall by the whole range if it were exactly k/d).
+MEAN_FALL_FRACTION = 0.5
+#: ... and rise monotonically with k/d: its Spearman correlation with k/d must exceed this.
+MEAN_SPEARMAN_MIN = 0.9
+#: PWCCA is robust if its drop over the range of k is less than this fraction of mean CCA's ...
+ROBUST_DROP_RATIO = 0.25
+#: ... and it stays above this value at every k (the claim is "remains robust", not "falls less").
+ROBUST_MIN = 0.9
+#: The construction is exact: CCA finds k coefficients equal to 1, on average over the draws,
+#: to within this tolerance.
+ONES_TOL = 1e-9
+
+
+def sanity_checks(result: Result) -> tuple[Criterion, ...]:
+    """What must hold for the toy to mean anything: CCA finds exactly ``k`` coefficients equal
+    to 1 (above 0.999) for every ``k``."""
+    off = max(abs(result.ones[k] - k) for k in result.config.signal_dims)
+    return (Criterion("coefficients equal to 1 minus k, largest deviation over k",
+                      f"below {ONES_TOL:g}", off, bool(off < ONES_TOL)),)
+
+
+def check(result: Result) -> list[Claim]:
+    """Claim C1 on the means over draws: (a) mean CCA falls with the signal fraction and tracks
+    it; (b) PWCCA is robust (its drop less than ``ROBUST_DROP_RATIO`` of mean CCA's, and above
+    ``ROBUST_MIN`` throughout). Holds if (a) and (b); partly if (a) and PWCCA is above mean CCA
+    at every ``k < d``; does not hold otherwise."""
+    cfg = result.config
+    means = result.summary()
+    lo, hi = means.index.min(), means.index.max()
+    drop = {m: means.loc[hi, m] - means.loc[lo, m] for m in means.columns}
+    spearman = means.reset_index().corr(method="spearman").loc["signal_fraction"]
+    fall_needed = MEAN_FALL_FRACTION * (hi - lo)
+    below_d = means.index < 1
+    gaps = means.loc[below_d, "PWCCA"] - means.loc[below_d, "mean CCA"]
+    pwcca_above = bool((means.loc[below_d, "PWCCA"] > means.loc[below_d, "mean CCA"]).all())
+    robust_drop = ROBUST_DROP_RATIO * drop["mean CCA"]
+    criteria = (
+        Criterion("mean CCA's drop from the largest to the smallest k/d",
+                  f"more than {MEAN_FALL_FRACTION:g} x the range of k/d ({fall_needed:.3f})",
+                  drop["mean CCA"], bool(drop["mean CCA"] > fall_needed)),
+        Criterion("Spearman correlation of mean CCA with k/d",
+                  f"above {MEAN_SPEARMAN_MIN:g}", spearman["mean CCA"],
+                  bool(spearman["mean CCA"] > MEAN_SPEARMAN_MIN)),
+        Criterion("PWCCA minus mean CCA, smallest over k < d", "above 0 at every k < d",
+                  float(gaps.min()) if len(gaps) else "no k < d", pwcca_above),
+        Criterion("PWCCA's drop from the largest to the smallest k/d",
+                  f"less than {ROBUST_DROP_RATIO:g} x mean CCA's drop ({robust_drop:.3f})",
+                  drop["PWCCA"], bool(drop["PWCCA"] < robust_drop)),
+        Criterion("PWCCA's lowest mean over k", f"above {ROBUST_MIN:g}",
+                  means["PWCCA"].min(), bool(means["PWCCA"].min() > ROBUST_MIN)),
+    )
+    mean_falls = criteria[0].passed and criteria[1].passed
+    pwcca_robust = criteria[3].passed and criteria[4].passed
+    noise = result.noise.groupby(["noise_std", "measure"])["similarity"].mean().unstack()
+    sweep = (f"; PWCCA at k = {min(cfg.signal_dims)} by noise std: " + ", ".join(
+        f"{s:g}: {v:.3f}" for s, v in noise["PWCCA"].items())) if len(noise) else ""
+
+    def span(m: str) -> str:
+        return f"{m} {means.loc[lo, m]:.3f} to {means.loc[hi, m]:.3f}"
+
+    evidence = (f"k/d from {lo:.2f} to {hi:.3f}: {span('mean CCA')}, {span('PWCCA')}, "
+                f"{span('SVCCA')} (d = {cfg.n_neurons}, n = {cfg.n_points}, {cfg.n_repeats} "
+                f"draws, noise std {cfg.noise_std:g}); PWCCA above mean CCA at every k: "
+                f"{yes_no(pwcca_above)}; robust (drop under {ROBUST_DROP_RATIO:g} of mean CCA's, "
+                f"minimum above {ROBUST_MIN:g}): {yes_no(pwcca_robust)}{sweep}")
+    return [Claim(id="C1", figure="Figure 1", evidence=evidence, criteria=criteria,
+                  status=status(mean_falls and pwcca_robust, mean_falls and pwcca_above))]

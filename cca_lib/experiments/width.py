@@ -24,6 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from cca_lib import analysis, capture, data, plotting, training
+from cca_lib.scorecard import Claim, Criterion, status
 from cca_lib.similarity import distance
 
 #: Layers of the 4-conv net and their channel multipliers (logits: 10 classes).
@@ -231,3 +232,75 @@ def plot_accuracy(result: Result) -> plt.Figure:
         ax.set(xlabel=f"within-group PWCCA distance ({layer}, trained)",
                ylabel="mean test accuracy", title=f"{layer}: r = {r:.2f}, p = {p:.3f}")
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Check (claims C5 and C6)
+# ---------------------------------------------------------------------------------------------
+
+#: C5: the group-mean trained distance falls with width: Spearman correlation at most this.
+SPEARMAN_MAX = -0.7
+#: Control: the trained distance's relative drop must be positive and at least this many times
+#: the drop at initialization (else the fall is not the work of training; the paper: 40% vs 6%).
+CONTROL_RATIO = 2
+#: C6: accuracy is strongly anti-correlated with distance: Pearson r at most this ...
+PEARSON_MAX = -0.8
+#: ... with a p-value below this (over the widths, at a layer that passes the control).
+P_MAX = 0.05
+
+
+def check(result: Result) -> list[Claim]:
+    """Claims C5 and C6, per compared layer.
+
+    C5: the Spearman correlation of the trained group-mean distance with width is at most
+    ``SPEARMAN_MAX``, and the trained distance's relative drop is positive and at least
+    ``CONTROL_RATIO`` times the drop at initialization (negative init drops count as 0). C6:
+    Pearson r of accuracy against distance at most ``PEARSON_MAX`` with p below ``P_MAX``, at a
+    layer that passes the same control. Each claim holds if every layer passes, partly if one
+    does."""
+    cfg = result.config
+    trend = result.trend()
+    c5_rows, c6_rows, c5, c6 = [], [], {}, {}
+    for layer in cfg.layers:
+        tr, init = trend.loc[(layer, "trained")], trend.loc[(layer, "init")]
+        need = CONTROL_RATIO * max(init["relative drop"], 0)
+        control = Criterion(
+            f"relative drop of the trained distance over the widths ({layer})",
+            f"above 0 and at least {CONTROL_RATIO:g} x the drop at initialization "
+            f"({need:.3f})",
+            tr["relative drop"], bool(tr["relative drop"] > 0 and tr["relative drop"] >= need))
+        spearman = Criterion(f"Spearman correlation of the trained distance with width ({layer})",
+                             f"at most {SPEARMAN_MAX:g}", tr["spearman vs width"],
+                             bool(tr["spearman vs width"] <= SPEARMAN_MAX))
+        pearson = Criterion(f"Pearson r of accuracy with the trained distance ({layer})",
+                            f"at most {PEARSON_MAX:g}", tr["pearson r vs acc"],
+                            bool(tr["pearson r vs acc"] <= PEARSON_MAX))
+        p_value = Criterion(f"p-value of that correlation ({layer})", f"below {P_MAX:g}",
+                            tr["p"], bool(tr["p"] < P_MAX))
+        c5_rows.extend((spearman, control))
+        c6_rows.extend((pearson, p_value, control))
+        c5[layer] = spearman.passed and control.passed
+        c6[layer] = pearson.passed and p_value.passed and control.passed
+
+    def evidence(kind: str) -> str:
+        parts = []
+        for layer in cfg.layers:
+            tr, init = trend.loc[(layer, "trained")], trend.loc[(layer, "init")]
+            if kind == "C5":
+                parts.append(f"{layer} ({cfg.features_compared(layer)} features): trained "
+                             f"{tr['narrowest']:.3f} to {tr['widest']:.3f} (Spearman "
+                             f"{tr['spearman vs width']:+.2f}), at initialization "
+                             f"{init['narrowest']:.3f} to {init['widest']:.3f}")
+            else:
+                parts.append(f"{layer}: r = {tr['pearson r vs acc']:+.2f}, p = {tr['p']:.3f}, "
+                             f"drop at initialization {init['relative drop']:.0%} against "
+                             f"trained {tr['relative drop']:.0%}")
+        widths = ", ".join(str(w) for w in cfg.widths)
+        return f"widths {widths}, {cfg.n_seeds} seeds each: " + "; ".join(parts)
+
+    return [
+        Claim(id="C5", status=status(all(c5.values()), any(c5.values())), evidence=evidence("C5"),
+              figure="distance vs width", criteria=tuple(c5_rows)),
+        Claim(id="C6", status=status(all(c6.values()), any(c6.values())), evidence=evidence("C6"),
+              figure="accuracy vs distance", criteria=tuple(c6_rows)),
+    ]
