@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any
 
 from cca_lib import _checks
 
@@ -50,10 +50,6 @@ class ChapterConfig:
     Construction runs each field's validator (a ``TypeError`` / ``ValueError`` naming the field
     and the value), then the config's own cross-field rules (``_validate``)."""
 
-    #: Names of the papermill parameters, when they are not simply the fields (see
-    #: :meth:`parameters`).
-    _PARAMETERS: ClassVar[tuple[str, ...] | None] = None
-
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             validator = f.metadata.get("check")
@@ -73,7 +69,8 @@ class ChapterConfig:
     @classmethod
     def parameters(cls) -> dict[str, dataclasses.Field]:
         """The papermill parameters, in order: name -> the field that declares it (its
-        ``default`` and ``metadata["help"]`` / ``["paper"]``)."""
+        ``default`` and ``metadata["help"]`` / ``["paper"]``). The fields, unless a chapter
+        maps its parameters otherwise (rnn_timesteps: its LSTM run's fields)."""
         return {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
 
     @classmethod
