@@ -16,7 +16,7 @@ TEST_ENV := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 .PHONY: help install book chapter test unit check-book chromium lint bench clean clean-cache
 
 help:
-	@echo "make book      execute every chapter with params/\$$(PROFILE)/ (default quick) and build _build/html"
+	@echo "make book      execute every chapter with the quick profile (or PROFILE=full: params/full/) and build _build/html"
 	@echo "make test      ruff + pytest + nbval on every notebook, then build the book and check it"
 	@echo "make unit      ruff + pytest + nbval only (no book build)"
 	@echo "make check-book  build the book and check it in headless Chromium (screenshots in _build/)"

@@ -2,7 +2,9 @@
 
 ``python -m cca_lib.bookbuild --profile quick`` (what ``make book`` runs) reads ``_toc.yml``,
 finds every chapter listed as ``book/executed/<name>``, and executes ``notebooks/<name>.ipynb``
-with the parameters in ``params/<profile>/<name>.yaml`` into ``book/executed/<name>.ipynb``.
+into ``book/executed/<name>.ipynb``: the quick profile with the chapter's defaults (its
+``Config``'s, which the notebook's parameters cell copies), another profile with the overrides
+in ``params/<profile>/<name>.yaml`` (see :func:`load_params`).
 Each chapter records the status of the paper's claims it checks (see :mod:`cca_lib.scorecard`);
 after all chapters ran, the reproduction scorecard page ``book/generated/scorecard.md`` is
 generated from those records.
@@ -36,6 +38,9 @@ from cca_lib._progress import PROGRESS_ENV
 EXECUTED = Path("book") / "executed"
 GENERATED = Path("book") / "generated"
 PROFILES = ("quick", "full")
+#: The profile that is every chapter's defaults (no parameter file).
+DEFAULT_PROFILE = "quick"
+_UNSET = object()
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -62,17 +67,52 @@ def toc_chapters(toc_path: Path) -> list[str]:
     return found
 
 
+def chapter_module(name: str):
+    """The library module of chapter ``name`` (``cca_lib.experiments.<name>``), or None for a
+    chapter that has none (it calls the library directly)."""
+    import importlib
+    import importlib.util
+
+    module = f"cca_lib.experiments.{name}"
+    if not name.isidentifier() or importlib.util.find_spec(module) is None:
+        return None
+    return importlib.import_module(module)
+
+
 def load_params(root: Path, profile: str, name: str) -> dict:
-    """Parameters of chapter ``name`` for ``profile``; a missing file is an error, not a default."""
+    """The parameters that profile ``profile`` sets for chapter ``name`` (papermill's overrides).
+
+    The quick profile (:data:`DEFAULT_PROFILE`) is each chapter's defaults (its ``Config``'s,
+    copied in the notebook's parameters cell): it sets nothing. Any other profile is
+    ``params/<profile>/<name>.yaml``, the values that differ from the defaults (a missing file
+    is an error, not a default; an empty one sets nothing). A chapter whose module declares
+    ``PARAMS_FROM`` (chapter -> parameter names) also gets those parameters from the other
+    chapter's profile, so that both use the same values (e.g. one shared training run); its
+    own file may not set them.
+    """
     import yaml
 
-    path = root / "params" / profile / f"{name}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no parameter file for chapter {name!r} in profile {profile!r}: {path}")
-    params = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(params, dict):
-        raise ValueError(f"{path} must hold a mapping of parameter names to values, got {params!r}")
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    params: dict = {}
+    if profile != DEFAULT_PROFILE:
+        path = root / "params" / profile / f"{name}.yaml"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no parameter file for chapter {name!r} in profile {profile!r}: {path}")
+        params = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(params, dict):
+            raise ValueError(f"{path} must hold a mapping of parameter names to values, got "
+                             f"{params!r}")
+    module = chapter_module(name)
+    for other, names in getattr(module, "PARAMS_FROM", {}).items():
+        doubled = sorted(set(params) & set(names))
+        if doubled:
+            raise ValueError(f"params/{profile}/{name}.yaml sets {doubled}, which chapter "
+                             f"{name!r} takes from chapter {other!r}: set them in "
+                             f"params/{profile}/{other}.yaml")
+        shared = load_params(root, profile, other)
+        params.update({k: v for k, v in shared.items() if k in names})
     return params
 
 
@@ -112,35 +152,44 @@ def execute_chapter(root: Path, name: str, profile: str, params: dict) -> float:
 def parameter_table(name: str, current: dict | None = None, root: Path | None = None):
     """The parameters of chapter ``name`` as a DataFrame, for the chapter to show.
 
-    One row per parameter of the notebook's ``parameters`` cell (as papermill parses it, so the
-    table and ``papermill --help-notebook`` agree): its meaning (the cell's comment), the paper's
-    value where the comment names it as ``(paper: ...)``, the quick and full profile values, and
-    the value in this run when ``current`` (the notebook's ``globals()``) is given.
+    One row per parameter of the chapter's ``Config`` (:meth:`parameters`): its meaning and the
+    paper's value (the field's ``help`` and ``paper`` metadata), the quick profile value (the
+    default) and the full profile value, and the value in this run when ``current`` (the
+    notebook's ``globals()``) is given. A chapter without a ``Config`` lists its notebook's
+    parameters cell as papermill reads it (the meaning is the line's comment).
     """
-    import re
-
     import pandas as pd
-    import papermill
 
     from cca_lib._paths import project_root
 
     root = root if root is not None else project_root()
     if root is None:
         raise FileNotFoundError("parameter_table needs a cca-book checkout (notebooks/, params/)")
-    inferred = papermill.inspect_notebook(str(root / "notebooks" / f"{name}.ipynb"))
     profiles = {p: load_params(root, p, name) for p in PROFILES}
+    config = getattr(chapter_module(name), "Config", None)
     rows = []
-    for param, info in inferred.items():
-        meaning = info["help"].strip()
-        paper = re.search(r"\(paper:\s*([^)]*)\)", meaning)
-        meaning = re.sub(r"\s*\(paper:\s*[^)]*\)", "", meaning).strip()
-        row = {"parameter": param, "meaning": meaning,
-               "paper": paper.group(1).strip() if paper else ""}
-        for p in PROFILES:
-            row[p] = repr(profiles[p][param]) if param in profiles[p] else info["default"]
-        if current is not None:
-            row["this run"] = repr(current[param]) if param in current else ""
-        rows.append(row)
+    if config is not None:
+        defaults = config.defaults()
+        values = {p: {**defaults, **config._convert(profiles[p])} for p in PROFILES}
+        for param, f in config.parameters().items():
+            row = {"parameter": param, "meaning": f.metadata["help"],
+                   "paper": f.metadata["paper"]}
+            row.update({p: repr(values[p][param]) for p in PROFILES})
+            rows.append(row)
+    else:
+        import papermill
+
+        inferred = papermill.inspect_notebook(str(root / "notebooks" / f"{name}.ipynb"))
+        for param, info in inferred.items():
+            row = {"parameter": param, "meaning": info["help"].strip(), "paper": ""}
+            row.update({p: repr(profiles[p][param]) if param in profiles[p] else info["default"]
+                        for p in PROFILES})
+            rows.append(row)
+    if current is not None:
+        for row in rows:
+            value = current.get(row["parameter"], _UNSET)
+            value = tuple(value) if isinstance(value, list) else value
+            row["this run"] = "" if value is _UNSET else repr(value)
     return pd.DataFrame(rows).set_index("parameter")
 
 
@@ -275,7 +324,8 @@ def build(root: Path, profile: str, only: Iterable[str] | None = None, *, jobs: 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="quick", choices=PROFILES,
-                        help="parameter set in params/<profile>/ (default: quick)")
+                        help="quick (the chapters' defaults, the default) or full "
+                             "(the overrides in params/full/)")
     parser.add_argument("--only", nargs="+", metavar="CHAPTER",
                         help="execute only these chapters (names as in _toc.yml)")
     parser.add_argument("--jobs", type=int, default=2,

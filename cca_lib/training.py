@@ -52,12 +52,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cca_lib import _checks
 from cca_lib import cache as _cache
 from cca_lib import data as _data
 from cca_lib.models import LSTMLM, make_cnn
 
 __all__ = ["CNNTrainConfig", "LMTrainConfig", "TrainResult", "checkpoint_steps",
-           "resolve_device", "run_key", "train", "train_many", "training_threads"]
+           "resolve_device", "run_key", "total_steps", "train", "train_many",
+           "training_threads"]
 
 _OPTIMIZERS = ("sgd", "adam", "adamw")
 _SCHEDULES = ("constant", "cosine")
@@ -69,30 +71,33 @@ _CKPT_ERRORS = (RuntimeError, OSError, EOFError, ValueError, KeyError, pickle.Un
 RUNS_KIND = "runs"
 
 
+def _check(cfg: Any, name: str, validator, **bounds) -> None:
+    """Validate field ``name`` of the frozen ``cfg`` (storing the checked value)."""
+    value = getattr(cfg, name)
+    checked = validator(name, value, **bounds)
+    if checked is not value:
+        object.__setattr__(cfg, name, checked)
+
+
 def _check_common(cfg: Any) -> None:
-    if cfg.optimizer not in _OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {cfg.optimizer!r}")
-    if cfg.schedule not in _SCHEDULES:
-        raise ValueError(f"schedule must be one of {_SCHEDULES}, got {cfg.schedule!r}")
-    if not cfg.lr > 0:
-        raise ValueError(f"lr must be positive, got {cfg.lr!r}")
-    if not 0.0 <= cfg.final_lr_frac <= 1.0:
-        raise ValueError(f"final_lr_frac must be in [0, 1], got {cfg.final_lr_frac!r}")
-    if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {cfg.batch_size!r}")
-    if cfg.steps is None and not cfg.epochs > 0:
-        raise ValueError(f"epochs must be positive when steps is None, got {cfg.epochs!r}")
-    if cfg.steps is not None and (not isinstance(cfg.steps, int) or cfg.steps < 1):
-        raise ValueError(f"steps must be a positive int or None, got {cfg.steps!r}")
-    object.__setattr__(cfg, "checkpoints", tuple(int(s) for s in cfg.checkpoints))
-    if any(s < 0 for s in cfg.checkpoints):
-        raise ValueError(f"checkpoints must be steps >= 0, got {cfg.checkpoints}")
-    if not isinstance(cfg.log_checkpoints, int) or cfg.log_checkpoints < 0:
-        raise ValueError(f"log_checkpoints must be an int >= 0, got {cfg.log_checkpoints!r}")
-    if cfg.eval_every is not None and (not isinstance(cfg.eval_every, int) or cfg.eval_every < 1):
-        raise ValueError(f"eval_every must be a positive int or None, got {cfg.eval_every!r}")
-    if cfg.threads is not None and (not isinstance(cfg.threads, int) or cfg.threads < 1):
-        raise ValueError(f"threads must be a positive int or None, got {cfg.threads!r}")
+    _check(cfg, "optimizer", _checks.text, choices=_OPTIMIZERS)
+    _check(cfg, "schedule", _checks.text, choices=_SCHEDULES)
+    _check(cfg, "seed", _checks.seed)
+    _check(cfg, "data_seed", _checks.seed, none=True)
+    _check(cfg, "lr", _checks.real, gt=0)
+    _check(cfg, "momentum", _checks.real, ge=0)
+    _check(cfg, "weight_decay", _checks.real, ge=0)
+    _check(cfg, "final_lr_frac", _checks.real, ge=0, le=1)
+    _check(cfg, "batch_size", _checks.integer, ge=1, le=_checks.MAX_SAMPLES)
+    _check(cfg, "epochs", _checks.real, gt=0, le=_checks.MAX_EPOCHS)
+    _check(cfg, "steps", _checks.integer, ge=1, le=_checks.MAX_SAMPLES, none=True)
+    object.__setattr__(cfg, "checkpoints", _checks.ints("checkpoints", cfg.checkpoints,
+                                                        min_len=0, ge=0))
+    _check(cfg, "log_checkpoints", _checks.integer, ge=0, le=_checks.MAX_COUNT)
+    _check(cfg, "eval_every", _checks.integer, ge=1, le=_checks.MAX_SAMPLES, none=True)
+    _check(cfg, "threads", _checks.integer, ge=1, le=4096, none=True)
+    _check(cfg, "bf16", _checks.boolean)
+    _check(cfg, "device", _checks.text)
     if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {cfg.device!r}")
 
@@ -137,20 +142,20 @@ class CNNTrainConfig:
 
     def __post_init__(self) -> None:
         _check_common(self)
-        if not isinstance(self.width, int) or self.width < 1:
-            raise ValueError(f"width must be a positive int, got {self.width!r}")
+        _check(self, "width", _checks.integer, ge=1, le=_checks.MAX_UNITS)
+        _check(self, "arch", _checks.text)
+        _check(self, "depth", _checks.integer, ge=1, le=64, none=True)
+        _check(self, "dataset", _checks.dataset, kind="images")
         object.__setattr__(self, "dataset", _data.canonical_name(self.dataset))
-        if self.train_size is not None and (not isinstance(self.train_size, int)
-                                            or self.train_size < self.batch_size):
+        _check(self, "train_size", _checks.integer, ge=1, le=_checks.MAX_SAMPLES, none=True)
+        if self.train_size is not None and self.train_size < self.batch_size:
             raise ValueError(f"train_size must be an int >= batch_size={self.batch_size} or "
                              f"None, got {self.train_size!r}")
-        if self.eval_size is not None and (not isinstance(self.eval_size, int)
-                                           or self.eval_size < 1):
-            raise ValueError(f"eval_size must be a positive int or None, got {self.eval_size!r}")
+        _check(self, "label_seed", _checks.seed, none=True)
+        _check(self, "eval_size", _checks.integer, ge=1, le=_checks.MAX_SAMPLES, none=True)
         for arg in ("target_train_acc", "stop_at_train_acc"):
-            val = getattr(self, arg)
-            if val is not None and not 0 < val <= 1:
-                raise ValueError(f"{arg} must be in (0, 1] or None, got {val!r}")
+            _check(self, arg, _checks.real, gt=0, le=1, none=True)
+        _check(self, "channels_last", _checks.boolean)
 
 
 @dataclass(frozen=True)
@@ -193,19 +198,19 @@ class LMTrainConfig:
 
     def __post_init__(self) -> None:
         _check_common(self)
+        _check(self, "corpus", _checks.dataset, kind="text")
         object.__setattr__(self, "corpus", _data.canonical_name(self.corpus))
-        for arg in ("embed_dim", "hidden_size", "n_layers", "seq_len", "eval_streams"):
-            val = getattr(self, arg)
-            if not isinstance(val, int) or val < 1:
-                raise ValueError(f"{arg} must be a positive int, got {val!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip!r}")
+        for arg in ("embed_dim", "hidden_size"):
+            _check(self, arg, _checks.integer, ge=1, le=_checks.MAX_UNITS)
+        _check(self, "n_layers", _checks.integer, ge=1, le=64)
+        _check(self, "seq_len", _checks.integer, ge=1, le=_checks.MAX_SAMPLES)
+        _check(self, "eval_streams", _checks.integer, ge=1, le=_checks.MAX_SAMPLES)
+        _check(self, "dropout", _checks.real, ge=0, lt=1)
+        _check(self, "tie_weights", _checks.boolean)
+        _check(self, "grad_clip", _checks.real, gt=0, none=True)
         for arg in ("train_tokens", "eval_tokens"):
-            val = getattr(self, arg)
-            if val is not None and (not isinstance(val, int) or val < 2):
-                raise ValueError(f"{arg} must be an int >= 2 or None, got {val!r}")
+            _check(self, arg, _checks.integer, ge=2, le=10**10, none=True)
+        _check(self, "target_valid_ppl", _checks.real, gt=0, none=True)
 
 
 TrainConfig = CNNTrainConfig | LMTrainConfig
@@ -227,6 +232,45 @@ def checkpoint_steps(total: int, n_log: int = 8, *, include_zero: bool = True,
         steps.add(0)
     steps |= {int(s) for s in extra if 0 <= int(s) <= total}
     return tuple(sorted(steps))
+
+
+def _cnn_steps_per_epoch(n_train: int, cfg: CNNTrainConfig) -> int:
+    return n_train // cfg.batch_size
+
+
+def _lm_steps_per_epoch(n_tokens: int, cfg: LMTrainConfig) -> int:
+    n_windows = (n_tokens - 1) // cfg.seq_len
+    per_epoch = n_windows // cfg.batch_size
+    if per_epoch < 1:
+        raise ValueError(f"{n_tokens} training tokens give {n_windows} windows of "
+                         f"seq_len={cfg.seq_len}, fewer than batch_size={cfg.batch_size}")
+    return per_epoch
+
+
+def _total(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    return cfg.steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+
+
+def total_steps(config: TrainConfig, *, progress: bool = False) -> int:
+    """The number of training steps ``T`` of ``config`` (its last checkpoint unless training
+    stops early): ``steps`` if set, else ``ceil(epochs * steps per epoch)``, counted on the data
+    as :func:`train` counts them (so the training data is loaded if ``steps`` is None)."""
+    if not isinstance(config, CNNTrainConfig | LMTrainConfig):
+        raise TypeError(f"config must be a CNNTrainConfig or LMTrainConfig, got "
+                        f"{type(config).__name__}")
+    if config.steps is not None:
+        return config.steps
+    if isinstance(config, CNNTrainConfig):
+        n_train = len(_data.load_images(config.dataset, "train", config.train_size,
+                                        progress=progress))
+        if config.train_size is not None and n_train < config.train_size:
+            raise ValueError(f"train_size={config.train_size} exceeds the {n_train} training "
+                             f"images of {config.dataset}")
+        return _total(config, _cnn_steps_per_epoch(n_train, config))
+    corpus = _data.load_text(config.corpus, progress=progress)
+    train_ids = corpus.train if config.train_tokens is None else \
+        corpus.train[:config.train_tokens]
+    return _total(config, _lm_steps_per_epoch(len(train_ids), config))
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -494,8 +538,8 @@ def _train_cnn(cfg: CNNTrainConfig, progress: bool) -> TrainResult:
     n_eval = len(test_ds) if cfg.eval_size is None else min(cfg.eval_size, len(test_ds))
     x_eval, y_eval = test_ds.images[:n_eval], test_ds.labels[:n_eval]
 
-    steps_per_epoch = len(y_train) // cfg.batch_size
-    total = cfg.steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    steps_per_epoch = _cnn_steps_per_epoch(len(y_train), cfg)
+    total = _total(cfg, steps_per_epoch)
     ckpts, evals = _schedule_points(cfg, total, steps_per_epoch)
     model_kwargs = {"width": cfg.width, "arch": cfg.arch, "depth": cfg.depth,
                     "in_channels": train_ds.shape[0], "num_classes": train_ds.num_classes}
@@ -633,12 +677,8 @@ def _train_lm(cfg: LMTrainConfig, progress: bool) -> TrainResult:
     valid_ids = corpus.valid
     eval_ids = valid_ids if cfg.eval_tokens is None else valid_ids[:cfg.eval_tokens]
     vocab_size = len(corpus.vocab)
-    n_windows = (len(train_ids) - 1) // cfg.seq_len
-    steps_per_epoch = n_windows // cfg.batch_size
-    if steps_per_epoch < 1:
-        raise ValueError(f"{len(train_ids)} training tokens give {n_windows} windows of "
-                         f"seq_len={cfg.seq_len}, fewer than batch_size={cfg.batch_size}")
-    total = cfg.steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    steps_per_epoch = _lm_steps_per_epoch(len(train_ids), cfg)
+    total = _total(cfg, steps_per_epoch)
     ckpts, evals = _schedule_points(cfg, total, steps_per_epoch)
     model_kwargs = {"vocab_size": vocab_size, "embed_dim": cfg.embed_dim,
                     "hidden_size": cfg.hidden_size, "n_layers": cfg.n_layers,

@@ -58,12 +58,15 @@ def test_params_match_the_notebook_parameters_cell():
 
 
 def test_missing_or_malformed_params_are_errors(tmp_path):
+    assert bookbuild.load_params(tmp_path, "quick", "nope") == {}  # quick: the defaults
     with pytest.raises(FileNotFoundError, match="no parameter file"):
-        bookbuild.load_params(tmp_path, "quick", "nope")
-    (tmp_path / "params" / "quick").mkdir(parents=True)
-    (tmp_path / "params" / "quick" / "bad.yaml").write_text("- 1\n- 2\n")
+        bookbuild.load_params(tmp_path, "full", "nope")
+    (tmp_path / "params" / "full").mkdir(parents=True)
+    (tmp_path / "params" / "full" / "bad.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ValueError, match="mapping"):
-        bookbuild.load_params(tmp_path, "quick", "bad")
+        bookbuild.load_params(tmp_path, "full", "bad")
+    with pytest.raises(ValueError, match="profile"):
+        bookbuild.load_params(tmp_path, "fast", "bad")
 
 
 def test_unknown_chapter_is_refused(tmp_path):
@@ -84,8 +87,8 @@ def _chapter(tmp_path, name, source):
     nb.metadata["language_info"] = {"name": "python"}
     (tmp_path / "notebooks").mkdir(exist_ok=True)
     nbformat.write(nb, tmp_path / "notebooks" / f"{name}.ipynb")
-    (tmp_path / "params" / "quick").mkdir(parents=True, exist_ok=True)
-    (tmp_path / "params" / "quick" / f"{name}.yaml").write_text("x: 3\n")
+    (tmp_path / "params" / "full").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "params" / "full" / f"{name}.yaml").write_text("x: 3\n")
 
 
 def test_build_runs_chapters_in_parallel_with_pinned_threads(tmp_path, monkeypatch):
@@ -100,7 +103,7 @@ def test_build_runs_chapters_in_parallel_with_pinned_threads(tmp_path, monkeypat
              "print('threads', os.environ['OMP_NUM_THREADS'])")
     _chapter(tmp_path, "a", check)
     _chapter(tmp_path, "b", check)
-    bookbuild.build(tmp_path, "quick", jobs=2, threads=1)
+    bookbuild.build(tmp_path, "full", jobs=2, threads=1)
     for name in ("a", "b"):
         nb = nbformat.read(tmp_path / "book" / "executed" / f"{name}.ipynb", as_version=4)
         assert "threads 1" in nb.cells[-1].outputs[0]["text"]
@@ -138,27 +141,14 @@ def test_parameter_table_lists_every_parameter_with_both_profiles():
         assert list(table.index) == list(inferred), name
         assert {"meaning", "paper", "quick", "full", "this run"} <= set(table.columns)
         assert not table["meaning"].str.contains(r"\(paper:").any(), name
-        quick = bookbuild.load_params(ROOT, "quick", name)
-        for param, value in quick.items():
-            assert table.loc[param, "quick"] == repr(value), (name, param)
+        config = getattr(bookbuild.chapter_module(name), "Config", None)
+        if config is not None:  # the quick profile is the Config defaults
+            for param, value in config.defaults().items():
+                assert table.loc[param, "quick"] == repr(value), (name, param)
         if "seed" in table.index:
             assert table.loc["seed", "this run"] == "123"
     table = bookbuild.parameter_table("signal_noise", root=ROOT)
     assert table.loc["n_neurons", "paper"] == "200" and "this run" not in table.columns
-
-
-def test_notebook_defaults_are_the_quick_profile():
-    """nbval runs the notebooks with their defaults and the book with params/quick: equal values
-    mean both use the same cached networks (and `make test` trains each one once)."""
-    import ast
-
-    import papermill
-
-    for name in bookbuild.toc_chapters(ROOT / "_toc.yml"):
-        inferred = papermill.inspect_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"))
-        for param, value in bookbuild.load_params(ROOT, "quick", name).items():
-            default = ast.literal_eval(inferred[param]["default"])
-            assert default == value, f"{name}: {param} defaults to {default!r}, quick has {value!r}"
 
 
 def test_progress_bars_can_be_switched_off(monkeypatch):

@@ -46,7 +46,7 @@ def _statuses(claims):
 
 def _toy(mean_cca, pwcca, ones_off=0.0):
     cfg = signal_noise.Config(n_neurons=10, n_points=100, signal_dims=(2, 5, 10), n_repeats=1,
-                              spectrum_dims=(), noise_sweep=(0.1,))
+                              spectrum_dims=(2,), noise_sweep=(0.1,))
     rows = []
     for k, m, p in zip(cfg.signal_dims, mean_cca, pwcca, strict=True):
         for measure, v in (("mean CCA", m), ("PWCCA", p), ("SVCCA", m), ("linear CKA", 1.0)):

@@ -76,3 +76,15 @@ def test_run_tiny(env):
     for plot in (cnn_dynamics.plot_accuracy, cnn_dynamics.plot_spectra, cnn_dynamics.plot_sb,
                  cnn_dynamics.plot_convergence):
         assert plot(res).axes
+
+
+def test_linear_checkpoints_follow_the_engine_step_count(env):
+    from cca_lib import training
+
+    cfg = cnn_dynamics.Config(width=2, train_size=N_TRAIN, epochs=3.0, n_linear=4,
+                              eval_size=N_TEST, n_probe=N_TEST)
+    tc = cfg.train_config()
+    total = training.total_steps(tc)
+    assert total == int(np.ceil(3.0 * (N_TRAIN // cnn_dynamics.BATCH_SIZE)))
+    assert tc.checkpoints == tuple(int(s) for s in np.linspace(0, total, 6)[1:-1])
+    assert tc.batch_size == cnn_dynamics.BATCH_SIZE

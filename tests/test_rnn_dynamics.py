@@ -75,3 +75,11 @@ def test_separation_index_on_a_constructed_result():
     assert r.separation("PWCCA") == pytest.approx(1.0)
     assert r.ordered_fraction("PWCCA") == 1.0
     assert r.first_below("PWCCA", 0.15).to_dict() == {1: 0, 2: 1000, 3: 1000}
+
+
+def test_total_steps_is_the_engine_count(env):
+    from cca_lib import training
+
+    cfg = tiny()
+    assert rnn_dynamics.total_steps(cfg) == training.total_steps(rnn_dynamics.lm_config(cfg))
+    assert rnn_dynamics.train(cfg, progress=False).final_step == rnn_dynamics.total_steps(cfg)

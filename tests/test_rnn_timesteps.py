@@ -20,7 +20,7 @@ def test_config_validation():
         rnn_timesteps.Config(early_prefix=10, late_prefix=5)
     with pytest.raises(ValueError, match="toy_samples"):
         rnn_timesteps.Config(toy_dim=64, toy_samples=100)
-    with pytest.raises(ValueError, match="training"):
+    with pytest.raises(TypeError, match="training must be an rnn_dynamics.Config"):
         rnn_timesteps.Config(training={"hidden_size": 8})
 
 

@@ -10,7 +10,7 @@ def test_config_validation():
     with pytest.raises(ValueError, match="signal_dims"):
         signal_noise.Config(n_neurons=10, signal_dims=(11,))
     with pytest.raises(ValueError, match="n_points"):
-        signal_noise.Config(n_neurons=100, n_points=150, signal_dims=(10,), spectrum_dims=())
+        signal_noise.Config(n_neurons=100, n_points=150, signal_dims=(10,), spectrum_dims=(10,))
     with pytest.raises(ValueError, match="spectrum_dims"):
         signal_noise.Config(signal_dims=(20,), spectrum_dims=(50,))
 

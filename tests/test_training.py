@@ -90,7 +90,9 @@ def test_trained_result_carries_the_resolved_key(env):
                                    device=training.resolve_device(cfg.device).type)
     assert r.key == training.run_key(resolved) and r.path.name == r.key
     assert training.train(resolved, progress=False).from_cache  # the same run
-    assert not training.train(dataclasses.replace(resolved, threads=2), progress=False).from_cache
+    other = 2 if resolved.threads == 1 else 1
+    assert not training.train(dataclasses.replace(resolved, threads=other),
+                              progress=False).from_cache
 
 
 def test_cnn_training_lowers_loss_and_keeps_checkpoints(env):
@@ -171,3 +173,18 @@ def test_stop_at_train_acc_ends_at_an_epoch_boundary(env):
     assert r.final_step % spe == 0 and r.final_step < 30 * spe
     assert r.history["step"].iloc[-1] == r.final_step
     assert training.CNNTrainConfig(dataset="fashion_mnist").dataset == "fashion-mnist"
+
+
+def test_total_steps_counts_the_steps_training_takes(env):
+    cnn = tiny_cnn(epochs=1.5, log_checkpoints=0)
+    assert training.total_steps(cnn) == math.ceil(1.5 * (N_TRAIN // 32))
+    assert training.train(cnn, progress=False, cache=False).final_step == \
+        training.total_steps(cnn)
+    assert training.total_steps(tiny_lm()) == 200  # steps given
+    lm = tiny_lm(steps=None, epochs=0.25, checkpoints=())
+    assert training.train(lm, progress=False, cache=False).final_step == \
+        training.total_steps(lm)
+    with pytest.raises(ValueError, match="exceeds"):
+        training.total_steps(tiny_cnn(train_size=N_TRAIN + 32))
+    with pytest.raises(TypeError, match="config must be"):
+        training.total_steps({"steps": 3})

@@ -23,12 +23,28 @@ a fixed probe set (the first ``n_probe`` test images, channels averaged over spa
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from cca_lib import capture, data, training
+from cca_lib import _checks, capture, data, training
+from cca_lib.experiments._params import (
+    COUNT,
+    EPOCHS,
+    FRACTION,
+    IMAGES,
+    LR_FRAC,
+    POSITIVE,
+    POSITIVE_COUNT,
+    SAMPLES,
+    SEED,
+    UNITS,
+    ChapterConfig,
+    param,
+    rule,
+)
 from cca_lib.scorecard import Claim, Criterion, status
 from cca_lib.similarity import cca, distance, mean_cca
 
@@ -36,66 +52,66 @@ MEASURES = ("PWCCA", "mean CCA")
 _METHOD = {"PWCCA": "pwcca", "mean CCA": "mean_cca"}
 
 
+#: Minibatch size of the network's SGD.
+BATCH_SIZE = 128
+
+
 @dataclass(frozen=True)
-class Config:
+class Config(ChapterConfig):
     """Parameters of the experiment. Defaults are the quick profile."""
 
-    width: int = 16  #: CNN width multiplier (channels w, 2w, 2w, 4w)
-    train_size: int = 10_000  #: training images (the first ones of the training split)
-    epochs: float = 12.0  #: epochs of SGD (momentum 0.9, cosine schedule)
-    lr: float = 0.05  #: peak learning rate
-    #: the cosine schedule ends at lr * final_lr_frac; > 0 keeps the weights moving at the end,
-    #: as in the paper's long runs (annealing to 0 freezes every layer by construction)
-    final_lr_frac: float = 0.2
-    seed: int = 0  #: initialization and minibatch order
-    log_checkpoints: int = 14  #: log-spaced checkpoints (plus T/2 and T)
-    n_linear: int = 12  #: evenly spaced extra checkpoints
-    eval_every: int = 39  #: steps between test-accuracy evaluations
-    eval_size: int = 5000  #: test images for the accuracy curve
-    acc_tol: float = 0.01  #: "accuracy converged": within this of the final accuracy
-    acc_window: int = 3  #: test accuracy is averaged over this many consecutive evaluations
-    n_probe: int = 2000  #: probe images (the first ones of the test split)
-    early_frac: float = 0.1  #: t_early = first checkpoint at or after early_frac * T
-    sb_fraction: float = 0.25  #: k = this fraction of a layer's width, for S and for B
-    rho_level: float = 0.9  #: a coefficient below this counts as "not converged"
-    dataset: str = "fashion-mnist"
+    width: int = param(16, "CNN width multiplier: channels w, 2w, 2w, 4w", "a CIFAR-10 ResNet",
+                       check=UNITS)
+    train_size: int = param(10_000, "training images, the first ones of the training split",
+                            "all", check=SAMPLES)
+    epochs: float = param(12.0, "epochs of SGD with momentum 0.9, cosine schedule",
+                          "80k steps", check=EPOCHS)
+    lr: float = param(0.05, "peak learning rate", "not stated for this figure", check=POSITIVE)
+    final_lr_frac: float = param(
+        0.2, "the cosine schedule ends at lr * final_lr_frac; > 0 keeps the weights moving at "
+        "the end, as in the paper's long runs (annealing to 0 freezes every layer by "
+        "construction)", check=LR_FRAC)
+    seed: int = param(0, "initialization and minibatch order", check=SEED)
+    log_checkpoints: int = param(14, "log-spaced checkpoints, plus T/2 and T",
+                                 "every few thousand steps", check=COUNT)
+    n_linear: int = param(12, "evenly spaced extra checkpoints", check=COUNT)
+    eval_every: int = param(39, "steps between test-accuracy evaluations", check=SAMPLES)
+    eval_size: int = param(5000, "test images for the accuracy curve", check=SAMPLES)
+    acc_tol: float = param(0.01, '"accuracy converged": within this of the final accuracy',
+                           check=FRACTION)
+    acc_window: int = param(3, "test accuracy is averaged over this many consecutive "
+                            "evaluations", check=POSITIVE_COUNT)
+    n_probe: int = param(2000, "probe images, the first ones of the test split",
+                         check=rule(_checks.integer, ge=2, le=_checks.MAX_SAMPLES))
+    early_frac: float = param(0.1, "t_early is the first checkpoint at or after early_frac * T "
+                              "(before T/2)", check=rule(_checks.real, gt=0, lt=0.5))
+    sb_fraction: float = param(0.25, "S and B each hold this fraction of a layer's width (they "
+                               "must not overlap)", "100 of 512+ neurons",
+                               check=rule(_checks.real, gt=0, le=0.5))
+    rho_level: float = param(0.9, 'a CCA coefficient below this counts as "not converged"',
+                             check=FRACTION)
+    dataset: str = param("fashion-mnist", '"fashion-mnist" (offline mirror) or "cifar-10" (the '
+                         "paper's data; a 170 MB download)", "CIFAR-10", check=IMAGES)
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.width, int) or self.width < 1:
-            raise ValueError(f"width must be a positive int, got {self.width!r}")
-        if not self.epochs > 0:
-            raise ValueError(f"epochs must be positive, got {self.epochs!r}")
-        for name in ("log_checkpoints", "n_linear"):
-            val = getattr(self, name)
-            if not isinstance(val, int) or val < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {val!r}")
-        if not isinstance(self.eval_every, int) or self.eval_every < 1:
-            raise ValueError(f"eval_every must be a positive int, got {self.eval_every!r}")
-        if not isinstance(self.n_probe, int) or self.n_probe < 2:
-            raise ValueError(f"n_probe must be an int >= 2, got {self.n_probe!r}")
-        if not isinstance(self.acc_window, int) or self.acc_window < 1:
-            raise ValueError(f"acc_window must be a positive int, got {self.acc_window!r}")
-        if not 0 < self.acc_tol < 1:
-            raise ValueError(f"acc_tol must be in (0, 1), got {self.acc_tol!r}")
-        if not 0 < self.early_frac < 0.5:
-            raise ValueError(f"early_frac must be in (0, 0.5) (t_early before T/2), got "
-                             f"{self.early_frac!r}")
-        if not 0 < self.sb_fraction <= 0.5:
-            raise ValueError(f"sb_fraction must be in (0, 0.5] (S and B must not overlap), got "
-                             f"{self.sb_fraction!r}")
-        if not 0 < self.rho_level < 1:
-            raise ValueError(f"rho_level must be in (0, 1), got {self.rho_level!r}")
+    def _validate(self) -> None:
+        if self.train_size < BATCH_SIZE:
+            raise ValueError(f"train_size must be >= the batch size {BATCH_SIZE}, got "
+                             f"{self.train_size!r}")
 
-    def train_config(self) -> training.CNNTrainConfig:
-        """The engine config of the one network (cached by the engine)."""
-        steps_per_epoch = self.train_size // 128
-        total = max(1, int(np.ceil(self.epochs * steps_per_epoch)))
-        linear = tuple(int(s) for s in np.linspace(0, total, self.n_linear + 2)[1:-1])
+    def _base_config(self) -> training.CNNTrainConfig:
         return training.CNNTrainConfig(
             dataset=self.dataset, width=self.width, train_size=self.train_size, seed=self.seed,
             lr=self.lr, schedule="cosine", final_lr_frac=self.final_lr_frac, epochs=self.epochs,
-            batch_size=128, log_checkpoints=self.log_checkpoints, checkpoints=linear,
+            batch_size=BATCH_SIZE, log_checkpoints=self.log_checkpoints,
             eval_every=self.eval_every, eval_size=self.eval_size)
+
+    def train_config(self) -> training.CNNTrainConfig:
+        """The engine config of the one network (cached by the engine): ``n_linear`` evenly
+        spaced checkpoints over its :func:`~cca_lib.training.total_steps`."""
+        base = self._base_config()
+        total = training.total_steps(base)
+        linear = tuple(int(s) for s in np.linspace(0, total, self.n_linear + 2)[1:-1])
+        return dataclasses.replace(base, checkpoints=linear)
 
 
 def canonical_variates(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

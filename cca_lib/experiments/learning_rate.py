@@ -28,7 +28,19 @@ from scipy import stats
 from scipy.cluster import hierarchy
 from scipy.spatial.distance import squareform
 
-from cca_lib import analysis, capture, data, plotting, training
+from cca_lib import _checks, analysis, capture, data, plotting, training
+from cca_lib.experiments._params import (
+    BATCH,
+    EPOCHS,
+    IMAGES,
+    POSITIVE_COUNT,
+    SAMPLES,
+    SEED,
+    UNITS,
+    ChapterConfig,
+    param,
+    rule,
+)
 from cca_lib.scorecard import Claim, Criterion, status, yes_no
 
 #: Layers of the default (4-conv) net that can be compared.
@@ -36,52 +48,48 @@ LAYERS = ("conv1", "conv2", "conv3", "conv4", "logits")
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(ChapterConfig):
     """Learning-rate sweep parameters. Defaults are the quick profile."""
 
-    learning_rates: tuple[float, ...] = (0.002, 0.006, 0.02, 0.06, 0.2, 0.6)  #: peak SGD LRs
-    n_seeds: int = 3  #: networks per learning rate (each with its own seed)
-    width: int = 8  #: channels of conv1 (the net has width, 2w, 2w, 4w channels)
-    dataset: str = "fashion-mnist"
-    train_size: int = 10_000  #: train on the first train_size training images
-    epochs: float = 3.0
-    batch_size: int = 128
-    layer: str = "conv4"  #: the layer compared (paper: layer 8 of 11)
-    probe_split: str = "test"  #: "train" or "test": which images the distances use
-    probe_size: int = 2000  #: the first probe_size images of that split
-    max_clusters: int = 8  #: silhouette search over 2 .. max_clusters clusters
-    min_cluster_size: int = 2  #: a cut with a smaller cluster (an outlier net) is not a candidate
-    seed: int = 0  #: net i (in sweep order) gets seed + i
+    learning_rates: tuple[float, ...] = param(
+        (0.005, 0.015, 0.05, 0.15, 0.5), "peak SGD learning rates", '"various", values not given',
+        check=rule(_checks.reals, gt=0, min_len=2, distinct=True))
+    n_seeds: int = param(4, "networks per learning rate, each with its own seed (at least two "
+                         "to form a group)", "200 nets in all",
+                         check=rule(_checks.integer, ge=2, le=_checks.MAX_COUNT))
+    width: int = param(8, "channels of conv1; the net has w, 2w, 2w, 4w",
+                       "an 11-layer net, 64..512 filters", check=UNITS)
+    dataset: str = param("fashion-mnist", '"fashion-mnist" (offline mirror) or "cifar-10" (the '
+                         "paper's data; a 170 MB download)", "CIFAR-10", check=IMAGES)
+    train_size: int = param(10_000, "training images, the first ones of the training split",
+                            "all 50k CIFAR-10 images", check=SAMPLES)
+    epochs: float = param(4.0, "training epochs, SGD + momentum, cosine schedule", "not stated",
+                          check=EPOCHS)
+    batch_size: int = param(128, "minibatch size", check=BATCH)
+    layer: str = param("conv4", "the compared layer", "layer 8 of 11",
+                       check=rule(_checks.text, choices=LAYERS))
+    probe_split: str = param("test", 'images the distances are computed on: "train" or "test"',
+                             "not stated", check=rule(_checks.text, choices=("train", "test")))
+    probe_size: int = param(2000, "number of probe images (the first ones of that split)",
+                            check=SAMPLES)
+    max_clusters: int = param(8, "the silhouette search tries 2 .. max_clusters clusters",
+                              check=rule(_checks.integer, ge=2, le=_checks.MAX_COUNT))
+    min_cluster_size: int = param(2, "a cut that leaves a cluster smaller than this (an outlier "
+                                  "net) is not a candidate", check=POSITIVE_COUNT)
+    seed: int = param(0, "net i of the sweep (learning-rate major) gets seed + i", check=SEED)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "learning_rates",
-                           tuple(float(lr) for lr in self.learning_rates))
-        lrs = self.learning_rates
-        if len(lrs) < 2 or any(not lr > 0 for lr in lrs) or len(set(lrs)) != len(lrs):
-            raise ValueError(f"learning_rates must hold at least 2 distinct positive values, "
-                             f"got {lrs}")
-        if not isinstance(self.n_seeds, int) or self.n_seeds < 2:
-            raise ValueError(f"n_seeds must be an int >= 2 (a learning rate needs at least two "
-                             f"nets to form a group), got {self.n_seeds!r}")
-        if not isinstance(self.width, int) or self.width < 1:
-            raise ValueError(f"width must be a positive int, got {self.width!r}")
-        if self.layer not in LAYERS:
-            raise ValueError(f"layer must be one of {LAYERS}, got {self.layer!r}")
-        if self.probe_split not in ("train", "test"):
-            raise ValueError(f"probe_split must be 'train' or 'test', got {self.probe_split!r}")
+    def _validate(self) -> None:
         n_feat = self.n_features
-        if not isinstance(self.probe_size, int) or self.probe_size < 10 * n_feat:
+        if self.probe_size < 10 * n_feat:
             raise ValueError(f"probe_size must be an int >= 10 x the {n_feat} features of "
                              f"{self.layer} (the CCA sampling floor), got {self.probe_size!r}")
-        n_nets = len(lrs) * self.n_seeds
-        if not isinstance(self.max_clusters, int) or not 2 <= self.max_clusters < n_nets:
+        n_nets = len(self.learning_rates) * self.n_seeds
+        if not 2 <= self.max_clusters < n_nets:
             raise ValueError(f"max_clusters must be an int in [2, {n_nets - 1}] for {n_nets} "
                              f"nets, got {self.max_clusters!r}")
-        if not isinstance(self.min_cluster_size, int) or self.min_cluster_size < 1:
-            raise ValueError(f"min_cluster_size must be a positive int, got "
-                             f"{self.min_cluster_size!r}")
-        if not self.epochs > 0:
-            raise ValueError(f"epochs must be positive, got {self.epochs!r}")
+        if self.train_size < self.batch_size:
+            raise ValueError(f"train_size must be >= batch_size={self.batch_size}, got "
+                             f"{self.train_size!r}")
 
     @property
     def n_features(self) -> int:

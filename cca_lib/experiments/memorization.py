@@ -27,7 +27,19 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cca_lib import analysis, capture, data, training
+from cca_lib import _checks, analysis, capture, data, training
+from cca_lib.experiments._params import (
+    BATCH,
+    EPOCHS,
+    IMAGES,
+    POSITIVE,
+    SAMPLES,
+    SEED,
+    UNITS,
+    ChapterConfig,
+    param,
+    rule,
+)
 from cca_lib.scorecard import Claim, Criterion, status, yes_no
 
 #: Names of the three kinds of pairs, in plotting order.
@@ -42,46 +54,42 @@ _HISTORY_EVAL_SIZE = 200
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(ChapterConfig):
     """Parameters of the experiment. Defaults are the quick profile."""
 
-    width: int = 16  #: CNN width multiplier (channels w, 2w, 2w, 4w)
-    n_nets: int = 3  #: networks per group (paper: 5)
-    train_size: int = 1000  #: training images (the first ones of the training split)
-    epochs: float = 60.0  #: epochs of SGD over the training subset
-    lr: float = 0.05  #: peak learning rate (cosine schedule to 0); high LRs stall on random labels
-    batch_size: int = 128
-    label_seed: int = 0  #: the one random labelling shared by the memorizing group
-    seed: int = 0  #: first initialization seed (each net has its own, see the module doc)
-    probe_train: int = 1000  #: probe images from the training subset
-    probe_test: int = 2000  #: probe images from the test split
-    target_train_acc: float = 0.99  #: a net has "converged" if it fits this much of its labels
-    method: str = "pwcca"  #: distance measure (cca_lib.similarity.distance)
-    dataset: str = "fashion-mnist"
+    width: int = param(16, "CNN width multiplier: channels w, 2w, 2w, 4w",
+                       "11-layer CNN, 64..512 filters", check=UNITS)
+    n_nets: int = param(3, "networks per group (at least two: pairs within a group)", "5",
+                        check=rule(_checks.integer, ge=2, le=_checks.MAX_COUNT))
+    train_size: int = param(1000, "training images, the first ones of the training split",
+                            "all of CIFAR-10", check=SAMPLES)
+    epochs: float = param(60.0, "epochs of SGD over the training subset, cosine schedule",
+                          "trained to near-zero training loss", check=EPOCHS)
+    lr: float = param(0.05, "peak learning rate (cosine schedule to 0); higher ones stall on "
+                      "random labels", "not stated", check=POSITIVE)
+    batch_size: int = param(128, "minibatch size", check=BATCH)
+    label_seed: int = param(0, "the ONE random labelling shared by the memorizing group",
+                            check=SEED)
+    seed: int = param(0, "first initialization seed; every net has its own (see the module "
+                      "doc)", check=SEED)
+    probe_train: int = param(1000, "probe images from the training subset", "training data "
+                             "(Fig. 3)", check=SAMPLES)
+    probe_test: int = param(2000, "probe images from the test split", "test data (Fig. A10)",
+                            check=SAMPLES)
+    target_train_acc: float = param(0.99, "a net counts as converged if it fits this fraction "
+                                    "of its labels", check=rule(_checks.real, gt=0, le=1))
+    method: str = param("pwcca", "distance measure (cca_lib.similarity.distance)", "PWCCA",
+                        check=rule(_checks.text, choices=("pwcca", "mean_cca", "svcca", "cka")))
+    dataset: str = param("fashion-mnist", '"fashion-mnist" (offline mirror) or "cifar-10" (the '
+                         "paper's data; a 170 MB download)", "CIFAR-10", check=IMAGES)
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.n_nets, int) or self.n_nets < 2:
-            raise ValueError(f"n_nets must be an int >= 2 (pairs within a group), got "
-                             f"{self.n_nets!r}")
-        if not isinstance(self.width, int) or self.width < 1:
-            raise ValueError(f"width must be a positive int, got {self.width!r}")
-        if not isinstance(self.train_size, int) or self.train_size < self.batch_size:
+    def _validate(self) -> None:
+        if self.train_size < self.batch_size:
             raise ValueError(f"train_size must be an int >= batch_size={self.batch_size}, got "
                              f"{self.train_size!r}")
-        if not self.epochs > 0:
-            raise ValueError(f"epochs must be positive, got {self.epochs!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
-        if not isinstance(self.probe_train, int) or not 1 <= self.probe_train <= self.train_size:
+        if self.probe_train > self.train_size:
             raise ValueError(f"probe_train must be an int in [1, train_size={self.train_size}] "
                              f"(probes come from the training subset), got {self.probe_train!r}")
-        if not isinstance(self.probe_test, int) or self.probe_test < 1:
-            raise ValueError(f"probe_test must be a positive int, got {self.probe_test!r}")
-        if not 0 < self.target_train_acc <= 1:
-            raise ValueError(f"target_train_acc must be in (0, 1], got {self.target_train_acc!r}")
-        if self.method not in ("pwcca", "mean_cca", "svcca", "cka"):
-            raise ValueError(f"method must be 'pwcca', 'mean_cca', 'svcca' or 'cka', got "
-                             f"{self.method!r}")
 
     def train_config(self, labels: str, i: int) -> training.CNNTrainConfig:
         """The training config of net ``i`` of group ``labels`` ("true" or "random")."""

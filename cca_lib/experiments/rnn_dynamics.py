@@ -24,66 +24,91 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from cca_lib import _checks
 from cca_lib import capture as _capture
 from cca_lib import data as _data
 from cca_lib import training as _training
+from cca_lib.experiments._params import (
+    BATCH,
+    COUNT,
+    EPOCHS,
+    FRACTION,
+    LR_FRAC,
+    POSITIVE,
+    POSITIVE_COUNT,
+    SAMPLES,
+    SEED,
+    TEXT,
+    UNITS,
+    ChapterConfig,
+    param,
+    rule,
+)
 from cca_lib.scorecard import Claim, Criterion, status, yes_no
 
 MEASURES = ("PWCCA", "mean CCA", "cosine", "Euclidean")
 
 
 @dataclass(frozen=True)
-class Config:
-    """Training and analysis parameters. Defaults are the quick profile."""
+class Config(ChapterConfig):
+    """Training and analysis parameters. Defaults are the quick profile.
 
-    corpus: str = "tinyshakespeare"  #: "tinyshakespeare" (chars), "ptb" or "wikitext-2" (words)
-    n_layers: int = 3  #: LSTM layers (paper: 3)
-    hidden_size: int = 64  #: units per layer (paper: 1150 in awd-lstm-lm)
-    embed_dim: int = 32  #: token embedding size (paper: 400)
-    dropout: float = 0.0  #: dropout between layers
-    lr: float = 3e-3  #: Adam learning rate
-    schedule: str = "cosine"  #: "cosine" (to lr * final_lr_frac) or "constant"
-    final_lr_frac: float = 0.1  #: LR at the end as a fraction of lr (0: decays to zero)
-    batch_size: int = 64  #: windows per step
-    seq_len: int = 64  #: tokens per window (BPTT length)
-    epochs: float = 6.0  #: passes over the training text
-    train_tokens: int | None = None  #: train on the first train_tokens tokens (None: all)
-    log_checkpoints: int = 12  #: log-spaced checkpoints (plus T/2 and T)
-    tail_checkpoints: int = 6  #: extra evenly spaced checkpoints over the last tail_frac of steps
-    tail_frac: float = 0.3  #: fraction of training covered by the fine grid at the end
-    eval_points: int = 20  #: validation evaluations over training (perplexity curve)
-    probe_seqs: int = 200  #: probe sequences from the validation split
-    probe_len: int = 50  #: tokens per probe sequence (samples = probe_seqs * probe_len)
-    threshold: float = 0.1  #: "converged" = distance to the final step below this
-    seed: int = 0  #: initial weights and minibatch order
-    threads: int | None = None  #: torch threads for training (speed only)
+    The fields in :data:`RUN_FIELDS` define the trained LSTM (its cached run); the timesteps
+    chapter uses the same run."""
 
-    def __post_init__(self) -> None:
-        for arg in ("n_layers", "hidden_size", "embed_dim", "batch_size", "seq_len",
-                    "probe_seqs", "probe_len", "eval_points"):
-            val = getattr(self, arg)
-            if not isinstance(val, int) or val < 1:
-                raise ValueError(f"{arg} must be a positive int, got {val!r}")
-        if self.n_layers < 2:
-            raise ValueError(f"n_layers must be at least 2 to compare layers, got {self.n_layers}")
-        if not self.epochs > 0:
-            raise ValueError(f"epochs must be positive, got {self.epochs!r}")
-        if not isinstance(self.log_checkpoints, int) or self.log_checkpoints < 2:
-            raise ValueError(f"log_checkpoints must be an int >= 2, got {self.log_checkpoints!r}")
-        if not isinstance(self.tail_checkpoints, int) or self.tail_checkpoints < 0:
-            raise ValueError(f"tail_checkpoints must be an int >= 0, got "
-                             f"{self.tail_checkpoints!r}")
-        if not 0 < self.tail_frac < 1:
-            raise ValueError(f"tail_frac must be in (0, 1), got {self.tail_frac!r}")
-        if not 0 < self.threshold < 1:
-            raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
+    corpus: str = param("tinyshakespeare", 'training text: "tinyshakespeare" (characters), '
+                        '"ptb" or "wikitext-2" (words)', "PTB and WikiText-2, word level",
+                        check=TEXT)
+    n_layers: int = param(3, "LSTM layers (at least 2 to compare layers)",
+                          "3; also a 5-layer model",
+                          check=rule(_checks.integer, ge=2, le=64))
+    hidden_size: int = param(64, "units per layer", "1150, awd-lstm-lm", check=UNITS)
+    embed_dim: int = param(32, "token embedding size", "400", check=UNITS)
+    dropout: float = param(0.0, "dropout between layers", check=rule(_checks.real, ge=0, lt=1))
+    lr: float = param(3e-3, "Adam learning rate", "SGD/ASGD, awd-lstm-lm", check=POSITIVE)
+    schedule: str = param("cosine", '"cosine" (to lr * final_lr_frac) or "constant"',
+                          check=rule(_checks.text, choices=("cosine", "constant")))
+    final_lr_frac: float = param(0.1, "learning rate at the end, as a fraction of lr (0: decays "
+                                 "to zero)", check=LR_FRAC)
+    batch_size: int = param(64, "windows per step", check=BATCH)
+    seq_len: int = param(64, "tokens per window (BPTT length)", check=SAMPLES)
+    epochs: float = param(6.0, "passes over the training text", "500 on PTB", check=EPOCHS)
+    train_tokens: int | None = param(None, "train on the first train_tokens tokens (None: all)",
+                                     check=rule(_checks.integer, ge=2, le=10**10, none=True))
+    log_checkpoints: int = param(12, "log-spaced checkpoints, plus T/2 and the final step T",
+                                 check=rule(_checks.integer, ge=2, le=_checks.MAX_COUNT))
+    tail_checkpoints: int = param(6, "extra checkpoints evenly spread over the last tail_frac "
+                                  "of training", check=COUNT)
+    tail_frac: float = param(0.3, "part of training covered by the fine grid near the end",
+                             check=FRACTION)
+    eval_points: int = param(20, "validation evaluations over training (perplexity curve)",
+                             check=POSITIVE_COUNT)
+    probe_seqs: int = param(200, "probe sequences from the validation text (samples: all "
+                            "positions)", check=SAMPLES)
+    probe_len: int = param(50, "tokens per probe sequence", check=SAMPLES)
+    threshold: float = param(0.1, '"converged": distance to the final step below this',
+                             check=FRACTION)
+    seed: int = param(0, "initial weights and minibatch order", check=SEED)
+    threads: int | None = param(None, "torch threads for training (speed only; None: torch's "
+                                "default)", check=rule(_checks.integer, ge=1, le=4096,
+                                                        none=True))
+
+    def _validate(self) -> None:
         n = self.probe_seqs * self.probe_len
         if n < 10 * self.hidden_size:
             raise ValueError(
                 f"probe_seqs * probe_len = {n} samples is fewer than 10 x hidden_size = "
                 f"{10 * self.hidden_size}: CCA distances would sit on the sampling floor")
-        # the engine validates the rest (corpus, lr, schedule, ...)
-        lm_config(self)
+        _checks.allocation("probe_seqs x probe_len x hidden_size", n * self.hidden_size)
+        lm_config(self)  # the engine's own checks of the run
+
+
+#: The fields of :class:`Config` that define the trained LSTM run (:func:`lm_config`); the
+#: timesteps chapter takes exactly these from its parameters, so both chapters share one run.
+RUN_FIELDS = ("corpus", "n_layers", "hidden_size", "embed_dim", "dropout", "lr", "schedule",
+              "final_lr_frac", "batch_size", "seq_len", "epochs", "train_tokens",
+              "log_checkpoints", "tail_checkpoints", "tail_frac", "eval_points", "seed",
+              "threads")
 
 
 def lm_config(config: Config, total_steps: int | None = None) -> _training.LMTrainConfig:
@@ -107,15 +132,8 @@ def lm_config(config: Config, total_steps: int | None = None) -> _training.LMTra
 
 
 def total_steps(config: Config, *, progress: bool = False) -> int:
-    """Training steps ``T`` of ``config`` (from the corpus size, as the engine counts them)."""
-    corpus = _data.load_text(config.corpus, progress=progress)
-    n_train = len(corpus.train) if config.train_tokens is None else min(
-        config.train_tokens, len(corpus.train))
-    per_epoch = ((n_train - 1) // config.seq_len) // config.batch_size
-    if per_epoch < 1:
-        raise ValueError(f"{n_train} training tokens do not fill one batch of "
-                         f"{config.batch_size} x {config.seq_len}")
-    return max(1, int(np.ceil(config.epochs * per_epoch)))
+    """Training steps ``T`` of ``config``'s run (:func:`cca_lib.training.total_steps`)."""
+    return _training.total_steps(lm_config(config), progress=progress)
 
 
 def train(config: Config, *, progress: bool = True) -> _training.TrainResult:

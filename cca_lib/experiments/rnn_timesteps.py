@@ -22,68 +22,107 @@ Controls that make the curves readable:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
+from cca_lib import _checks
 from cca_lib import capture as _capture
 from cca_lib import data as _data
 from cca_lib.experiments import rnn_dynamics
+from cca_lib.experiments._params import SAMPLES, SEED, UNITS, ChapterConfig, param, rule
 from cca_lib.scorecard import Claim, Criterion, status
 
 MEASURES = ("PWCCA", "mean CCA", "cosine", "Euclidean")
 
 
+def _lstm_run(name: str, value):
+    if not isinstance(value, rnn_dynamics.Config):
+        raise TypeError(f"{name} must be an rnn_dynamics.Config, got {value!r} "
+                        f"({type(value).__name__})")
+    return value
+
+
+#: Chapters whose parameters this one takes, and which: the LSTM run of the dynamics chapter
+#: (the book builder gives this chapter those parameters of the other chapter's profile).
+PARAMS_FROM = {"rnn_dynamics": rnn_dynamics.RUN_FIELDS}
+
+
 @dataclass(frozen=True)
-class Config:
+class Config(ChapterConfig):
     """Parameters. ``training`` is the LSTM run (the dynamics chapter's config: the same values
-    reuse its cached run). Defaults are the quick profile."""
+    reuse its cached run). Defaults are the quick profile.
 
-    training: rnn_dynamics.Config = field(default_factory=rnn_dynamics.Config)
-    window: int = 20  #: unrolled steps per window (paper: 20)
-    n_windows: int | None = None  #: windows of the validation text (None: all that fit)
-    carry_state: bool = True  #: carry the state across windows (False: each from zero)
-    n_streams: int = 50  #: parallel streams when carrying state
-    toy_dim: int = 64  #: toy RNN state size
-    toy_samples: int = 2000  #: toy initial states h_0 ~ N(0, I)
-    toy_blend: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)  #: values of a (0: linear)
-    repeat_contexts: int = 2000  #: contexts for the repeated-input probes (rows)
-    early_prefix: int = 3  #: context tokens before the repeats, "early"
-    late_prefix: int = 200  #: context tokens before the repeats, "late"
-    repeat_token: str | None = None  #: the repeated token (None: the corpus' most frequent)
-    seed: int = 0  #: toy weights, context positions, row permutation
+    The papermill parameters (:meth:`parameters`) are the fields of the run
+    (:data:`cca_lib.experiments.rnn_dynamics.RUN_FIELDS`) and the analysis fields below; one
+    ``seed`` is the run's and the analysis' seed."""
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.training, rnn_dynamics.Config):
-            raise ValueError(f"training must be an rnn_dynamics.Config, got "
-                             f"{type(self.training).__name__}")
-        for arg in ("window", "n_streams", "toy_dim", "toy_samples", "repeat_contexts",
-                    "early_prefix", "late_prefix"):
-            val = getattr(self, arg)
-            if not isinstance(val, int) or val < 1:
-                raise ValueError(f"{arg} must be a positive int, got {val!r}")
-        if self.window < 2:
-            raise ValueError(f"window must be at least 2, got {self.window}")
-        if self.n_windows is not None and (not isinstance(self.n_windows, int)
-                                           or self.n_windows < 1):
-            raise ValueError(f"n_windows must be a positive int or None, got {self.n_windows!r}")
+    training: rnn_dynamics.Config = param(
+        help="the LSTM run (an rnn_dynamics.Config)", default_factory=rnn_dynamics.Config,
+        check=_lstm_run)
+    window: int = param(20, "unrolled steps per window (at least 2)", "20",
+                        check=rule(_checks.integer, ge=2, le=_checks.MAX_SAMPLES))
+    n_windows: int | None = param(None, "windows of the validation text (None: all that fit)",
+                                  check=rule(_checks.integer, ge=1, le=_checks.MAX_SAMPLES,
+                                              none=True))
+    carry_state: bool = param(True, "carry the state from window to window (False: each from "
+                              "zero)", check=rule(_checks.boolean))
+    n_streams: int = param(50, "parallel streams when carrying state", check=SAMPLES)
+    toy_dim: int = param(64, "toy RNN state size", check=UNITS)
+    toy_samples: int = param(2000, "toy RNN initial states h_0 ~ N(0, I) (rows)",
+                             check=SAMPLES)
+    toy_blend: tuple[float, ...] = param((0.0, 0.5, 1.0, 2.0), "nonlinearity weight a of the "
+                                         "toy RNN (must include 0: the linear toy)",
+                                         check=rule(_checks.reals, ge=0, distinct=True))
+    repeat_contexts: int = param(2000, "contexts for the repeated-input probes (rows)",
+                                 check=SAMPLES)
+    early_prefix: int = param(3, 'context tokens before the repeats, "early"', check=SAMPLES)
+    late_prefix: int = param(200, 'context tokens before the repeats, "late"', check=SAMPLES)
+    repeat_token: str | None = param(None, "the repeated token (None: the corpus' most "
+                                     "frequent)", check=rule(_checks.text, none=True))
+    seed: int = param(0, "the LSTM's initial weights and minibatch order, and the seed of the "
+                      "toy weights, context positions and row permutation", check=SEED)
+
+    def _validate(self) -> None:
         if self.late_prefix <= self.early_prefix:
             raise ValueError(f"late_prefix={self.late_prefix} must exceed "
                              f"early_prefix={self.early_prefix}")
-        object.__setattr__(self, "toy_blend", tuple(float(a) for a in self.toy_blend))
         if 0.0 not in self.toy_blend:
             raise ValueError("toy_blend must include a = 0 (the linear toy, the exact control)")
-        if any(a < 0 for a in self.toy_blend):
-            raise ValueError(f"toy_blend values must be >= 0, got {self.toy_blend}")
         if self.toy_samples < 10 * self.toy_dim:
             raise ValueError(f"toy_samples={self.toy_samples} must be >= 10 x toy_dim="
                              f"{10 * self.toy_dim} (sampling floor)")
+        _checks.allocation("toy_samples x window x toy_dim",
+                           self.toy_samples * self.window * self.toy_dim)
         hidden = self.training.hidden_size
         if self.repeat_contexts < 10 * hidden:
             raise ValueError(f"repeat_contexts={self.repeat_contexts} must be >= 10 x "
                              f"hidden_size={10 * hidden} (sampling floor)")
+        _checks.allocation("repeat_contexts x (late_prefix + window)",
+                           self.repeat_contexts * (self.late_prefix + self.window))
+
+    @classmethod
+    def parameters(cls) -> dict:
+        """The run's fields (:data:`~cca_lib.experiments.rnn_dynamics.RUN_FIELDS`, ``seed``
+        declared here), then the analysis fields."""
+        run = rnn_dynamics.Config.parameters()
+        own = {f.name: f for f in dataclasses.fields(cls) if f.name != "training"}
+        out = {name: own["seed"] if name == "seed" else run[name]
+               for name in rnn_dynamics.RUN_FIELDS}
+        out.update((name, f) for name, f in own.items() if name != "seed")
+        return out
+
+    @classmethod
+    def from_params(cls, mapping):
+        """The config of papermill parameters (see :meth:`parameters`; conversions as in
+        :meth:`ChapterConfig.from_params`): the run's go to ``training``, ``seed`` to both."""
+        values = cls._convert(mapping)
+        run = {k: v for k, v in values.items() if k in rnn_dynamics.RUN_FIELDS}
+        own = {k: v for k, v in values.items() if k not in run or k == "seed"}
+        return cls(training=rnn_dynamics.Config(**run), **own)
 
 
 def _compare(ref: np.ndarray, x: np.ndarray) -> dict[str, float]:

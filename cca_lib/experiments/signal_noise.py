@@ -22,7 +22,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cca_lib import cca, compare
+from cca_lib import _checks, cca, compare
+from cca_lib.experiments._params import (
+    POSITIVE,
+    POSITIVE_COUNT,
+    SAMPLES,
+    SEED,
+    UNITS,
+    ChapterConfig,
+    param,
+    rule,
+)
 from cca_lib.scorecard import Claim, Criterion, status, yes_no
 
 #: The paper's signal dimensionalities (out of 200 neurons).
@@ -32,40 +42,40 @@ MEASURES = ("mean CCA", "SVCCA", "PWCCA", "linear CKA")
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(ChapterConfig):
     """Toy experiment parameters. Defaults are the quick profile (and the paper's sizes)."""
 
-    n_neurons: int = 200  #: neurons per layer, d (paper: 200)
-    n_points: int = 2000  #: datapoints, n (paper: 2000)
-    signal_dims: tuple[int, ...] = PAPER_SIGNAL_DIMS  #: values of k (paper: PAPER_SIGNAL_DIMS)
-    noise_std: float = 0.1  #: standard deviation of the noise neurons (paper: N(0, 0.1))
-    n_repeats: int = 3  #: independent draws per k
-    svcca_keep: float = 0.99  #: SVCCA: fraction of variance kept per layer (Raghu et al.: 0.99)
-    spectrum_dims: tuple[int, ...] = (20, 100, 180)  #: k values whose sorted coefficients to keep
-    noise_sweep: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)  #: noise_std values at min k
-    seed: int = 0
+    n_neurons: int = param(200, "neurons per layer d", "200", check=UNITS)
+    n_points: int = param(2000, "datapoints n", "2000", check=SAMPLES)
+    signal_dims: tuple[int, ...] = param(
+        PAPER_SIGNAL_DIMS, "shared (signal) dimensions k, one experiment each",
+        "20, 50, 70, 80, 100, 120, 140, 160, 180, 199",
+        check=rule(_checks.ints, ge=1, le=_checks.MAX_UNITS, distinct=True))
+    noise_std: float = param(0.1, "standard deviation of the noise neurons", "N(0, 0.1)",
+                             check=POSITIVE)
+    noise_sweep: tuple[float, ...] = param(
+        (0.01, 0.03, 0.1, 0.3, 1.0),
+        "noise standard deviations tried at the smallest k (not in the paper)",
+        check=rule(_checks.reals, gt=0))
+    n_repeats: int = param(3, "independent draws per k", "not stated", check=POSITIVE_COUNT)
+    svcca_keep: float = param(0.99, "SVCCA: fraction of variance kept per layer",
+                              "0.99 in Raghu et al.", check=rule(_checks.real, gt=0, le=1))
+    spectrum_dims: tuple[int, ...] = param(
+        (20, 199), "values of k whose sorted CCA coefficients are kept (each in signal_dims)",
+        check=rule(_checks.ints, ge=1, le=_checks.MAX_UNITS, distinct=True))
+    seed: int = param(0, "seed of every random draw", check=SEED)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "signal_dims", tuple(int(k) for k in self.signal_dims))
-        object.__setattr__(self, "spectrum_dims", tuple(int(k) for k in self.spectrum_dims))
-        object.__setattr__(self, "noise_sweep", tuple(float(s) for s in self.noise_sweep))
-        if any(not s > 0 for s in self.noise_sweep):
-            raise ValueError(f"noise_sweep values must be positive, got {self.noise_sweep}")
-        if self.n_neurons < 2:
-            raise ValueError(f"n_neurons must be at least 2, got {self.n_neurons}")
-        if not self.signal_dims:
-            raise ValueError("signal_dims must list at least one k")
+    def _validate(self) -> None:
         bad = [k for k in self.signal_dims if not 1 <= k <= self.n_neurons]
         if bad:
             raise ValueError(f"signal_dims must lie in [1, n_neurons={self.n_neurons}], got {bad}")
+        if self.n_neurons < 2:
+            raise ValueError(f"n_neurons must be at least 2, got {self.n_neurons}")
         if self.n_points <= 2 * self.n_neurons:
             raise ValueError(
                 f"n_points={self.n_points} must exceed 2 * n_neurons={2 * self.n_neurons}: with "
                 "fewer points the CCA coefficients are trivially 1")
-        if not self.noise_std > 0:
-            raise ValueError(f"noise_std must be positive, got {self.noise_std}")
-        if self.n_repeats < 1:
-            raise ValueError(f"n_repeats must be at least 1, got {self.n_repeats}")
+        _checks.allocation("n_points x n_neurons", self.n_points * self.n_neurons)
         missing = sorted(set(self.spectrum_dims) - set(self.signal_dims))
         if missing:
             raise ValueError(f"spectrum_dims {missing} are not in signal_dims {self.signal_dims}")

@@ -23,7 +23,19 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from cca_lib import analysis, capture, data, plotting, training
+from cca_lib import _checks, analysis, capture, data, plotting, training
+from cca_lib.experiments._params import (
+    BATCH,
+    EPOCHS,
+    IMAGES,
+    POSITIVE,
+    POSITIVE_COUNT,
+    SAMPLES,
+    SEED,
+    ChapterConfig,
+    param,
+    rule,
+)
 from cca_lib.scorecard import Claim, Criterion, status
 from cca_lib.similarity import distance
 
@@ -33,54 +45,53 @@ STATES = ("trained", "init")
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(ChapterConfig):
     """Width experiment parameters. Defaults are the quick profile."""
 
-    widths: tuple[int, ...] = (8, 10, 12, 16, 20)  #: conv1 channels (paper: 0.25x .. 7x)
-    n_seeds: int = 3  #: networks per width (paper: 5)
-    layers: tuple[str, ...] = ("conv4", "logits")  #: compared layers (paper: the last conv)
-    n_features: int = 32  #: random subset size for conv layers (paper: 128 filters)
-    n_subsets: int = 3  #: independent subset draws per pair, averaged
-    dataset: str = "fashion-mnist"
-    train_size: int = 10_000  #: train on the first train_size training images
-    epochs: float = 3.0
-    batch_size: int = 128
-    lr: float = 0.05  #: peak SGD learning rate (cosine schedule)
-    probe_split: str = "train"  #: "train" (the paper) or "test"
-    probe_size: int = 2000  #: the first probe_size images of that split
-    seed: int = 0  #: nets of each width use seeds seed .. seed + n_seeds - 1
+    widths: tuple[int, ...] = param(
+        (8, 10, 12, 16, 20), "channels of conv1 (at least 3 distinct: a correlation across "
+        "widths needs them); the net has w, 2w, 2w, 4w",
+        "13 multipliers 0.25x..7x of an 11-layer net",
+        check=rule(_checks.ints, ge=1, le=_checks.MAX_UNITS, min_len=3, distinct=True))
+    n_seeds: int = param(3, "networks per width, differing only in seed (a group needs a pair)",
+                         "5", check=rule(_checks.integer, ge=2, le=_checks.MAX_COUNT))
+    layers: tuple[str, ...] = param(
+        ("conv4", "logits"), "compared layers", "the last conv layer",
+        check=rule(_checks.texts, choices=(*LAYER_MULT, "logits"), distinct=True))
+    n_features: int = param(32, "random subset of each conv layer's channels per comparison",
+                            "128 filters", check=rule(_checks.integer, ge=2,
+                                                       le=_checks.MAX_UNITS))
+    n_subsets: int = param(3, "independent subset draws per pair, averaged", "not stated",
+                           check=POSITIVE_COUNT)
+    dataset: str = param("fashion-mnist", '"fashion-mnist" (offline mirror) or "cifar-10" (the '
+                         "paper's data; a 170 MB download)", "CIFAR-10", check=IMAGES)
+    train_size: int = param(10_000, "training images, the first ones of the training split",
+                            "all 50k CIFAR-10 images", check=SAMPLES)
+    epochs: float = param(3.0, "training epochs, SGD + momentum with a cosine schedule",
+                          "100, Adam", check=EPOCHS)
+    batch_size: int = param(128, "minibatch size", check=BATCH)
+    lr: float = param(0.05, "peak SGD learning rate (cosine schedule)", "1e-3 with Adam",
+                      check=POSITIVE)
+    probe_split: str = param("train", 'images the distances are computed on: "train" or "test"',
+                             "training data",
+                             check=rule(_checks.text, choices=("train", "test")))
+    probe_size: int = param(2000, "number of probe images (the first ones of that split)",
+                            "not stated", check=SAMPLES)
+    seed: int = param(0, "nets of each width use seeds seed .. seed + n_seeds - 1", check=SEED)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
-        object.__setattr__(self, "layers", tuple(self.layers))
-        if len(self.widths) < 3 or len(set(self.widths)) != len(self.widths) \
-                or min(self.widths) < 1:
-            raise ValueError(f"widths must hold at least 3 distinct positive ints (a correlation "
-                             f"across widths needs them), got {self.widths}")
-        if not isinstance(self.n_seeds, int) or self.n_seeds < 2:
-            raise ValueError(f"n_seeds must be an int >= 2 (a group needs a pair), "
-                             f"got {self.n_seeds!r}")
-        bad = [name for name in self.layers if name not in (*LAYER_MULT, "logits")]
-        if not self.layers or bad:
-            raise ValueError(f"layers must be a non-empty subset of "
-                             f"{(*LAYER_MULT, 'logits')}, got {self.layers}")
-        if not isinstance(self.n_features, int) or self.n_features < 2:
-            raise ValueError(f"n_features must be an int >= 2, got {self.n_features!r}")
+    def _validate(self) -> None:
         for name in self.layers:
             if name in LAYER_MULT and LAYER_MULT[name] * min(self.widths) < self.n_features:
                 raise ValueError(
                     f"n_features={self.n_features} exceeds the "
                     f"{LAYER_MULT[name] * min(self.widths)} channels of {name} at the smallest "
                     f"width {min(self.widths)}: every width must have that many features")
-        if not isinstance(self.n_subsets, int) or self.n_subsets < 1:
-            raise ValueError(f"n_subsets must be a positive int, got {self.n_subsets!r}")
-        if self.probe_split not in ("train", "test"):
-            raise ValueError(f"probe_split must be 'train' or 'test', got {self.probe_split!r}")
-        if not isinstance(self.probe_size, int) or self.probe_size < 10 * self.n_features:
+        if self.probe_size < 10 * self.n_features:
             raise ValueError(f"probe_size must be an int >= 10 x n_features={self.n_features} "
                              f"(the CCA sampling floor), got {self.probe_size!r}")
-        if not self.epochs > 0 or not self.lr > 0:
-            raise ValueError(f"epochs and lr must be positive, got {self.epochs!r}, {self.lr!r}")
+        if self.train_size < self.batch_size:
+            raise ValueError(f"train_size must be >= batch_size={self.batch_size}, got "
+                             f"{self.train_size!r}")
 
     def train_config(self, width: int, seed: int) -> training.CNNTrainConfig:
         return training.CNNTrainConfig(
