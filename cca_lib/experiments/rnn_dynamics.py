@@ -1,4 +1,5 @@
-"""RNN training dynamics: do LSTM layers converge bottom-up? (paper Fig. 6, A8; claims C8, C2).
+"""Chapter: RNN training dynamics, do LSTM layers converge bottom-up? (paper Fig. 6, A8;
+claims C8, C2).
 
 One multi-layer LSTM language model is trained with checkpoints (log-spaced, plus a finer grid
 over the last part of training, plus the final step ``T``). Every checkpoint is run on the same

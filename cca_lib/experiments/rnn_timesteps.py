@@ -1,5 +1,5 @@
-"""Across timesteps: are an LSTM's hidden states linearly similar over time? (paper App. A.3,
-Figs. A2-A4; claim C9).
+"""Chapter: across timesteps, are an LSTM's hidden states linearly similar over time? (paper
+App. A.3, Figs. A2-A4; claim C9).
 
 A trained LSTM language model (the run of :mod:`cca_lib.experiments.rnn_dynamics`, same config,
 so the cached run is reused) is unrolled over a long probe text in consecutive windows of
