@@ -1,18 +1,26 @@
 """Analyses shared by the chapters: distances within and between groups of networks, random
-feature subsets, and the non-CCA controls (cosine and Euclidean distance).
+feature subsets, the non-CCA controls (cosine and Euclidean distance), distances to a reference
+representation, the time-average on a log-step axis, cluster statistics (silhouette, adjusted
+Rand index), and the per-net table and probe images of the CNN chapters.
 
-All activations are ``(n_samples, n_features)`` arrays computed on the same inputs.
+All activations are ``(n_samples, n_features)`` arrays computed on the same inputs. Only
+:func:`probe_images` needs torch (it imports :mod:`cca_lib.data` when called).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from itertools import combinations
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from cca_lib.similarity import distance
+
+if TYPE_CHECKING:
+    from cca_lib.data import ImageDataset
 
 
 def feature_subset(acts: np.ndarray, n_features: int, seed: int) -> np.ndarray:
@@ -103,3 +111,135 @@ def euclidean_distance(x: np.ndarray, y: np.ndarray) -> float:
     compares the same neurons, so only meaningful for one network at two times."""
     x, y = _paired(x, y)
     return float(np.mean(np.linalg.norm(x - y, axis=1)) / np.sqrt(x.shape[1]))
+
+
+#: The measures of :func:`reference_distances`, in plotting order.
+REFERENCE_MEASURES = ("PWCCA", "mean CCA", "cosine", "Euclidean")
+
+
+def reference_distances(ref: np.ndarray, x: np.ndarray) -> dict[str, float]:
+    """Distances of ``x`` to the reference ``ref``, the same neurons on the same inputs (a layer
+    at some step or timestep against the same layer at the final one), both
+    ``(n_samples, n_features)``, compared in float64.
+
+    Returns one value per :data:`REFERENCE_MEASURES`: PWCCA distance with the weights from
+    ``ref`` (``distance(ref, x, "pwcca")``), mean CCA distance, and the controls
+    :func:`cosine_distance` and :func:`euclidean_distance`.
+    """
+    ref, x = np.asarray(ref, dtype=np.float64), np.asarray(x, dtype=np.float64)
+    return {
+        "PWCCA": float(distance(ref, x, method="pwcca")),
+        "mean CCA": float(distance(ref, x, method="mean_cca")),
+        "cosine": cosine_distance(x, ref),
+        "Euclidean": euclidean_distance(x, ref),
+    }
+
+
+_LOGS = {math.e: np.log, 2.0: np.log2, 10.0: np.log10}
+
+
+def log_step_area(steps: Sequence[int] | np.ndarray, values: np.ndarray, *,
+                  base: float = math.e, mean: bool = False) -> float | np.ndarray:
+    """Trapezoid area under ``values`` against ``log(steps)`` (a curve over training on the
+    usual log step axis).
+
+    ``steps``: ``(n,)`` strictly increasing positive steps, ``n >= 2``; ``values``: ``(n,)``
+    (returns a float) or ``(n, k)``, one curve per column (returns ``(k,)``). ``base``: the
+    logarithm's base, ``e`` (default), 2 or 10. ``mean=True`` divides by the log-step range:
+    the curve's time-average on the log axis, which does not depend on ``base``.
+    """
+    if base not in _LOGS:
+        raise ValueError(f"base must be e, 2 or 10, got {base!r}")
+    steps = np.asarray(steps, dtype=np.float64)
+    if steps.ndim != 1 or len(steps) < 2:
+        raise ValueError(f"steps must be 1-D with at least 2 entries, got shape {steps.shape}")
+    if not steps[0] > 0 or not np.all(np.diff(steps) > 0):
+        raise ValueError(f"steps must be positive and strictly increasing, got {steps}")
+    y = np.asarray(values, dtype=np.float64)
+    if y.ndim not in (1, 2) or y.shape[0] != len(steps):
+        raise ValueError(f"values must be ({len(steps)},) or ({len(steps)}, k) for "
+                         f"{len(steps)} steps, got shape {y.shape}")
+    x = _LOGS[base](steps)
+    dx = np.diff(x).reshape((-1,) + (1,) * (y.ndim - 1))
+    area = (0.5 * (y[1:] + y[:-1]) * dx).sum(0)
+    if mean:
+        area = area / (x[-1] - x[0])
+    return float(area) if y.ndim == 1 else area
+
+
+def silhouette(dist: np.ndarray, labels: np.ndarray) -> float:
+    """Mean silhouette of a clustering from a precomputed ``(k, k)`` distance matrix.
+
+    For point i in cluster A: ``a`` = mean distance to the other members of A, ``b`` = the
+    smallest mean distance to the members of another cluster; ``s_i = (b - a) / max(a, b)``,
+    and ``s_i = 0`` for a point alone in its cluster (Rousseeuw 1987). Needs 2 .. k-1 clusters.
+    """
+    dist, labels = np.asarray(dist, dtype=float), np.asarray(labels)
+    k = len(labels)
+    if dist.shape != (k, k):
+        raise ValueError(f"dist has shape {dist.shape}, expected ({k}, {k}) for {k} labels")
+    names = np.unique(labels)
+    if not 2 <= len(names) <= k - 1:
+        raise ValueError(f"silhouette needs 2 .. {k - 1} clusters, got {len(names)}")
+    s = np.zeros(k)
+    for i in range(k):
+        own = labels == labels[i]
+        if own.sum() == 1:
+            continue
+        a = dist[i, own].sum() / (own.sum() - 1)
+        b = min(dist[i, labels == c].mean() for c in names if c != labels[i])
+        s[i] = (b - a) / max(a, b) if max(a, b) > 0 else 0.0
+    return float(s.mean())
+
+
+def adjusted_rand_index(a: np.ndarray, b: np.ndarray) -> float:
+    """Adjusted Rand index of two labellings of the same items (Hubert & Arabie 1985).
+
+    1 for identical partitions (up to renaming), about 0 for independent ones.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(f"a and b must be 1-D labellings of the same >= 2 items, got shapes "
+                         f"{a.shape} and {b.shape}")
+    _, ai = np.unique(a, return_inverse=True)
+    _, bi = np.unique(b, return_inverse=True)
+    table = np.zeros((ai.max() + 1, bi.max() + 1))
+    np.add.at(table, (ai, bi), 1)
+
+    def pairs(x: np.ndarray) -> float:
+        return float((x * (x - 1) / 2).sum())
+
+    index, rows, cols = pairs(table), pairs(table.sum(1)), pairs(table.sum(0))
+    total = len(a) * (len(a) - 1) / 2
+    expected = rows * cols / total
+    top = 0.5 * (rows + cols)
+    if top == expected:  # both partitions trivial (all one cluster or all singletons)
+        return 1.0
+    return float((index - expected) / (top - expected))
+
+
+def nets_frame(runs: Sequence[Any], **labels: Sequence[Any]) -> pd.DataFrame:
+    """One row per trained net (:class:`cca_lib.training.TrainResult`), in the order of
+    ``runs``: the ``labels`` columns (each one value per run, in the order given), then
+    ``seed`` (the run's training seed), ``test_acc``, ``train_acc`` (the run's final metrics,
+    NaN where the run has none), ``converged`` and ``reason`` (empty when converged).
+    """
+    for name, values in labels.items():
+        if len(values) != len(runs):
+            raise ValueError(f"label {name!r} has {len(values)} values for {len(runs)} runs")
+    return pd.DataFrame({
+        **{name: list(values) for name, values in labels.items()},
+        "seed": [r.config.seed for r in runs],
+        "test_acc": [r.metrics.get("test_acc", np.nan) for r in runs],
+        "train_acc": [r.metrics.get("train_acc", np.nan) for r in runs],
+        "converged": [r.converged for r in runs],
+        "reason": [r.reason for r in runs]})
+
+
+def probe_images(dataset: str, split: str, size: int) -> ImageDataset:
+    """The probe set of an image chapter: the first ``size`` images of ``split`` (``"train"``
+    or ``"test"``) of ``dataset``, loaded without a progress bar. Every net of a chapter is
+    recorded on the same probe."""
+    from cca_lib import data
+
+    return data.load_images(dataset, split, size, progress=False)

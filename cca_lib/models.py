@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["CNN_ARCHS", "ConvNet", "LSTMLM", "cnn_layout", "make_cnn"]
+__all__ = ["CNN_ARCHS", "ConvNet", "LSTMLM", "cnn_layer_widths", "cnn_layout", "make_cnn"]
 
 #: Named CNN layouts: (channel multipliers, strides).
 CNN_ARCHS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
@@ -55,6 +55,18 @@ def cnn_layout(arch: str = "small", depth: int | None = None
     mult = (mult + (4,) * depth)[:depth]
     strides = (strides + (1,) * depth)[:depth]
     return mult, strides
+
+
+def cnn_layer_widths(width: int = 16, *, arch: str = "small", depth: int | None = None,
+                     num_classes: int = 10) -> dict[str, int]:
+    """Features of each named layer of ``make_cnn(width, arch=arch, depth=depth,
+    num_classes=num_classes)``, without building it: ``{"conv1": channels, ...,
+    "convK": channels, "logits": num_classes}`` (the same as :meth:`ConvNet.layer_widths`)."""
+    if not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be a positive int, got {width!r}")
+    mult, _ = cnn_layout(arch, depth)
+    return {**{f"conv{i}": width * m for i, m in enumerate(mult, start=1)},
+            "logits": num_classes}
 
 
 class ConvNet(nn.Module):

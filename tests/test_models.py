@@ -70,3 +70,14 @@ def test_lstm_tied_weights_and_bad_arguments():
         models.LSTMLM(20, dropout=1.0)
     with pytest.raises(ValueError, match="batch, time"):
         lm(torch.zeros(5, dtype=torch.int64))
+
+
+def test_cnn_layer_widths_match_the_built_nets():
+    for kwargs in ({}, {"depth": 6}, {"arch": "paper"}, {"num_classes": 7}):
+        assert models.cnn_layer_widths(4, **kwargs) == models.make_cnn(4, **kwargs).layer_widths()
+    assert models.cnn_layer_widths(8) == {"conv1": 8, "conv2": 16, "conv3": 16, "conv4": 32,
+                                          "logits": 10}
+    with pytest.raises(ValueError, match="width"):
+        models.cnn_layer_widths(0)
+    with pytest.raises(ValueError, match="arch"):
+        models.cnn_layer_widths(4, arch="huge")

@@ -13,7 +13,8 @@ matrix clusters by seed rather than by learning rate. We then
    "continuum" view: does the distance between two nets grow with the gap between their
    log learning rates (Spearman correlation over pairs)?
 
-The silhouette and the adjusted Rand index are implemented here with numpy (no scikit-learn).
+The silhouette and the adjusted Rand index are :func:`cca_lib.analysis.silhouette` and
+:func:`cca_lib.analysis.adjusted_rand_index` (numpy, no scikit-learn).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from scipy import stats
 from scipy.cluster import hierarchy
 from scipy.spatial.distance import squareform
 
-from cca_lib import _checks, analysis, capture, data, plotting, training
+from cca_lib import _checks, analysis, capture, models, plotting, training
 from cca_lib.experiments._params import (
     BATCH,
     EPOCHS,
@@ -43,8 +44,8 @@ from cca_lib.experiments._params import (
 )
 from cca_lib.scorecard import Claim, Criterion, status, yes_no
 
-#: Layers of the default (4-conv) net that can be compared.
-LAYERS = ("conv1", "conv2", "conv3", "conv4", "logits")
+#: Layers of the default (4-conv) net that can be compared (:func:`cca_lib.models.make_cnn`).
+LAYERS = tuple(models.cnn_layer_widths())
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,7 @@ class Config(ChapterConfig):
     @property
     def n_features(self) -> int:
         """Features of the compared layer (channels, or 10 classes for the logits)."""
-        if self.layer == "logits":
-            return 10
-        return self.width * (1, 2, 2, 4)[LAYERS.index(self.layer)]
+        return models.cnn_layer_widths(self.width)[self.layer]
 
     def train_configs(self) -> list[training.CNNTrainConfig]:
         """One training config per net, learning-rate major; net i has seed ``seed + i``."""
@@ -110,62 +109,6 @@ class Config(ChapterConfig):
 
 
 # ---------------------------------------------------------------------------------------------
-# Cluster statistics (numpy only)
-# ---------------------------------------------------------------------------------------------
-
-
-def silhouette(dist: np.ndarray, labels: np.ndarray) -> float:
-    """Mean silhouette of a clustering from a precomputed ``(k, k)`` distance matrix.
-
-    For point i in cluster A: ``a`` = mean distance to the other members of A, ``b`` = the
-    smallest mean distance to the members of another cluster; ``s_i = (b - a) / max(a, b)``,
-    and ``s_i = 0`` for a point alone in its cluster (Rousseeuw 1987). Needs 2 .. k-1 clusters.
-    """
-    dist, labels = np.asarray(dist, dtype=float), np.asarray(labels)
-    k = len(labels)
-    if dist.shape != (k, k):
-        raise ValueError(f"dist has shape {dist.shape}, expected ({k}, {k}) for {k} labels")
-    names = np.unique(labels)
-    if not 2 <= len(names) <= k - 1:
-        raise ValueError(f"silhouette needs 2 .. {k - 1} clusters, got {len(names)}")
-    s = np.zeros(k)
-    for i in range(k):
-        own = labels == labels[i]
-        if own.sum() == 1:
-            continue
-        a = dist[i, own].sum() / (own.sum() - 1)
-        b = min(dist[i, labels == c].mean() for c in names if c != labels[i])
-        s[i] = (b - a) / max(a, b) if max(a, b) > 0 else 0.0
-    return float(s.mean())
-
-
-def adjusted_rand_index(a: np.ndarray, b: np.ndarray) -> float:
-    """Adjusted Rand index of two labellings of the same items (Hubert & Arabie 1985).
-
-    1 for identical partitions (up to renaming), about 0 for independent ones.
-    """
-    a, b = np.asarray(a), np.asarray(b)
-    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
-        raise ValueError(f"a and b must be 1-D labellings of the same >= 2 items, got shapes "
-                         f"{a.shape} and {b.shape}")
-    _, ai = np.unique(a, return_inverse=True)
-    _, bi = np.unique(b, return_inverse=True)
-    table = np.zeros((ai.max() + 1, bi.max() + 1))
-    np.add.at(table, (ai, bi), 1)
-
-    def pairs(x: np.ndarray) -> float:
-        return float((x * (x - 1) / 2).sum())
-
-    index, rows, cols = pairs(table), pairs(table.sum(1)), pairs(table.sum(0))
-    total = len(a) * (len(a) - 1) / 2
-    expected = rows * cols / total
-    top = 0.5 * (rows + cols)
-    if top == expected:  # both partitions trivial (all one cluster or all singletons)
-        return 1.0
-    return float((index - expected) / (top - expected))
-
-
-# ---------------------------------------------------------------------------------------------
 # Experiment
 # ---------------------------------------------------------------------------------------------
 
@@ -175,7 +118,8 @@ class Result:
     """Distances, clustering and summary numbers of one learning-rate sweep."""
 
     config: Config
-    #: one row per net: net, lr, seed, test_acc, train_acc, converged, cluster
+    #: one row per net: net, lr, seed, test_acc, train_acc, converged, reason
+    #: (:func:`cca_lib.analysis.nets_frame`), cluster
     nets: pd.DataFrame
     distances: np.ndarray  #: (k, k) symmetric PWCCA distances at config.layer
     linkage: np.ndarray  #: scipy average-linkage matrix
@@ -230,19 +174,13 @@ class Result:
         return pd.DataFrame(rows).set_index("lr")
 
 
-def probe_images(config: Config) -> data.ImageDataset:
-    """The probe: the first ``probe_size`` images of ``probe_split``."""
-    return data.load_images(config.dataset, config.probe_split, config.probe_size,
-                            progress=False)
-
-
 def run(config: Config = Config(), *, progress: bool = True) -> Result:
     """Train (or load) the sweep, compare ``config.layer`` across all nets and cluster them."""
     from cca_lib._progress import bar as tqdm_bar
 
     cfgs = config.train_configs()
     runs = training.train_many(cfgs, progress=progress, desc="learning-rate sweep")
-    probe = probe_images(config)
+    probe = analysis.probe_images(config.dataset, config.probe_split, config.probe_size)
     acts = [capture.capture_run(r, None, probe.images, [config.layer])[config.layer]
             for r in tqdm_bar(runs, desc="capture", progress=progress)]
     dist = analysis.pairwise_distances(acts, method="pwcca")
@@ -256,7 +194,7 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
         n_found = len(np.unique(labels))
         if n_found != k:  # ties in the tree: this many clusters cannot be cut
             continue
-        sil[k] = silhouette(dist, labels)
+        sil[k] = analysis.silhouette(dist, labels)
         if np.bincount(labels)[1:].min() >= config.min_cluster_size:  # labels are 1 .. k
             eligible.append(k)
     best = max(eligible or list(sil), key=lambda k: (sil[k], -k))
@@ -273,16 +211,13 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
     for c in clusters[order][1:]:
         if c != runs_of[-1]:
             runs_of.append(c)
-    nets = pd.DataFrame({
-        "net": range(len(runs)), "lr": lrs, "seed": [c.seed for c in cfgs],
-        "test_acc": [r.metrics.get("test_acc", np.nan) for r in runs],
-        "train_acc": [r.metrics.get("train_acc", np.nan) for r in runs],
-        "converged": [r.converged for r in runs], "cluster": clusters})
+    nets = analysis.nets_frame(runs, net=range(len(runs)), lr=lrs)
+    nets["cluster"] = clusters
     return Result(
         config=config, nets=nets, distances=dist, linkage=link, silhouettes=sil,
         n_clusters=int(len(np.unique(clusters))),
-        ari=adjusted_rand_index(clusters, lr_codes),
-        ari_at_n_lrs=adjusted_rand_index(at_n_lrs, lr_codes),
+        ari=analysis.adjusted_rand_index(clusters, lr_codes),
+        ari_at_n_lrs=analysis.adjusted_rand_index(at_n_lrs, lr_codes),
         lr_consistent=float(np.mean([len(set(clusters[lrs == lr])) == 1
                                      for lr in config.learning_rates])),
         lr_contiguous=len(runs_of) == len(set(runs_of)), eligible=tuple(eligible),

@@ -110,7 +110,8 @@ class Result:
 
     config: Config
     layers: tuple[str, ...]
-    #: one row per net: group, seed, train_acc (on its own labels), test_acc, converged, reason
+    #: one row per net: group, seed, test_acc, train_acc (on its own labels), converged, reason
+    #: (:func:`cca_lib.analysis.nets_frame`)
     nets: pd.DataFrame
     #: one row per pair of nets, layer and probe: layer, depth, probe, pair, i, j, distance
     distances: pd.DataFrame
@@ -146,14 +147,9 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
                 [config.train_config(labels, i) for i in range(config.n_nets)],
                 progress=progress, desc=f"{_GROUP[labels]} nets")
             for labels in _GROUP}
-    rows = []
-    for labels, results in runs.items():
-        for r in results:
-            rows.append({"group": _GROUP[labels], "seed": r.config.seed,
-                         "train_acc": r.metrics.get("train_acc", np.nan),
-                         "test_acc": r.metrics.get("test_acc", np.nan),
-                         "converged": r.converged, "reason": r.reason})
-    nets = pd.DataFrame(rows)
+    nets = analysis.nets_frame(
+        [r for results in runs.values() for r in results],
+        group=[_GROUP[labels] for labels, results in runs.items() for _ in results])
 
     probes = {
         "train": data.load_images(config.dataset, "train", config.probe_train,

@@ -1,4 +1,5 @@
-"""RNN training dynamics: do LSTM layers converge bottom-up? (paper Fig. 6, A8; claims C8, C2).
+"""Chapter: RNN training dynamics, do LSTM layers converge bottom-up? (paper Fig. 6, A8;
+claims C8, C2).
 
 One multi-layer LSTM language model is trained with checkpoints (log-spaced, plus a finer grid
 over the last part of training, plus the final step ``T``). Every checkpoint is run on the same
@@ -9,7 +10,8 @@ layer at ``t`` with the same layer at ``T``:
 
 * PWCCA distance, weights from the final representation: ``distance(L(T), L(t), "pwcca")``;
 * mean CCA distance ``1 - mean(rho)``;
-* cosine and Euclidean distance of the same neurons (controls, paper Fig. A8);
+* cosine and Euclidean distance of the same neurons (controls, paper Fig. A8)
+  (the four are :func:`cca_lib.analysis.reference_distances`);
 * the sorted CCA coefficients ``rho`` themselves (paper Fig. 1b/c).
 
 :func:`lm_config` builds the engine's :class:`~cca_lib.training.LMTrainConfig`; the timesteps
@@ -25,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from cca_lib import _checks
+from cca_lib import analysis as _analysis
 from cca_lib import capture as _capture
 from cca_lib import data as _data
 from cca_lib import training as _training
@@ -46,7 +49,7 @@ from cca_lib.experiments._params import (
 )
 from cca_lib.scorecard import Claim, Criterion, status, yes_no
 
-MEASURES = ("PWCCA", "mean CCA", "cosine", "Euclidean")
+MEASURES = _analysis.REFERENCE_MEASURES
 
 
 @dataclass(frozen=True)
@@ -189,12 +192,9 @@ class Result:
     def area(self, measure: str) -> pd.Series:
         """Per layer: the mean distance over intermediate checkpoints, taken as the area under
         the curve against log(step), divided by the log-step range (a time-average on the
-        paper's log axis)."""
+        paper's log axis; :func:`cca_lib.analysis.log_step_area`)."""
         t = self.intermediate(measure)
-        x = np.log(t.index.to_numpy(dtype=float))
-        y = t.to_numpy()
-        dx = np.diff(x)[:, None]
-        area = (0.5 * (y[1:] + y[:-1]) * dx).sum(0) / (x[-1] - x[0])
+        area = _analysis.log_step_area(t.index.to_numpy(), t.to_numpy(), mean=True)
         return pd.Series(area, index=t.columns, name=measure)
 
     def separation(self, measure: str) -> float:
@@ -219,19 +219,6 @@ class Result:
         return pd.Series(out, name=measure)
 
 
-def _distance_rows(ref: np.ndarray, acts: np.ndarray) -> dict[str, float]:
-    from cca_lib.analysis import cosine_distance, euclidean_distance
-    from cca_lib.similarity import distance
-
-    ref, acts = np.asarray(ref, dtype=np.float64), np.asarray(acts, dtype=np.float64)
-    return {
-        "PWCCA": float(distance(ref, acts, method="pwcca")),
-        "mean CCA": float(distance(ref, acts, method="mean_cca")),
-        "cosine": cosine_distance(acts, ref),
-        "Euclidean": euclidean_distance(acts, ref),
-    }
-
-
 def run(config: Config = Config(), *, progress: bool = True) -> Result:
     """Train (cached), capture every checkpoint on the probe set (cached), compare each layer
     with its final representation."""
@@ -249,7 +236,8 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
         acts = final if step == n_steps else _capture.flatten_timesteps(
             _capture.capture_run(res, step, probe))
         for li, name in enumerate(names, start=1):
-            for measure, value in _distance_rows(final[name], acts[name]).items():
+            for measure, value in _analysis.reference_distances(final[name],
+                                                                acts[name]).items():
                 rows.append({"step": step, "epoch": step / per_epoch, "layer": li,
                              "measure": measure, "distance": value})
             rho = np.sort(cca(acts[name].astype(np.float64), final[name].astype(np.float64),

@@ -1,11 +1,12 @@
-"""Across timesteps: are an LSTM's hidden states linearly similar over time? (paper App. A.3,
-Figs. A2-A4; claim C9).
+"""Chapter: across timesteps, are an LSTM's hidden states linearly similar over time? (paper
+App. A.3, Figs. A2-A4; claim C9).
 
 A trained LSTM language model (the run of :mod:`cca_lib.experiments.rnn_dynamics`, same config,
 so the cached run is reused) is unrolled over a long probe text in consecutive windows of
 ``window`` tokens. ``O_j`` is a layer's output at position ``j`` of every window (one row per
 window); each ``O_j`` is compared with the last one, ``O_{window-1}``, by PWCCA (weights from
-``O_{window-1}``), mean CCA, and the cosine and Euclidean distance of the same neurons.
+``O_{window-1}``), mean CCA, and the cosine and Euclidean distance of the same neurons
+(:func:`cca_lib.analysis.reference_distances`).
 
 Controls that make the curves readable:
 
@@ -30,13 +31,14 @@ import pandas as pd
 import torch
 
 from cca_lib import _checks
+from cca_lib import analysis as _analysis
 from cca_lib import capture as _capture
 from cca_lib import data as _data
 from cca_lib.experiments import rnn_dynamics
 from cca_lib.experiments._params import SAMPLES, SEED, UNITS, ChapterConfig, param, rule
 from cca_lib.scorecard import Claim, Criterion, status
 
-MEASURES = ("PWCCA", "mean CCA", "cosine", "Euclidean")
+MEASURES = _analysis.REFERENCE_MEASURES
 
 
 def _lstm_run(name: str, value):
@@ -125,22 +127,12 @@ class Config(ChapterConfig):
         return cls(training=rnn_dynamics.Config(**run), **own)
 
 
-def _compare(ref: np.ndarray, x: np.ndarray) -> dict[str, float]:
-    """All four distances of ``x`` (O_j) to ``ref`` (O_last); PWCCA weights from ``ref``."""
-    from cca_lib.analysis import cosine_distance, euclidean_distance
-    from cca_lib.similarity import distance
-
-    return {"PWCCA": float(distance(ref, x, method="pwcca")),
-            "mean CCA": float(distance(ref, x, method="mean_cca")),
-            "cosine": cosine_distance(x, ref), "Euclidean": euclidean_distance(x, ref)}
-
-
 def _curve_rows(acts: np.ndarray, **labels) -> list[dict]:
     """acts ``(n, window, d)`` -> rows of the distances of every O_j to O_last."""
     ref = acts[:, -1]
     rows = []
     for j in range(acts.shape[1]):
-        for measure, value in _compare(ref, acts[:, j]).items():
+        for measure, value in _analysis.reference_distances(ref, acts[:, j]).items():
             rows.append({**labels, "j": j, "measure": measure, "distance": value})
     return rows
 

@@ -1,4 +1,4 @@
-"""Chapter 1: signal vs noise on toy data (the paper's Fig. 2, claim C1).
+"""Chapter: signal vs noise on toy data (the paper's Fig. 2, claim C1).
 
 Two "layers" share ``k`` signal dimensions and differ in the rest, which is independent noise:
 
@@ -149,6 +149,48 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
         ones={k: float(np.mean(v)) for k, v in ones.items()},
         noise=pd.DataFrame(noise_rows, columns=["noise_std", "repeat", "measure", "similarity"]),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------------
+
+def plot_signal_noise(result: Result):
+    """Similarity vs signal fraction (left), sorted CCA coefficients (middle), similarity vs
+    noise level at the smallest signal fraction (right, if the noise sweep has rows); mean ± sd
+    over repeats. Returns the ``Figure``."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from cca_lib.plotting import MEASURE_COLORS
+
+    frame, spectra, noise = result.to_frame(), result.spectra, result.noise
+    panels = 3 if len(noise) else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.2), constrained_layout=True)
+    ax, ax2 = axes[0], axes[1]
+    measures = [m for m in MEASURE_COLORS if m in set(frame["measure"])]
+    sns.lineplot(data=frame, x="signal_fraction", y="similarity", hue="measure",
+                 hue_order=measures, palette=MEASURE_COLORS, marker="o", errorbar="sd", ax=ax)
+    ax.plot([0, 1], [0, 1], ls=":", color="black", lw=1, label="signal fraction k/d")
+    ax.set(xlabel="signal fraction k / d", ylabel="similarity", xlim=(0, 1.02), ylim=(0, 1.02),
+           title="Similarity vs shared signal")
+    ax.legend(loc="lower right", fontsize="small")
+    if len(spectra):
+        sns.lineplot(data=spectra, x="index", y="rho", hue="signal_dims", palette="viridis",
+                     errorbar=None, ax=ax2)
+        ax2.set(xlabel="canonical direction (sorted)", ylabel=r"CCA coefficient $\rho_i$",
+                ylim=(0, 1.02), title="Sorted CCA coefficients")
+        ax2.legend(title="signal dims k", fontsize="small")
+    else:
+        ax2.set_visible(False)
+    if panels == 3:
+        ax3 = axes[2]
+        sns.lineplot(data=noise, x="noise_std", y="similarity", hue="measure",
+                     hue_order=measures, palette=MEASURE_COLORS, marker="o", errorbar="sd",
+                     ax=ax3, legend=False)
+        ax3.set(xscale="log", xlabel="noise standard deviation", ylabel="similarity",
+                ylim=(0, 1.02), title="Smallest signal fraction, varying noise")
+    return fig
 
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from cca_lib import _checks, analysis, capture, data, plotting, training
+from cca_lib import _checks, analysis, capture, models, plotting, training
 from cca_lib.experiments._params import (
     BATCH,
     EPOCHS,
@@ -39,8 +39,9 @@ from cca_lib.experiments._params import (
 from cca_lib.scorecard import Claim, Criterion, status
 from cca_lib.similarity import distance
 
-#: Layers of the 4-conv net and their channel multipliers (logits: 10 classes).
-LAYER_MULT = {"conv1": 1, "conv2": 2, "conv3": 2, "conv4": 4}
+#: Conv layers of the chapter's net (:func:`cca_lib.models.make_cnn`, default layout) and their
+#: channel multipliers (channels = multiplier x width); the logits have 10 classes.
+LAYER_MULT = {name: n for name, n in models.cnn_layer_widths(1).items() if name != "logits"}
 STATES = ("trained", "init")
 
 
@@ -108,7 +109,9 @@ class Result:
     """Within-group distances per width, layer and state, and each net's accuracy."""
 
     config: Config
-    nets: pd.DataFrame  #: one row per net: width, seed, test_acc, train_acc, converged
+    #: one row per net: width, seed, test_acc, train_acc, converged, reason
+    #: (:func:`cca_lib.analysis.nets_frame`)
+    nets: pd.DataFrame
     #: one row per pair: width, layer, state ("trained"/"init"), i, j, distance
     distances: pd.DataFrame
 
@@ -142,12 +145,6 @@ class Result:
         return pd.DataFrame(rows).set_index(["layer", "state"])
 
 
-def probe_images(config: Config) -> data.ImageDataset:
-    """The probe: the first ``probe_size`` images of ``probe_split``."""
-    return data.load_images(config.dataset, config.probe_split, config.probe_size,
-                            progress=False)
-
-
 def run(config: Config = Config(), *, progress: bool = True) -> Result:
     """Train (or load) every group, then measure within-group distances trained and at init."""
     from cca_lib._progress import bar as tqdm_bar
@@ -155,7 +152,7 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
     jobs = [(w, config.seed + s) for w in config.widths for s in range(config.n_seeds)]
     runs = training.train_many([config.train_config(w, s) for w, s in jobs], progress=progress,
                                desc="width groups")
-    probe = probe_images(config)
+    probe = analysis.probe_images(config.dataset, config.probe_split, config.probe_size)
     rows = []
     for w in tqdm_bar(config.widths, desc="distances", progress=progress):
         members = [r for (width, _), r in zip(jobs, runs, strict=True) if width == w]
@@ -176,11 +173,7 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
                             method="pwcca", symmetric=True) for rep in range(config.n_subsets)]))
                     rows.append({"width": w, "layer": layer, "state": state, "i": i, "j": j,
                                  "distance": float(d)})
-    nets = pd.DataFrame({
-        "width": [w for w, _ in jobs], "seed": [s for _, s in jobs],
-        "test_acc": [r.metrics.get("test_acc", np.nan) for r in runs],
-        "train_acc": [r.metrics.get("train_acc", np.nan) for r in runs],
-        "converged": [r.converged for r in runs]})
+    nets = analysis.nets_frame(runs, width=[w for w, _ in jobs])
     return Result(config=config, nets=nets, distances=pd.DataFrame(rows))
 
 
