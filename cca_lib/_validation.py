@@ -2,7 +2,8 @@
 
 Every check raises ``TypeError`` (wrong kind of object or dtype) or ``ValueError`` (wrong shape
 or values) naming the argument, its shape and what was expected. Nothing is converted silently:
-integer, boolean and complex inputs are refused rather than cast.
+integer, boolean and complex inputs are refused rather than cast, and numpy masked arrays are
+refused rather than computed on with their mask ignored.
 """
 
 from __future__ import annotations

@@ -114,7 +114,9 @@ class CCAResult:
     ``x_weights``: ``(d1, c)`` canonical directions of ``x`` (``h = x_centered @ x_weights``);
     ``y_weights``: ``(d2, c)`` likewise. ``x_variates``, ``y_variates``: ``(n, c)`` orthonormal
     canonical variates (``None`` when ``cca(..., variates=False)``). ``dropped_x``,
-    ``dropped_y``: directions of each input dropped as numerically dependent.
+    ``dropped_y``: directions of each input dropped by the rank rule of the module doc (dead
+    neurons plus numerically dependent directions), so ``c = min(d1 - dropped_x,
+    d2 - dropped_y)``.
     """
 
     rho: np.ndarray
@@ -448,12 +450,19 @@ def _fast_whitener(s: np.ndarray, rtol: float, name: str,
     return _embed(np.tril(inv).T, live, sd, s.shape[0])
 
 
-def _cca_from_grams(g: _Grams, vectors: bool = True) -> _Core:
-    """CCA from the covariances. ``vectors=False``: only ``rho`` (singular values without
-    vectors, about half the ``O(d^3)`` work); the weights are then empty ``(d, 0)`` arrays.
-    The weights are those of the scaled inputs (see :func:`_unscaled`)."""
-    wx = _fast_whitener(g.sxx, g.rtol_x, "x", g.dead_x)
-    wy = _fast_whitener(g.syy, g.rtol_y, "y", g.dead_y)
+def _whiteners(g: _Grams) -> tuple[np.ndarray, np.ndarray]:
+    """The whitenings of both inputs (the rank rule of the module doc)."""
+    return (_fast_whitener(g.sxx, g.rtol_x, "x", g.dead_x),
+            _fast_whitener(g.syy, g.rtol_y, "y", g.dead_y))
+
+
+def _cca_from_grams(g: _Grams, vectors: bool = True,
+                    w: tuple[np.ndarray, np.ndarray] | None = None) -> _Core:
+    """CCA from the covariances (``w``: the whitenings, if already computed).
+    ``vectors=False``: only ``rho`` (singular values without vectors, about half the
+    ``O(d^3)`` work); the weights are then empty ``(d, 0)`` arrays. The weights are those of
+    the scaled inputs (see :func:`_unscaled`)."""
+    wx, wy = _whiteners(g) if w is None else w
     m = wx.T @ g.sxy @ wy
     dropped_x, dropped_y = g.sxx.shape[0] - wx.shape[1], g.syy.shape[0] - wy.shape[1]
     if not vectors:
@@ -653,7 +662,8 @@ def _principal(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.maximum(vals[::-1], 0.0), vecs[:, ::-1]
 
 
-def _svcca_from_grams(g: _Grams, keep: float | int) -> float:
+def _svcca_from_grams(g: _Grams, keep: float | int,
+                      w: tuple[np.ndarray, np.ndarray] | None = None) -> float:
     """SVCCA within the directions the rank rule keeps.
 
     With the whitening ``w`` of an input, its kept canonical-basis variates ``z = x_c w`` are
@@ -662,10 +672,10 @@ def _svcca_from_grams(g: _Grams, keep: float | int) -> float:
     ``z U`` with variances ``lambda`` (those of ``Sigma_xx``, less the dropped directions). The
     reduced layers' bases ``z_x U_x[:, :kx]`` and ``z_y U_y[:, :ky]`` are orthonormal, so their
     canonical correlations are the singular values of
-    ``U_x[:, :kx]' (w_x' Sigma_xy w_y) U_y[:, :ky]``.
+    ``U_x[:, :kx]' (w_x' Sigma_xy w_y) U_y[:, :ky]`` (``w``: the whitenings, if already
+    computed).
     """
-    wx = _fast_whitener(g.sxx, g.rtol_x, "x", g.dead_x)
-    wy = _fast_whitener(g.syy, g.rtol_y, "y", g.dead_y)
+    wx, wy = _whiteners(g) if w is None else w
     (lx, ux), (ly, uy) = (_principal(w.T @ s) for w, s in ((wx, g.sxx), (wy, g.syy)))
     kx, ky = _svd_reduce(lx, keep, "x"), _svd_reduce(ly, keep, "y")
     m = ux[:, :kx].T @ (wx.T @ g.sxy @ wy) @ uy[:, :ky]
@@ -792,12 +802,13 @@ def compare(x: Any, y: Any, *, keep: float | int = 0.99, rtol: float | None = No
     keep = check_keep(keep)
     rtol = _prepare(x, y, allow_few_samples, rtol, "gram")
     g = _grams(x, y, rtol)
-    core = _cca_from_grams(g)
+    w = _whiteners(g)
+    core = _cca_from_grams(g, w=w)
     forward = _pw_mean(core.rho, g.sxx @ core.x_weights)
     backward = _pw_mean(core.rho, g.syy @ core.y_weights)
     return {
         "mean CCA": float(np.mean(core.rho)),
-        "SVCCA": _svcca_from_grams(g, keep),
+        "SVCCA": _svcca_from_grams(g, keep, w),
         "PWCCA": forward,
         "PWCCA (symmetric)": 0.5 * (forward + backward),
         "linear CKA": _cka_from_grams(g),
