@@ -2,7 +2,8 @@
 
 Every check raises ``TypeError`` (wrong kind of object or dtype) or ``ValueError`` (wrong shape
 or values) naming the argument, its shape and what was expected. Nothing is converted silently:
-integer, boolean and complex inputs are refused rather than cast.
+integer, boolean and complex inputs are refused rather than cast, and numpy masked arrays are
+refused rather than computed on with their mask ignored.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ def on_cuda(a: Any) -> bool:
 
 
 def host_view(a: Any) -> np.ndarray:
-    """A CPU tensor as a numpy array sharing its memory (no copy); arrays pass through."""
-    return a.detach().numpy() if is_torch(a) else a
+    """A CPU tensor as a numpy array sharing its memory (no copy); arrays, and views of
+    ``ndarray`` subclasses such as ``np.memmap`` or ``np.matrix``, pass through as plain
+    ``ndarray`` views (masked arrays are refused earlier, by the checks)."""
+    return a.detach().numpy() if is_torch(a) else np.asarray(a)
 
 
 def _check_one(x: Any, name: str) -> tuple[int, int]:
@@ -44,6 +47,13 @@ def _check_one(x: Any, name: str) -> tuple[int, int]:
             raise TypeError(f"{name} must have dtype float32 or float64, got torch {x.dtype}; "
                             f"convert it explicitly (e.g. {name}.double())")
         shape = tuple(x.shape)
+    elif isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a numpy masked array (shape {x.shape}): the similarities would ignore "
+            f"its mask (and compute with the values under it), so it is refused. Pass a plain "
+            f"array: {name}.filled(value), or keep only the unmasked rows, e.g. "
+            f"{name}[~np.ma.getmaskarray({name}).any(axis=1)].data (the same rows of the "
+            "other input too)")
     elif isinstance(x, np.ndarray):
         if x.dtype not in (np.float32, np.float64):
             raise TypeError(f"{name} must have dtype float32 or float64, got {x.dtype}; "
@@ -76,13 +86,15 @@ def _torch_float_dtypes() -> tuple:
 
 
 def check_pair(x: Any, y: Any, *, allow_few_samples: bool = False,
-               names: tuple[str, str] = ("x", "y"), stacklevel: int = 3) -> tuple[int, int, int]:
+               names: tuple[str, str] = ("x", "y"), stacklevel: int = 3,
+               warn_few: bool = True) -> tuple[int, int, int]:
     """Validate two activation matrices for a comparison; return ``(n, d1, d2)``.
 
     Raises when ``n_samples <= d1 + d2`` unless ``allow_few_samples`` (the coefficients are then
     trivially 1 in at least ``d1 + d2 - n + 1`` directions); warns with
-    :class:`FewSamplesWarning` when ``n_samples < 5 * max(d1, d2)``; ``stacklevel`` is the
-    warning's, counted from this function (3: the caller of the public function calling it).
+    :class:`FewSamplesWarning` when ``n_samples < 5 * max(d1, d2)`` and ``warn_few``;
+    ``stacklevel`` is the warning's, counted from this function (3: the caller of the public
+    function calling it).
     """
     n1, d1 = _check_one(x, names[0])
     n2, d2 = _check_one(y, names[1])
@@ -96,7 +108,7 @@ def check_pair(x: Any, y: Any, *, allow_few_samples: bool = False,
             f"{names[0]} {(n1, d1)} and {names[1]} {(n2, d2)}: n_samples={n1} <= d1 + d2 = "
             f"{d1 + d2}, so CCA coefficients are trivially 1 in at least {d1 + d2 - n1 + 1} "
             "directions. Use more samples or fewer features, or pass allow_few_samples=True.")
-    if n1 < SAMPLES_PER_FEATURE_WARN * max(d1, d2):
+    if warn_few and n1 < SAMPLES_PER_FEATURE_WARN * max(d1, d2):
         warnings.warn(
             f"only {n1} samples for {max(d1, d2)} features (< {SAMPLES_PER_FEATURE_WARN} per "
             "feature): similarities are biased upward", FewSamplesWarning, stacklevel=stacklevel)
