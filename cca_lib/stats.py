@@ -64,7 +64,9 @@ the eigenvalues. Linear CKA's expectation follows from the Wishart moments
 :math:`E\,\mathrm{tr}(W^2) = m(m+1)d + m d^2` and :math:`E\|x^\top y\|_F^2 = m d_1 d_2`:
 :math:`\sqrt{d_1 d_2 / ((n + d_1)(n + d_2))}` for isotropic data (for anisotropic data,
 replace each ``d`` by the participation ratio :math:`(\mathrm{tr}\Sigma)^2/\mathrm{tr}\Sigma^2`).
-On simulated nulls at ``n = 100..1000`` these match to within 2% (``tests/test_stats.py``).
+On simulated nulls (``n`` from 60 to 1030, ``d`` from 5 to 512, also at few samples per
+feature) these are within 3% of the simulated means (``tests/test_stats.py`` checks a few);
+for ``d`` of 1 or 2 the limit law is coarser (up to 8%).
 """
 
 from __future__ import annotations
@@ -324,8 +326,13 @@ def _labelings(codes: np.ndarray) -> np.ndarray:
     return out
 
 
-def _n_labelings(codes: np.ndarray) -> int:
+def _n_labelings(codes: np.ndarray, cap: int) -> int:
+    """The number of distinct labelings (multinomial coefficient), or ``cap + 1`` when it is
+    clearly above ``cap`` (checked on its logarithm first, so large ``n`` costs nothing)."""
     sizes = np.bincount(codes)
+    log_count = math.lgamma(codes.size + 1) - sum(math.lgamma(int(s) + 1) for s in sizes)
+    if log_count > math.log(cap) + 1.0:
+        return cap + 1
     return math.factorial(codes.size) // math.prod(math.factorial(int(s)) for s in sizes)
 
 
@@ -654,7 +661,7 @@ def _label_null(codes: np.ndarray, n_perm: int, seed: int,
                 stats_of: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, bool]:
     """The statistic under every distinct relabeling (when at most ``n_perm``) or under
     ``n_perm`` random shuffles of ``codes``."""
-    if _n_labelings(codes) <= n_perm:
+    if _n_labelings(codes, n_perm) <= n_perm:
         allrows = _labelings(codes)
         null = np.concatenate([stats_of(allrows[s:s + k])
                                for s, k in _chunks(allrows.shape[0], allrows.shape[1] ** 2)])
@@ -731,7 +738,7 @@ def mantel(d1: Any, d2: Any, *, method: str = "spearman", n_perm: int = 9999, se
         return np.clip(zb[perms[:, iu], perms[:, ju]] @ za, -1.0, 1.0)
 
     observed = float(np.clip(za @ std[1], -1.0, 1.0))
-    if math.factorial(m) <= n_perm:
+    if m <= 12 and math.factorial(m) <= n_perm:
         perms = np.array(list(itertools.permutations(range(m))), dtype=np.intp)
         null = np.concatenate([corr(perms[s:s + k]) for s, k in _chunks(perms.shape[0], m * m)])
         exact = True
@@ -1104,8 +1111,9 @@ def expected_null(n: int, d1: int, d2: int, *, measure: str = "mean CCA",
     ``(n, d2)`` under ``measure`` (a name in :data:`MEASURES`), in closed form (no CCA is run;
     see the module doc for the formulas). ``keep`` is SVCCA's. Needs ``n > d1 + d2``.
 
-    An approximation from the large-``n`` limits: on simulated nulls at ``n = 100..1000`` it
-    is within 2% of the simulated mean (slightly above it). For real activations it is the
+    An approximation from the large-``n`` limits, cheap (an integral, cached): within 3% of
+    simulated nulls for ``d1, d2 >= 5`` (up to 8% for ``d`` of 1 or 2; SVCCA's least
+    accurate when its kept count sits at a boundary). For real activations it is the
     floor of data with the same shape and no structure; :func:`permutation_null` gives the
     floor for the data's own spectra.
     """
