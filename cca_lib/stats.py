@@ -56,11 +56,14 @@ to centering), the squared canonical correlations follow, as ``n`` grows with ``
 :math:`\sqrt{(\lambda_+ - \lambda)(\lambda - \lambda_-)} / (2\pi c_1 \lambda (1 - \lambda))`
 on :math:`[\lambda_-, \lambda_+]`, :math:`c_1 = p/m`, :math:`c_2 = q/m`,
 :math:`\lambda_\pm = (\sqrt{c_2(1-c_1)} \pm \sqrt{c_1(1-c_2)})^2`. The expected mean CCA is the
-mean of :math:`\sqrt\lambda` under it. PWCCA has the same expectation whenever one input has
-rotation-invariant rows (e.g. Gaussian): its weights then depend on the canonical directions
-only through a Haar-random rotation independent of the correlations. SVCCA is mean CCA on the
-directions it keeps, counted here for isotropic data from the Marchenko-Pastur quantiles of
-the eigenvalues. Linear CKA's expectation follows from the Wishart moments
+mean of :math:`\sqrt\lambda` under it (this needs only one input to be Gaussian with independent
+rows, any covariance: its distribution is then invariant under rotations of the sample space,
+and so is its column space). PWCCA has the same expectation: with ``y`` rotation invariant in
+that sense, ``x``'s canonical variates are a Haar-random rotation within ``x``'s column space,
+independent of the correlations, so the weights are exchangeable and independent of the
+``rho`` they weight. SVCCA is mean CCA on the directions it keeps, counted here for isotropic
+data from the Marchenko-Pastur quantiles of the eigenvalues. Linear CKA's expectation follows
+from the Wishart moments
 :math:`E\,\mathrm{tr}(W^2) = m(m+1)d + m d^2` and :math:`E\|x^\top y\|_F^2 = m d_1 d_2`:
 :math:`\sqrt{d_1 d_2 / ((n + d_1)(n + d_2))}` for isotropic data (for anisotropic data,
 replace each ``d`` by the participation ratio :math:`(\mathrm{tr}\Sigma)^2/\mathrm{tr}\Sigma^2`).

@@ -341,6 +341,20 @@ def test_expected_null_matches_simulated_gaussian_nulls(n, d1, d2):
         assert expected[name] == pytest.approx(np.mean(sims[name]), rel=0.03), name
 
 
+def test_expected_null_needs_only_one_gaussian_input():
+    """mean CCA and PWCCA of a skewed, anisotropic x against independent Gaussian y: the same
+    closed form (y's law is invariant under rotations of the sample space)."""
+    rng = np.random.default_rng(30)
+    x = rng.exponential(size=(400, 15)) ** 2 * np.geomspace(0.1, 10, 15)
+    got = {"mean CCA": [], "PWCCA": []}
+    for rep in range(6):
+        y = rng.standard_normal((400, 25)) @ rng.standard_normal((25, 25))
+        for name in got:
+            got[name].append(stats.permutation_null(x, y, name, n_perm=20, seed=rep).floor)
+    for name, vals in got.items():
+        assert np.mean(vals) == pytest.approx(stats.expected_null(400, 15, 25), rel=0.03), name
+
+
 def test_expected_null_known_values():
     # E[rho^2] = q/m exactly, so q/m = E[rho^2] < E[rho] < sqrt(E[rho^2]) (Jensen)
     val = stats.expected_null(1001, 50, 50)
