@@ -543,6 +543,8 @@ def bootstrap_pairs(dist: Any, statistic: Callable | None = None, *, n_boot: int
     codes = None if strata is None else _codes(strata, m, "strata")[0]
     estimate = _scalar(statistic(_resampled_matrix(dist, np.arange(m)), np.arange(m)),
                        "statistic")
+    if not np.isfinite(estimate):
+        raise ValueError(f"statistic is {estimate} on dist itself; it must be finite there")
     members = None if codes is None else [np.flatnonzero(codes == g)
                                           for g in range(codes.max() + 1)]
     rng = np.random.default_rng(seed)
@@ -553,9 +555,9 @@ def bootstrap_pairs(dist: Any, statistic: Callable | None = None, *, n_boot: int
         else:  # each stratum's nodes drawn from that stratum
             draws = np.concatenate([g[rng.integers(0, g.size, size=(size, g.size))]
                                     for g in members], axis=1)
-        for r, i in enumerate(draws):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of an empty pair set
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of an empty pair set
+            for r, i in enumerate(draws):
                 reps[start + r] = _scalar(statistic(_resampled_matrix(dist, i), i), "statistic")
     return _kept_interval(estimate, reps, level, n_boot)
 

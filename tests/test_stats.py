@@ -425,6 +425,8 @@ def test_bad_inputs_name_the_argument():
             [1.0, 2], [0, 1], seed=0, alternative="two_sided")),
         (ValueError, "n_perm must be >= 1", lambda: stats.permutation_test([1.0, 2], [0, 1],
                                                                           n_perm=0, seed=0)),
+        (ValueError, "statistic is nan on dist itself", lambda: stats.bootstrap_pairs(
+            d, lambda m, i: float("nan"), seed=0)),
         (ValueError, "dist must be a square", lambda: stats.bootstrap_pairs(np.ones((3, 4)),
                                                                            seed=0)),
         (ValueError, "dist must be symmetric", lambda: stats.group_distance_test(
