@@ -79,12 +79,14 @@ _NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
 OutputSelector = None | int | Callable[[Any], torch.Tensor]
 
 _FAST_PATH_HINT = (
-    "Some modules take a fused fast path that skips their submodules: e.g. "
-    "nn.TransformerEncoderLayer in eval mode without gradients (as capture runs) calls one fused "
-    "kernel, so its self_attn, linear1, norm1, ... never run. Capture the enclosing module "
-    "instead (e.g. 'layers.0' of an nn.TransformerEncoder), or turn the fast path off while "
-    "capturing: torch.backends.mha.set_fastpath_enabled(False). A module that the forward pass "
-    "does not use at all never fires either.")
+    "Some modules use a submodule's weights without calling it, or take a fused fast path that "
+    "skips their submodules: nn.MultiheadAttention never calls its out_proj; "
+    "nn.TransformerEncoderLayer in eval mode without gradients (as capture runs) can run one "
+    "fused kernel instead of its self_attn, linear1, norm1, ... (recent torch versions skip the "
+    "fast path when hooks are attached, older ones do not). Capture the enclosing module instead "
+    "(e.g. 'layers.0.self_attn' or 'layers.0' of an nn.TransformerEncoder), or turn the fast "
+    "path off while capturing: torch.backends.mha.set_fastpath_enabled(False). A module that the "
+    "forward pass does not use at all never fires either.")
 
 
 def _layers(model: nn.Module, layers: Sequence[str] | str | None) -> tuple[str, ...]:
@@ -346,8 +348,10 @@ def capture(model: nn.Module, inputs: Any, layers: Sequence[str] | str | None = 
     The model runs under ``torch.no_grad()`` with every submodule in eval mode; each
     submodule's training flag is restored afterwards. The hooks are removed afterwards, also on
     error. Raises ``ValueError`` when a requested module's hook never fires during a forward
-    pass (a fused fast path, e.g. ``nn.TransformerEncoderLayer``'s in eval mode without
-    gradients, skips its submodules: capture the enclosing layer, or call
+    pass (an unused module; a submodule whose weights its parent uses directly, such as
+    ``nn.MultiheadAttention``'s ``out_proj``; or a fused fast path, e.g.
+    ``nn.TransformerEncoderLayer``'s in eval mode without gradients, which skips its
+    submodules: capture the enclosing module, or call
     ``torch.backends.mha.set_fastpath_enabled(False)`` first), when one fires twice in one pass
     (a shared module), or when an output does not have the batch on its first axis.
     """
