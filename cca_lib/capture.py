@@ -33,7 +33,9 @@ For the project's models:
 * CNN (:class:`cca_lib.models.ConvNet`), probe images float32 ``(N, C, H, W)`` (a tensor or an
   :class:`~cca_lib.data.ImageDataset`): conv layers as above; ``logits`` ``(N, num_classes)``.
 * LSTM LM (:class:`cca_lib.models.LSTMLM`), probe token ids int64 ``(n_seq, T)``, each sequence
-  from a zero state: each layer's hidden states ``(n_seq, T, hidden)``.
+  from a zero state: each layer's hidden states ``(n_seq, T, hidden)``. The LM runs its
+  ``forward_layers`` (everything but the vocabulary-sized decoder, which would dominate the
+  cost) unless ``logits`` is requested; the hooks read the layers either way.
 * :func:`capture_windows` unrolls an LM over a long text in windows (e.g. 20 steps) and returns
   ``(n_windows, window, hidden)``; ``at_timestep(acts, j)`` is then the paper's ``O_j`` (the
   outputs at positions ``j mod window``, one row per window).
@@ -301,6 +303,16 @@ class _Recorder:
         return out
 
 
+def _runner(model: nn.Module, names: tuple[str, ...]) -> Callable[..., Any]:
+    """What one forward pass calls. An :class:`LSTMLM` runs ``forward_layers`` (its hidden
+    states and final state, without the vocabulary-sized decoder, which dominates its cost)
+    unless the decoder or the model itself is requested; the hooks record either way."""
+    if isinstance(model, LSTMLM) and not any(n == "" or n.split(".")[0] == "logits"
+                                             for n in names):
+        return model.forward_layers
+    return model
+
+
 def _model_device(model: nn.Module) -> torch.device:
     for t in (*model.parameters(), *model.buffers()):
         return t.device
@@ -358,9 +370,10 @@ def capture(model: nn.Module, inputs: Any, layers: Sequence[str] | str | None = 
     names = _layers(model, layers)
     batches = _batches(model, inputs, batch_size)
     dev = _model_device(model) if device is None else torch.device(device)
+    forward = _runner(model, names)
     with _Recorder(model, names, mode, output) as rec, _EvalMode(model), torch.no_grad():
         for xb in batches:
-            rec.run(xb.shape[0], lambda xb=xb: model(xb.to(dev)))
+            rec.run(xb.shape[0], lambda xb=xb: forward(xb.to(dev)))
         if not rec.passes:
             raise ValueError("inputs hold no batches")
         return rec.arrays()
@@ -426,9 +439,10 @@ def capture_windows(model: LSTMLM, ids: torch.Tensor, *, window: int = 20,
     per = n_windows // n_streams
     grid = wins.view(n_streams, per, window).to(dev)  # stream s holds windows s*per ...
     state = None
+    forward = _runner(model, names)
     with _Recorder(model, names, "mean", None) as rec, _EvalMode(model), torch.no_grad():
         for k in range(per):
-            _, state = rec.run(n_streams, lambda k=k, state=state: model(grid[:, k], state))
+            _, state = rec.run(n_streams, lambda k=k, state=state: forward(grid[:, k], state))
         acts = rec.arrays()  # (per * n_streams, window, hidden), window k of every stream first
     return {name: np.ascontiguousarray(
                 a.reshape(per, n_streams, window, -1).transpose(1, 0, 2, 3)

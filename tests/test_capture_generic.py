@@ -458,8 +458,14 @@ def test_project_models_go_through_the_hooks(monkeypatch):
     def no(*a, **k):
         raise AssertionError("capture must not call forward_layers")
 
+    real = models.LSTMLM.forward_layers
+
+    def hidden_only(self, ids, state=None):  # the LM runs it, but capture reads the hooks
+        layers, new_state = real(self, ids, state)
+        return {k: torch.full_like(v, np.nan) for k, v in layers.items()}, new_state
+
     monkeypatch.setattr(models.ConvNet, "forward_layers", no)
-    monkeypatch.setattr(models.LSTMLM, "forward_layers", no)
+    monkeypatch.setattr(models.LSTMLM, "forward_layers", hidden_only)
     # the same batches as the reference (a batch's size can change the last bits)
     means = cap.capture(net, x)
     pos = cap.capture(net, x, ["conv2"], mode="positions")
@@ -470,6 +476,10 @@ def test_project_models_go_through_the_hooks(monkeypatch):
     lm_acts = cap.capture(lm, ids)
     for name, a in ref_lm.items():
         assert np.array_equal(lm_acts[name], a.numpy()), name
+    # the decoder, when asked for, runs the whole model (the same hidden states)
+    with_logits = cap.capture(lm, ids, ["lstm2", "logits"])
+    assert with_logits["logits"].shape == (5, 7, 20)
+    assert np.array_equal(with_logits["lstm2"], lm_acts["lstm2"])
     # any named module of the project's models, too
     inner = cap.capture(net, x, "conv1.1", mode="raw")["conv1.1"]  # BatchNorm, before ReLU
     assert inner.shape == (12, 4, 8, 8) and (inner < 0).any()
