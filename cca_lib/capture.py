@@ -61,7 +61,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    SubsetRandomSampler,
+    WeightedRandomSampler,
+)
 
 from cca_lib import cache as _cache
 from cca_lib import data as _data
@@ -71,6 +77,7 @@ __all__ = ["at_timestep", "capture", "capture_run", "capture_windows", "flatten_
            "input_index", "samples_per_input", "tensor_digest"]
 
 _MODES = ("mean", "positions", "flatten", "raw")
+_SHUFFLING = (RandomSampler, SubsetRandomSampler, WeightedRandomSampler)
 _DEFAULT_BATCH = 500
 ACTIVATIONS_KIND = "activations"
 #: What reading a broken ``acts.npz`` raises (``np.load`` and the lazy reads of its members).
@@ -163,8 +170,10 @@ def _batches(model: nn.Module, inputs: Any, batch_size: int | None) -> Iterator[
         if batch_size is not None:
             raise ValueError("batch_size applies to a tensor or a Dataset; a DataLoader brings "
                              "its own batches")
-        if isinstance(inputs.sampler, RandomSampler):
-            raise ValueError("the DataLoader shuffles (shuffle=True): its rows come in a new "
+        if isinstance(inputs.sampler, _SHUFFLING) or isinstance(
+                getattr(inputs.batch_sampler, "sampler", None), _SHUFFLING):
+            raise ValueError("the DataLoader samples at random (shuffle=True or a random "
+                             "sampler): its rows come in a new "
                              "order on every pass, so two captures would not hold the same "
                              "inputs in the same rows; use shuffle=False")
         return (_batch_input(b) for b in inputs)
@@ -313,10 +322,19 @@ def _runner(model: nn.Module, names: tuple[str, ...]) -> Callable[..., Any]:
     return model
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for t in (*model.parameters(), *model.buffers()):
-        return t.device
-    return torch.device("cpu")
+def _model_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
+    """``device``, or by default the device of the model's parameters and buffers (CPU if it
+    has none); a model held wholly on another device than ``device`` raises."""
+    held = {t.device for t in (*model.parameters(), *model.buffers())}
+    if device is None:
+        return next(iter(held)) if held else torch.device("cpu")
+    dev = torch.device(device)
+    if len(held) == 1:
+        (on,) = held
+        if on.type != dev.type or (None not in (on.index, dev.index) and on.index != dev.index):
+            raise ValueError(f"device={str(dev)!r} but the model is on {str(on)!r}: batches go "
+                             "to device, the model is not moved (move it with model.to(...))")
+    return dev
 
 
 class _EvalMode:
@@ -369,7 +387,7 @@ def capture(model: nn.Module, inputs: Any, layers: Sequence[str] | str | None = 
     """
     names = _layers(model, layers)
     batches = _batches(model, inputs, batch_size)
-    dev = _model_device(model) if device is None else torch.device(device)
+    dev = _model_device(model, device)
     forward = _runner(model, names)
     with _Recorder(model, names, mode, output) as rec, _EvalMode(model), torch.no_grad():
         for xb in batches:
@@ -430,7 +448,7 @@ def capture_windows(model: LSTMLM, ids: torch.Tensor, *, window: int = 20,
         n_windows = fit - fit % n_streams if carry_state and fit >= n_streams else fit
     wins = _data.windows(ids, window, n_windows, start=start)  # (n_windows, window)
     names = _layers(model, layers)
-    dev = _model_device(model) if device is None else torch.device(device)
+    dev = _model_device(model, device)
     if not carry_state:
         return capture(model, wins, names, batch_size=512, device=dev)
     if n_windows % n_streams:

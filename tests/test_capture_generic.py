@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset, WeightedRandomSampler
 
 from cca_lib import capture as cap
 from cca_lib import models
@@ -381,8 +381,11 @@ def test_dataset_and_dataloader_inputs():
         got = cap.capture(net, inputs, ["1", "3"], mode="positions", **kw)
         for name in ref:
             np.testing.assert_allclose(got[name], ref[name], atol=1e-6, err_msg=str(inputs))
-    with pytest.raises(ValueError, match="shuffle"):
+    with pytest.raises(ValueError, match="shuffle=True"):
         cap.capture(net, DataLoader(pairs, batch_size=7, shuffle=True), "1")
+    weighted = WeightedRandomSampler(torch.ones(23), 23, generator=torch.Generator())
+    with pytest.raises(ValueError, match="at random"):
+        cap.capture(net, DataLoader(pairs, batch_size=7, sampler=weighted), "1")
     with pytest.raises(ValueError, match="brings its own batches"):
         cap.capture(net, DataLoader(pairs, batch_size=7), "1", batch_size=7)
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
@@ -411,6 +414,8 @@ def test_device_and_samples_per_input():
     net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1))
     x = torch.randn(6, 2, 4, 5)
     pos = cap.capture(net, x, "0", mode="positions", device="cpu")["0"]
+    with pytest.raises(ValueError, match="the model is not moved"):
+        cap.capture(net, x, "0", device="meta")
     assert cap.samples_per_input(pos, 6) == 20
     assert cap.samples_per_input({"0": pos, "m": pos[:6]}, 6) == {"0": 20, "m": 1}
     idx = cap.input_index(pos, 6)
