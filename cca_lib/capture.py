@@ -1,15 +1,41 @@
-"""Record named layers' activations on a fixed probe set.
+"""Record named layers' activations of any ``torch.nn.Module`` on a fixed set of inputs.
 
-All results are ``dict[layer_name, np.ndarray]`` of float32, samples first:
+:func:`capture` reads each requested layer with a forward hook on the module of that name
+(``layers`` are names from ``model.named_modules()``, e.g. ``"layer1.0.conv2"``), runs the model
+over the inputs in batches and returns ``dict[layer_name, np.ndarray]`` of float32, samples
+first. The project's :class:`~cca_lib.models.ConvNet` and :class:`~cca_lib.models.LSTMLM` go
+through the same hooks; for them ``layers`` defaults to their ``layer_names``, for any other
+model it is required. The hooks are always removed afterwards (also when the forward pass
+raises); a requested module whose hook never fired raises (see :func:`capture`); a hook records
+a copy, so a later in-place op (``ReLU(inplace=True)``) cannot change what was recorded.
 
-* CNN (:class:`cca_lib.models.ConvNet`), probe images float32 ``(N, C, H, W)``:
-  ``mode="mean"`` (default, the paper's choice): conv layers ``(N, channels)``, each channel
-  averaged over space; ``mode="positions"``: conv layers ``(N * H_i * W_i, channels)``, one row
-  per (image, y, x), image-major. ``logits`` is always ``(N, num_classes)``.
-* LSTM LM (:class:`cca_lib.models.LSTMLM`), probe token ids int64 ``(n_seq, T)``: each layer's
-  hidden states ``(n_seq, T, hidden)``. Take every (sequence, timestep) as a sample with
-  :func:`flatten_timesteps` -> ``(n_seq * T, hidden)``, or one timestep with
-  :func:`at_timestep` -> ``(n_seq, hidden)``.
+Each layer's output (the first element of a tuple output such as ``nn.LSTM``'s, unless
+``output=`` says otherwise) must have the batch on its first axis. By its number of axes:
+
+* ``(N, C, H, W)`` (conv layers), by ``mode``: ``"mean"`` (default, the paper's choice): each
+  channel averaged over space, ``(N, C)``; ``"positions"``: one row per (image, y, x),
+  image-major, ``(N * H * W, C)``; ``"flatten"``: every (channel, y, x) a feature,
+  ``(N, C * H * W)`` (channel-major, as ``reshape``); ``"raw"``: kept ``(N, C, H, W)`` (for
+  :func:`cca_lib.fourier.fourier_cca`).
+* ``(N, T, H)`` (a sequence, batch first): kept as is in every mode. Take every (sequence,
+  timestep) as a sample with :func:`flatten_timesteps` -> ``(N * T, H)``, or one timestep with
+  :func:`at_timestep` -> ``(N, H)``.
+* ``(N, F)``: kept as is in every mode.
+
+**Rows are not always independent samples.** In ``"positions"`` mode (and after
+:func:`flatten_timesteps`) the rows from one input (image or sequence) are contiguous and
+correlated; anything that counts or resamples samples (sample-size rules, floors, bootstrap,
+permutation nulls) should count and resample *inputs*. :func:`samples_per_input` gives the rows
+per input and :func:`input_index` the input each row came from.
+
+For the project's models:
+
+* CNN (:class:`cca_lib.models.ConvNet`), probe images float32 ``(N, C, H, W)`` (a tensor or an
+  :class:`~cca_lib.data.ImageDataset`): conv layers as above; ``logits`` ``(N, num_classes)``.
+* LSTM LM (:class:`cca_lib.models.LSTMLM`), probe token ids int64 ``(n_seq, T)``, each sequence
+  from a zero state: each layer's hidden states ``(n_seq, T, hidden)``. The LM runs its
+  ``forward_layers`` (everything but the vocabulary-sized decoder, which would dominate the
+  cost) unless ``logits`` is requested; the hooks read the layers either way.
 * :func:`capture_windows` unrolls an LM over a long text in windows (e.g. 20 steps) and returns
   ``(n_windows, window, hidden)``; ``at_timestep(acts, j)`` is then the paper's ``O_j`` (the
   outputs at positions ``j mod window``, one row per window).
@@ -25,38 +51,85 @@ warning) and captured again.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    SubsetRandomSampler,
+    WeightedRandomSampler,
+)
 
 from cca_lib import cache as _cache
 from cca_lib import data as _data
 from cca_lib.models import LSTMLM, ConvNet
 
 __all__ = ["at_timestep", "capture", "capture_run", "capture_windows", "flatten_timesteps",
-           "tensor_digest"]
+           "input_index", "samples_per_input", "tensor_digest"]
 
-_MODES = ("mean", "positions")
+_MODES = ("mean", "positions", "flatten", "raw")
+_SHUFFLING = (RandomSampler, SubsetRandomSampler, WeightedRandomSampler)
+_DEFAULT_BATCH = 500
 ACTIVATIONS_KIND = "activations"
 #: What reading a broken ``acts.npz`` raises (``np.load`` and the lazy reads of its members).
 _NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
 
+#: How to pick the tensor out of a module's output: None (the output itself, or the first
+#: element of a tuple/list), an index into a tuple/list output, or a callable.
+OutputSelector = None | int | Callable[[Any], torch.Tensor]
+
+_FAST_PATH_HINT = (
+    "Some modules use a submodule's weights without calling it, or take a fused fast path that "
+    "skips their submodules: nn.MultiheadAttention never calls its out_proj; "
+    "nn.TransformerEncoderLayer in eval mode without gradients (as capture runs) can run one "
+    "fused kernel instead of its self_attn, linear1, norm1, ... (recent torch versions skip the "
+    "fast path when hooks are attached, older ones do not). Capture the enclosing module instead "
+    "(e.g. 'layers.0.self_attn' or 'layers.0' of an nn.TransformerEncoder), or turn the fast "
+    "path off while capturing: torch.backends.mha.set_fastpath_enabled(False). A module that the "
+    "forward pass does not use at all never fires either.")
+
 
 def _layers(model: nn.Module, layers: Sequence[str] | str | None) -> tuple[str, ...]:
-    names = model.layer_names  # type: ignore[attr-defined]
+    """The requested module names, validated against ``model.named_modules()``."""
     if layers is None:
+        names = getattr(model, "layer_names", None)
+        if names is None:
+            some = [n for n, _ in model.named_modules() if n][:12]
+            raise ValueError(f"layers is required for a {type(model).__name__} (it defines no "
+                             f"layer_names): pass names from model.named_modules(), e.g. {some}")
         return tuple(names)
     if isinstance(layers, str):
         layers = (layers,)
-    bad = [name for name in layers if name not in names]
+    layers = tuple(layers)
+    if not layers:
+        raise ValueError("layers must name at least one module")
+    if not all(isinstance(name, str) for name in layers):
+        raise TypeError(f"layers must be module names (str), got {layers!r}")
+    dup = sorted({name for name in layers if layers.count(name) > 1})
+    if dup:
+        raise ValueError(f"layers {dup} are requested more than once")
+    known = [name for name, _ in model.named_modules()]
+    bad = [name for name in layers if name not in known]
     if bad:
-        raise ValueError(f"layers {bad} not in the model's layers {names}")
-    return tuple(layers)
+        hints = []
+        for name in bad:
+            close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
+            hints.append(f"{name!r}: did you mean {close}?" if close
+                         else f"{name!r}: no close match")
+        shown = known if len(known) <= 30 else known[:30] + [f"... ({len(known) - 30} more)"]
+        raise ValueError(f"layers {bad} not in the model's layers (names from "
+                         f"model.named_modules()); {'; '.join(hints)} Modules of "
+                         f"{type(model).__name__}: {shown}")
+    return layers
 
 
 def _as_images(inputs: torch.Tensor | _data.ImageDataset) -> torch.Tensor:
@@ -75,72 +148,281 @@ def _as_ids(inputs: torch.Tensor) -> torch.Tensor:
     return x
 
 
-@torch.no_grad()
-def _capture_cnn(model: ConvNet, x: torch.Tensor, layers: tuple[str, ...], mode: str,
-                 batch_size: int, device: torch.device) -> dict[str, np.ndarray]:
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in layers}
-    for i in range(0, x.shape[0], batch_size):
-        outs = model.forward_layers(x[i:i + batch_size].to(device))
-        for name in layers:
-            a = outs[name].float()
-            if a.ndim == 4:
-                if mode == "mean":
-                    a = a.mean(dim=(2, 3))
-                else:
-                    a = a.permute(0, 2, 3, 1).reshape(-1, a.shape[1])
-            parts[name].append(a.cpu().numpy())
-    return {name: np.ascontiguousarray(np.concatenate(p), dtype=np.float32)
-            for name, p in parts.items()}
+def _batch_input(batch: Any) -> torch.Tensor:
+    """The model input of one batch: a tensor, or the first element of ``(input, target)``."""
+    if isinstance(batch, list | tuple) and batch:
+        batch = batch[0]
+    if not isinstance(batch, torch.Tensor):
+        raise TypeError(f"each batch must be a tensor or an (input, target, ...) tuple whose "
+                        f"first element is a tensor, got {type(batch).__name__}")
+    if batch.ndim < 1 or batch.shape[0] < 1:
+        raise ValueError(f"a batch must hold at least one input on its first axis, got shape "
+                         f"{tuple(batch.shape)}")
+    return batch
 
 
-@torch.no_grad()
-def _capture_lm(model: LSTMLM, ids: torch.Tensor, layers: tuple[str, ...], batch_size: int,
-                device: torch.device) -> dict[str, np.ndarray]:
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in layers}
-    for i in range(0, ids.shape[0], batch_size):
-        outs, _ = model.forward_layers(ids[i:i + batch_size].to(device))
-        for name in layers:
-            parts[name].append(outs[name].float().cpu().numpy())
-    return {name: np.ascontiguousarray(np.concatenate(p), dtype=np.float32)
-            for name, p in parts.items()}
-
-
-def capture(model: nn.Module, inputs: torch.Tensor | _data.ImageDataset,
-            layers: Sequence[str] | str | None = None, *, mode: str = "mean",
-            batch_size: int = 500, device: str | torch.device = "cpu"
-            ) -> dict[str, np.ndarray]:
-    """Activations of ``layers`` (default: all named layers) of ``model`` on ``inputs``.
-
-    ``model``: a :class:`ConvNet` with float images ``(N, C, H, W)`` (or an ImageDataset), or an
-    :class:`LSTMLM` with int64 token ids ``(n_seq, T)`` (each sequence from a zero state).
-    Returns float32 arrays: see the module doc for shapes. The model is run in eval mode (its
-    training flag is restored afterwards).
-    """
-    if mode not in _MODES:
-        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
+def _batches(model: nn.Module, inputs: Any, batch_size: int | None) -> Iterator[torch.Tensor]:
+    """Model inputs batch by batch, in the inputs' order."""
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    device = torch.device(device)
-    names = _layers(model, layers)
-    was = model.training
-    model.eval()
-    try:
+    if isinstance(inputs, DataLoader):
+        if batch_size is not None:
+            raise ValueError("batch_size applies to a tensor or a Dataset; a DataLoader brings "
+                             "its own batches")
+        if isinstance(inputs.sampler, _SHUFFLING) or isinstance(
+                getattr(inputs.batch_sampler, "sampler", None), _SHUFFLING):
+            raise ValueError("the DataLoader samples at random (shuffle=True or a random "
+                             "sampler): its rows come in a new "
+                             "order on every pass, so two captures would not hold the same "
+                             "inputs in the same rows; use shuffle=False")
+        return (_batch_input(b) for b in inputs)
+    size = _DEFAULT_BATCH if batch_size is None else batch_size
+    if isinstance(inputs, _data.ImageDataset | torch.Tensor | np.ndarray):
         if isinstance(model, ConvNet):
-            return _capture_cnn(model, _as_images(inputs), names, mode, batch_size, device)
-        if isinstance(model, LSTMLM):
-            if mode != "mean":
-                raise ValueError("mode applies to CNNs only; an LSTM gives (n_seq, T, hidden)")
-            return _capture_lm(model, _as_ids(inputs), names, batch_size, device)
-        raise TypeError(f"model must be a ConvNet or an LSTMLM, got {type(model).__name__}")
-    finally:
-        model.train(was)
+            x = _as_images(inputs)
+        elif isinstance(model, LSTMLM):
+            x = _as_ids(inputs)
+        else:
+            x = inputs.images if isinstance(inputs, _data.ImageDataset) else \
+                torch.as_tensor(inputs)
+            if x.ndim < 1 or x.shape[0] < 1:
+                raise ValueError(f"inputs must hold at least one input on their first axis, "
+                                 f"got shape {tuple(x.shape)}")
+        return (x[i:i + size] for i in range(0, x.shape[0], size))
+    if isinstance(inputs, Dataset):
+        return (_batch_input(b) for b in DataLoader(inputs, batch_size=size, shuffle=False))
+    raise TypeError(f"inputs must be a tensor, a torch Dataset or a DataLoader, got "
+                    f"{type(inputs).__name__}")
 
 
-@torch.no_grad()
+def _select(output: Any, selector: OutputSelector, name: str) -> torch.Tensor:
+    if callable(selector):
+        out = selector(output)
+    elif selector is None:
+        out = output[0] if isinstance(output, list | tuple) and output else output
+    elif isinstance(selector, int) and not isinstance(selector, bool):
+        if not isinstance(output, list | tuple):
+            raise TypeError(f"output={selector} indexes a tuple output, but layer {name!r} "
+                            f"returns a {type(output).__name__}")
+        out = output[selector]
+    else:
+        raise TypeError(f"output must be None, an int or a callable, got {selector!r}")
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"layer {name!r} gives a {type(out).__name__}, not a tensor; pass "
+                        "output= (an index into a tuple output, or a callable) to pick one")
+    return out
+
+
+def _reduce(a: torch.Tensor, mode: str, name: str) -> torch.Tensor:
+    """One batch of a layer's output in the returned layout (see the module doc)."""
+    a = a.detach().float()
+    if a.ndim == 4:
+        if mode == "mean":
+            a = a.mean(dim=(2, 3))
+        elif mode == "positions":
+            a = a.permute(0, 2, 3, 1).reshape(-1, a.shape[1])
+        elif mode == "flatten":
+            a = a.reshape(a.shape[0], -1)
+    elif a.ndim not in (2, 3):
+        raise ValueError(f"layer {name!r} gives shape {tuple(a.shape)}: capture takes (N, F), "
+                         "(N, T, H) or (N, C, H, W) outputs; pass output= (a callable) to "
+                         "reshape it")
+    return a.to(device="cpu", dtype=torch.float32, copy=True)  # a copy, never a view
+
+
+class _Recorder:
+    """Forward hooks on the named modules, each recording its module's output once per pass."""
+
+    def __init__(self, model: nn.Module, names: tuple[str, ...], mode: str,
+                 output: OutputSelector | Mapping[str, OutputSelector]) -> None:
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        if isinstance(output, Mapping):
+            extra = sorted(set(output) - set(names))
+            if extra:
+                raise ValueError(f"output names layers {extra} that are not captured")
+            self.selectors = {name: output.get(name) for name in names}
+        else:
+            self.selectors = {name: output for name in names}
+        self.model, self.names, self.mode = model, names, mode
+        self.modules = dict(model.named_modules())
+        self.parts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+        self.handles: list[Any] = []
+        self.n_batch = 0
+        self.passes = 0
+        self.fired: dict[str, int] = {}
+
+    def __enter__(self) -> _Recorder:
+        try:
+            for name in self.names:
+                self.handles.append(self.modules[name].register_forward_hook(self._hook(name)))
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+    def _hook(self, name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            if self.fired[name]:
+                raise ValueError(f"layer {name!r} ran more than once in one forward pass (a "
+                                 "module used twice, e.g. a shared ReLU): its output is "
+                                 "ambiguous; capture a module that runs once")
+            a = _select(output, self.selectors[name], name)
+            if a.ndim < 1 or a.shape[0] != self.n_batch:
+                raise ValueError(
+                    f"layer {name!r} gives shape {tuple(a.shape)} for a batch of "
+                    f"{self.n_batch} inputs: the batch must be its first axis (modules with "
+                    "batch_first=False, such as nn.LSTM or nn.TransformerEncoderLayer by "
+                    "default, put time first: build them with batch_first=True or pass "
+                    "output=lambda o: o[0].transpose(0, 1))")
+            self.parts[name].append(_reduce(a, self.mode, name))
+            self.fired[name] += 1
+        return hook
+
+    def run(self, n_batch: int, forward: Callable[[], Any]) -> Any:
+        """Run one forward pass over ``n_batch`` inputs; every hook must fire exactly once."""
+        self.n_batch = n_batch
+        self.fired = dict.fromkeys(self.names, 0)
+        result = forward()
+        missing = [name for name in self.names if not self.fired[name]]
+        if missing:
+            raise ValueError(f"layers {missing} produced no output: their forward hooks never "
+                             f"fired during model(inputs). {_FAST_PATH_HINT}")
+        self.passes += 1
+        return result
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {}
+        for name, parts in self.parts.items():
+            shapes = {tuple(p.shape[1:]) for p in parts}
+            if len(shapes) > 1:
+                raise ValueError(f"layer {name!r} gives per-input shapes {sorted(shapes)} in "
+                                 "different batches: every input must give the same shape")
+            out[name] = np.ascontiguousarray(np.concatenate([p.numpy() for p in parts]),
+                                             dtype=np.float32)
+        return out
+
+
+def _runner(model: nn.Module, names: tuple[str, ...]) -> Callable[..., Any]:
+    """What one forward pass calls. An :class:`LSTMLM` runs ``forward_layers`` (its hidden
+    states and final state, without the vocabulary-sized decoder, which dominates its cost)
+    unless the decoder or the model itself is requested; the hooks record either way."""
+    if isinstance(model, LSTMLM) and not any(n == "" or n.split(".")[0] == "logits"
+                                             for n in names):
+        return model.forward_layers
+    return model
+
+
+def _model_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
+    """``device``, or by default the device of the model's parameters and buffers (CPU if it
+    has none); a model held wholly on another device than ``device`` raises."""
+    held = {t.device for t in (*model.parameters(), *model.buffers())}
+    if device is None:
+        return next(iter(held)) if held else torch.device("cpu")
+    dev = torch.device(device)
+    if len(held) == 1:
+        (on,) = held
+        if on.type != dev.type or (None not in (on.index, dev.index) and on.index != dev.index):
+            raise ValueError(f"device={str(dev)!r} but the model is on {str(on)!r}: batches go "
+                             "to device, the model is not moved (move it with model.to(...))")
+    return dev
+
+
+class _EvalMode:
+    """Every submodule in eval mode inside; each one's own training flag restored after."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.flags = [(m, m.training) for m in model.modules()]
+        self.model = model
+
+    def __enter__(self) -> None:
+        self.model.eval()
+
+    def __exit__(self, *exc: object) -> None:
+        for m, flag in self.flags:
+            m.training = flag
+
+
+def capture(model: nn.Module, inputs: Any, layers: Sequence[str] | str | None = None, *,
+            mode: str = "mean", batch_size: int | None = None,
+            device: str | torch.device | None = None,
+            output: OutputSelector | Mapping[str, OutputSelector] = None
+            ) -> dict[str, np.ndarray]:
+    """Activations of the modules ``layers`` of ``model`` on ``inputs``: float32 arrays, samples
+    first, in the inputs' order (see the module doc for the shapes by ``mode``).
+
+    ``layers``: names from ``model.named_modules()`` (a str or a sequence); required unless the
+    model defines ``layer_names`` (the project's :class:`ConvNet` and :class:`LSTMLM`: all of
+    them). An unknown name raises ``ValueError`` listing close matches.
+    ``inputs``: a tensor (or array) with the inputs on its first axis, run in batches of
+    ``batch_size`` (default 500); a :class:`torch.utils.data.Dataset` (batched with
+    ``batch_size`` by a non-shuffling DataLoader); or a :class:`~torch.utils.data.DataLoader`,
+    taken as it batches (``batch_size`` must then be None; a shuffling one raises). A batch is a
+    tensor or an ``(input, target, ...)`` tuple whose first element goes to ``model(input)``.
+    A :class:`ConvNet` takes float images ``(N, C, H, W)`` (or an ImageDataset), an
+    :class:`LSTMLM` int64 token ids ``(n_seq, T)``.
+    ``device``: where batches are sent (default: the device of the model's parameters); the
+    model is not moved. ``output``: which tensor of a module's output to record: None (the
+    output, or the first element of a tuple such as ``nn.LSTM``'s ``(output, (h, c))``), an
+    int index into a tuple output, a callable ``output -> tensor``, or a dict of these by layer.
+
+    The model runs under ``torch.no_grad()`` with every submodule in eval mode; each
+    submodule's training flag is restored afterwards. The hooks are removed afterwards, also on
+    error. Raises ``ValueError`` when a requested module's hook never fires during a forward
+    pass (an unused module; a submodule whose weights its parent uses directly, such as
+    ``nn.MultiheadAttention``'s ``out_proj``; or a fused fast path, e.g.
+    ``nn.TransformerEncoderLayer``'s in eval mode without gradients, which skips its
+    submodules: capture the enclosing module, or call
+    ``torch.backends.mha.set_fastpath_enabled(False)`` first), when one fires twice in one pass
+    (a shared module), or when an output does not have the batch on its first axis.
+    """
+    names = _layers(model, layers)
+    batches = _batches(model, inputs, batch_size)
+    dev = _model_device(model, device)
+    forward = _runner(model, names)
+    with _Recorder(model, names, mode, output) as rec, _EvalMode(model), torch.no_grad():
+        for xb in batches:
+            rec.run(xb.shape[0], lambda xb=xb: forward(xb.to(dev)))
+        if not rec.passes:
+            raise ValueError("inputs hold no batches")
+        return rec.arrays()
+
+
+def samples_per_input(acts: np.ndarray | Mapping[str, np.ndarray], n_inputs: int
+                      ) -> int | dict[str, int]:
+    """Rows per input of captured activations (``H * W`` in ``"positions"`` mode, ``T`` after
+    :func:`flatten_timesteps`, else 1) given the number of inputs captured."""
+    if isinstance(acts, Mapping):
+        return {k: samples_per_input(v, n_inputs) for k, v in acts.items()}  # type: ignore[misc]
+    if isinstance(n_inputs, bool) or not isinstance(n_inputs, int) or n_inputs < 1:
+        raise ValueError(f"n_inputs must be a positive int, got {n_inputs!r}")
+    rows = np.shape(acts)[0]
+    if rows % n_inputs:
+        raise ValueError(f"{rows} rows are not a whole number of rows per input for "
+                         f"n_inputs={n_inputs}")
+    return rows // n_inputs
+
+
+def input_index(acts: np.ndarray, n_inputs: int) -> np.ndarray:
+    """The input each row of ``acts`` came from, int64 ``(rows,)``: rows of one input are
+    contiguous (image-major positions, sequence-major timesteps). Resample inputs, not rows:
+    e.g. ``acts[np.isin(input_index(acts, n), chosen)]``."""
+    return np.repeat(np.arange(n_inputs, dtype=np.int64), samples_per_input(acts, n_inputs))
+
+
 def capture_windows(model: LSTMLM, ids: torch.Tensor, *, window: int = 20,
                     n_windows: int | None = None, start: int = 0, carry_state: bool = True,
                     n_streams: int = 50, layers: Sequence[str] | str | None = None,
-                    device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
+                    device: str | torch.device | None = None) -> dict[str, np.ndarray]:
     """Unroll an LM over the long 1-D text ``ids[start:]`` in consecutive windows of ``window``
     tokens; returns ``{layer: float32 (n_windows, window, hidden)}`` with windows in text order.
 
@@ -149,7 +431,8 @@ def capture_windows(model: LSTMLM, ids: torch.Tensor, *, window: int = 20,
     next, so only the first window of each stream starts cold. ``carry_state=False``: every
     window starts from a zero state. Either way window ``k`` covers tokens
     ``ids[start + k * window : start + (k + 1) * window]``. ``n_windows`` defaults to all that
-    fit (rounded down to a multiple of ``n_streams`` when carrying state).
+    fit (rounded down to a multiple of ``n_streams`` when carrying state). The layers are read
+    by the same forward hooks as :func:`capture`; ``device`` as there.
     """
     if not isinstance(model, LSTMLM):
         raise TypeError(f"model must be an LSTMLM, got {type(model).__name__}")
@@ -165,31 +448,24 @@ def capture_windows(model: LSTMLM, ids: torch.Tensor, *, window: int = 20,
         n_windows = fit - fit % n_streams if carry_state and fit >= n_streams else fit
     wins = _data.windows(ids, window, n_windows, start=start)  # (n_windows, window)
     names = _layers(model, layers)
-    device = torch.device(device)
-    was = model.training
-    model.eval()
-    try:
-        if not carry_state:
-            return _capture_lm(model, wins, names, 512, device)
-        if n_windows % n_streams:
-            raise ValueError(f"n_windows={n_windows} must be a multiple of n_streams="
-                             f"{n_streams} when carry_state=True")
-        per = n_windows // n_streams
-        grid = wins.view(n_streams, per, window).to(device)  # stream s holds windows s*per ...
-        state = None
-        parts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+    dev = _model_device(model, device)
+    if not carry_state:
+        return capture(model, wins, names, batch_size=512, device=dev)
+    if n_windows % n_streams:
+        raise ValueError(f"n_windows={n_windows} must be a multiple of n_streams="
+                         f"{n_streams} when carry_state=True")
+    per = n_windows // n_streams
+    grid = wins.view(n_streams, per, window).to(dev)  # stream s holds windows s*per ...
+    state = None
+    forward = _runner(model, names)
+    with _Recorder(model, names, "mean", None) as rec, _EvalMode(model), torch.no_grad():
         for k in range(per):
-            outs, state = model.forward_layers(grid[:, k], state)
-            for name in names:
-                parts[name].append(outs[name].float().cpu())
-        out = {}
-        for name in names:
-            a = torch.stack(parts[name], dim=1)  # (n_streams, per, window, hidden)
-            out[name] = np.ascontiguousarray(a.reshape(n_windows, window, -1).numpy(),
-                                             dtype=np.float32)
-        return out
-    finally:
-        model.train(was)
+            _, state = rec.run(n_streams, lambda k=k, state=state: forward(grid[:, k], state))
+        acts = rec.arrays()  # (per * n_streams, window, hidden), window k of every stream first
+    return {name: np.ascontiguousarray(
+                a.reshape(per, n_streams, window, -1).transpose(1, 0, 2, 3)
+                .reshape(n_windows, window, -1), dtype=np.float32)
+            for name, a in acts.items()}
 
 
 def flatten_timesteps(acts: np.ndarray | dict[str, np.ndarray]
