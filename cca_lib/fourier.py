@@ -158,15 +158,34 @@ def _columns(size: tuple[int, int], members: list[tuple[int, int]]
     return out
 
 
+#: A Fourier feature whose root-mean-square is at most this many rounding units of its channel's
+#: root-mean-square norm is rounding noise of the transform (e.g. the aliases of a layer
+#: interpolated from a coarser grid): it is set to zero, so :func:`cca_lib.cca` drops it as a
+#: dead neuron and counts it. Per channel, so scaling a channel changes nothing.
+_ROUNDING_UNITS = 64
+
+
 def _features(half: np.ndarray, columns: list[tuple[tuple[int, int], bool, str]],
-              dtype: np.dtype) -> np.ndarray:
+              dtype: np.dtype, channel_rms: np.ndarray) -> np.ndarray:
     """One layer's real features ``(N, C * len(columns))`` of a block from its ``rfft2`` ``half``
-    ``(N, C, H, W // 2 + 1)``."""
+    ``(N, C, H, W // 2 + 1)``; ``channel_rms`` ``(C,)`` is each channel's root-mean-square
+    spatial norm, against which features at rounding level are zeroed."""
+    floor = _ROUNDING_UNITS * np.finfo(half.real.dtype).eps * channel_rms
     parts = []
     for (iy, ix), flip, part in columns:
         z = half[:, :, iy, ix]
-        parts.append(z.real if part == "real" else (-z.imag if flip else z.imag))
+        f = z.real if part == "real" else (-z.imag if flip else z.imag)
+        rms = np.sqrt(np.mean(np.square(f, dtype=np.float64), axis=0))
+        parts.append(np.where(rms <= floor, 0, f))
     return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=dtype)
+
+
+def _channel_rms(maps: np.ndarray) -> np.ndarray:
+    """Root-mean-square over inputs of each channel's spatial norm ``||x_c||_2``: the
+    rounding error of one coefficient of numpy's (unnormalized) DFT is a small multiple of
+    ``eps ||x_c||_2`` (it grows like the logarithm of the map's size)."""
+    power = np.mean(np.sum(np.square(maps, dtype=np.float64), axis=(2, 3)), axis=0)
+    return np.sqrt(power)
 
 
 def fourier_cca(x: Any, y: Any, *, rtol: float | None = None,
@@ -187,6 +206,7 @@ def fourier_cca(x: Any, y: Any, *, rtol: float | None = None,
     sx, sy = xa.shape[2:], ya.shape[2:]
     small = (min(sx[0], sy[0]), min(sx[1], sy[1]))
     hx, hy = np.fft.rfft2(xa, axes=(2, 3)), np.fft.rfft2(ya, axes=(2, 3))
+    rms_x, rms_y = _channel_rms(xa), _channel_rms(ya)
     blocks = _blocks(small)
     cols = [(_columns(sx, members), _columns(sy, members)) for members in blocks]
     # the block with the most features decides "too few samples", once, as cca() would
@@ -194,7 +214,8 @@ def fourier_cca(x: Any, y: Any, *, rtol: float | None = None,
                    key=lambda i: -max(len(cols[i][0]) * xa.shape[1], len(cols[i][1]) * ya.shape[1]))
     results: dict[int, Any] = {}
     for pos, i in enumerate(order):
-        fx, fy = _features(hx, cols[i][0], dtype), _features(hy, cols[i][1], dtype)
+        fx = _features(hx, cols[i][0], dtype, rms_x)
+        fy = _features(hy, cols[i][1], dtype, rms_y)
         if pos == 0:
             results[i] = cca(fx, fy, variates=False, rtol=rtol,
                              allow_few_samples=allow_few_samples)

@@ -183,3 +183,22 @@ def test_bad_inputs():
         warnings.simplefilter("always")
         fourier_cca(x, y)
     assert [w.category for w in seen] == [FewSamplesWarning]
+
+
+def test_rounding_level_features_are_dropped_whatever_a_channel_s_scale():
+    # the imaginary parts that an interpolated layer holds only to rounding must not become
+    # features after the scale-free rank rule standardizes them; scaling one channel by 1e-6
+    # (an invertible map) must change nothing
+    rng = np.random.default_rng(3)
+    n = 500
+    xs = rng.standard_normal((n, 3, 4, 4))
+    y = 0.7 * xs[:, :2] + rng.standard_normal((n, 2, 4, 4))
+    uh = _upsampler(4, 8)
+    xl = np.einsum("Hh,nchw,Ww->ncHW", uh, xs, uh)
+    ref = fourier_cca(xs, y)
+    scaled = xl.copy()
+    scaled[:, 1] *= 1e-6
+    for a in (xl, scaled):
+        got = fourier_cca(a, y)
+        np.testing.assert_allclose(got.rho, ref.rho, atol=1e-8)
+        assert got.dropped_x > ref.dropped_x  # the rounding-level aliases, counted
