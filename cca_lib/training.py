@@ -784,6 +784,14 @@ def _lm_train_ids(cfg: LMTrainConfig, corpus: _data.TextCorpus) -> torch.Tensor:
     return corpus.train if cfg.train_tokens is None else corpus.train[:cfg.train_tokens]
 
 
+def _exp(x: float) -> float:
+    """``math.exp(x)``, or infinity where that overflows."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
 def _perplexity(loss: float) -> float:
     """``exp(loss)`` capped at ``exp(50)`` (NaN for NaN), as history rows record it."""
     return math.exp(min(loss, 50.0))
@@ -852,13 +860,13 @@ class _LMRun(_Run):
 
     def final_metrics(self, last: dict[str, float]) -> dict[str, float]:
         vloss, vacc = self._evaluate_on(self.valid_ids)
-        return {"valid_loss": vloss, "valid_ppl": math.exp(vloss), "valid_acc": vacc,
+        return {"valid_loss": vloss, "valid_ppl": _exp(vloss), "valid_acc": vacc,
                 "train_loss": last["train_loss"]}
 
     def problems(self, metrics: dict[str, float], last: dict[str, float]) -> list[str]:
         problems = []
         vloss = metrics["valid_loss"]
-        if vloss > self.unigram - 0.01:
+        if not vloss < self.unigram - 0.01:  # also a NaN validation loss
             problems.append(f"validation loss {vloss:.3f} is no better than a unigram model "
                             f"({self.unigram:.3f}): the model has not learnt context")
         target = self.cfg.target_valid_ppl

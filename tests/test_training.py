@@ -217,3 +217,14 @@ def test_history_columns_and_metrics_of_each_loop(env):
     assert lm.history["epoch"].iloc[-1] == 20 / training.total_steps(
         tiny_lm(steps=None, epochs=1.0, checkpoints=()))
 
+
+def test_lm_with_a_huge_or_nan_validation_loss_is_reported_not_raised(env, monkeypatch):
+    # weights blown up but the training loss still finite: exp(valid loss) overflows a float
+    huge = training.train(tiny_lm(optimizer="sgd", lr=1e10, grad_clip=None, schedule="constant",
+                                  steps=40), progress=False, cache=False)
+    assert huge.metrics["valid_loss"] > 710 and huge.metrics["valid_ppl"] == math.inf
+    assert not huge.converged and "unigram" in huge.reason
+    monkeypatch.setattr(training, "evaluate_lm", lambda *a, **k: (math.nan, 0.0))
+    nan = training.train(tiny_lm(steps=5, checkpoints=()), progress=False, cache=False)
+    assert math.isnan(nan.metrics["valid_loss"])
+    assert not nan.converged and "no better than a unigram" in nan.reason
