@@ -34,6 +34,7 @@ checkpoint is read later (by :meth:`TrainResult.state_dict`, :meth:`TrainResult.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import io
 import json
@@ -106,8 +107,9 @@ def _check_common(cfg: Any) -> None:
 class CNNTrainConfig:
     """Train one CNN (:func:`cca_lib.models.make_cnn`) on an image dataset.
 
-    Defaults: the quick-profile net of FEASIBILITY.md (w=16, SGD momentum, cosine, 3 epochs on
-    the first 20k Fashion-MNIST training images).
+    Defaults: the small 4-layer CNN of width 16, trained by SGD (lr 0.05, momentum 0.9, weight
+    decay 5e-4, cosine decay to 0) in minibatches of 128 for 3 epochs on the first 20,000
+    Fashion-MNIST training images; the history is evaluated on the first 2,000 test images.
     """
 
     dataset: str = "fashion-mnist"  #: "fashion-mnist" or "cifar-10"
@@ -162,8 +164,10 @@ class CNNTrainConfig:
 class LMTrainConfig:
     """Train one LSTM language model (:class:`cca_lib.models.LSTMLM`) on a text corpus.
 
-    Defaults: the char model of FEASIBILITY.md (3 layers, hidden 128, embedding 64, Adam 2e-3
-    with cosine decay, grad clip 1, batch 64 x 64 characters) for one epoch.
+    Defaults: a character-level model of Tiny Shakespeare (3 LSTM layers of 128 units,
+    embedding 64, no dropout), trained by Adam (lr 2e-3, cosine decay to 0, gradient norm
+    clipped to 1) on minibatches of 64 windows of 64 characters for one epoch; the history is
+    evaluated on the first 32,768 validation characters.
     """
 
     corpus: str = "tinyshakespeare"  #: "tinyshakespeare", "ptb" or "wikitext-2"
@@ -261,15 +265,9 @@ def total_steps(config: TrainConfig, *, progress: bool = False) -> int:
     if config.steps is not None:
         return config.steps
     if isinstance(config, CNNTrainConfig):
-        n_train = len(_data.load_images(config.dataset, "train", config.train_size,
-                                        progress=progress))
-        if config.train_size is not None and n_train < config.train_size:
-            raise ValueError(f"train_size={config.train_size} exceeds the {n_train} training "
-                             f"images of {config.dataset}")
+        n_train = len(_cnn_train_set(config, progress))
         return _total(config, _cnn_steps_per_epoch(n_train, config))
-    corpus = _data.load_text(config.corpus, progress=progress)
-    train_ids = corpus.train if config.train_tokens is None else \
-        corpus.train[:config.train_tokens]
+    train_ids = _lm_train_ids(config, _data.load_text(config.corpus, progress=progress))
     return _total(config, _lm_steps_per_epoch(len(train_ids), config))
 
 
@@ -505,6 +503,152 @@ def _bar(total: int, desc: str, progress: bool):
     return tqdm_bar(total=total, desc=desc, progress=progress, leave=False, unit="step")
 
 
+class _Run(abc.ABC):
+    """One model kind's part of a training run; :func:`_fit` is the loop all kinds share.
+
+    The constructor loads the data and sets ``steps_per_epoch``, ``model_kwargs`` and ``desc``
+    (the progress bar's label). :func:`_fit` seeds the weights and calls :meth:`build`, then at
+    each epoch start :meth:`new_epoch` with the minibatch generator, and each step
+    :meth:`forward` (the gradient norm is then clipped to ``grad_clip`` unless it is None);
+    :meth:`evaluate` gives each history row's held-out columns. At the end the metrics are
+    ``steps``, then :meth:`fixed_metrics`, then, unless the loss became non-finite,
+    :meth:`final_metrics`; the run has converged if :meth:`problems` finds none.
+    """
+
+    cfg: TrainConfig
+    device: torch.device
+    steps_per_epoch: int
+    model_kwargs: dict[str, Any]
+    desc: str
+    model: nn.Module
+    grad_clip: float | None = None
+
+    @abc.abstractmethod
+    def build(self) -> nn.Module:
+        """Create ``self.model`` on the device (the weight seed is set) and return it."""
+
+    @abc.abstractmethod
+    def new_epoch(self, gen: torch.Generator) -> None:
+        """Draw this epoch's minibatch order from ``gen``."""
+
+    @abc.abstractmethod
+    def forward(self, pos: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Minibatch ``pos`` of the epoch through the model: the mean loss, and the logits
+        (one row per prediction) and targets it is counted on."""
+
+    @abc.abstractmethod
+    def evaluate(self, train_loss: float, train_acc: float) -> dict[str, float]:
+        """A history row's columns after ``step``, ``epoch`` and ``lr``, given the running train
+        loss and accuracy since the previous row (NaN at step 0)."""
+
+    @abc.abstractmethod
+    def postfix(self, row: dict[str, float]) -> dict[str, str]:
+        """What the progress bar shows of history ``row``."""
+
+    def stops(self, pos: int, epoch_correct: int) -> bool:
+        """Whether training stops after minibatch ``pos``, with ``epoch_correct`` right
+        predictions so far this epoch (default: never)."""
+        return False
+
+    def fixed_metrics(self) -> dict[str, float]:
+        """Metrics recorded even when training stopped at a non-finite loss (default: none)."""
+        return {}
+
+    @abc.abstractmethod
+    def final_metrics(self, last: dict[str, float]) -> dict[str, float]:
+        """The final model's metrics; ``last`` is the last history row."""
+
+    @abc.abstractmethod
+    def problems(self, metrics: dict[str, float], last: dict[str, float]) -> list[str]:
+        """Why the run has not converged (empty: it has)."""
+
+
+def _fit(run: _Run, progress: bool) -> TrainResult:
+    """Train ``run``: checkpoints, history, a stop at a non-finite loss, the convergence
+    verdict. Everything model-specific is asked of ``run``."""
+    cfg, per_epoch = run.cfg, run.steps_per_epoch
+    total = _total(cfg, per_epoch)
+    ckpts, evals = _schedule_points(cfg, total, per_epoch)
+
+    torch.manual_seed(cfg.seed)
+    model = run.build()
+    opt = _optimizer(cfg, model.parameters())
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total))
+    data_seed = cfg.seed if cfg.data_seed is None else cfg.data_seed
+    gen = torch.Generator().manual_seed(data_seed)
+    torch.manual_seed(data_seed)  # dropout masks
+
+    blobs: dict[int, bytes] = {0: _state_bytes(model)}
+    history: list[dict[str, float]] = []
+    run_loss, run_correct, run_n = 0.0, 0, 0
+    epoch_correct = 0
+    reason = ""
+
+    def record(step: int) -> None:
+        nonlocal run_loss, run_correct, run_n
+        train_loss = run_loss / run_n if run_n else math.nan
+        train_acc = run_correct / run_n if run_n else math.nan
+        history.append({"step": step, "epoch": step / per_epoch, "lr": lr_used,
+                        **run.evaluate(train_loss, train_acc)})
+        run_loss, run_correct, run_n = 0.0, 0, 0
+
+    lr_used = opt.param_groups[0]["lr"]
+    start = time.perf_counter()
+    record(0)
+    model.train()
+    with _bar(total, run.desc, progress) as bar:
+        for step in range(1, total + 1):
+            pos = (step - 1) % per_epoch
+            if pos == 0:
+                run.new_epoch(gen)
+                epoch_correct = 0
+            loss, logits, targets = run.forward(pos)
+            lr_used = opt.param_groups[0]["lr"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if run.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), run.grad_clip)
+            opt.step()
+            sched.step()
+            lval = loss.item()
+            if not math.isfinite(lval):
+                reason = f"loss became non-finite ({lval}) at step {step}; training stopped"
+                break
+            hits = (logits.argmax(1) == targets).sum().item()
+            run_loss += lval * targets.numel()
+            run_correct += hits
+            run_n += targets.numel()
+            epoch_correct += hits
+            stop = run.stops(pos, epoch_correct)
+            if step in ckpts or stop:
+                blobs[step] = _state_bytes(model)
+            if step in evals or stop:
+                record(step)
+                bar.set_postfix(**run.postfix(history[-1]), refresh=False)
+            bar.update(1)
+            if stop:
+                break
+    seconds = time.perf_counter() - start
+
+    metrics: dict[str, float] = {"steps": float(max(blobs)), **run.fixed_metrics()}
+    if not reason:
+        metrics.update(run.final_metrics(history[-1]))
+        reason = "; ".join(run.problems(metrics, history[-1]))
+    return TrainResult(config=cfg, key=run_key(cfg), steps=tuple(sorted(blobs)),
+                       history=pd.DataFrame(history), metrics=metrics, converged=not reason,
+                       reason=reason, seconds=seconds, model_kwargs=run.model_kwargs,
+                       _blobs=blobs)
+
+
+def _cnn_train_set(cfg: CNNTrainConfig, progress: bool) -> _data.ImageDataset:
+    """The first ``train_size`` training images of ``cfg.dataset``, checked to be that many."""
+    train_ds = _data.load_images(cfg.dataset, "train", cfg.train_size, progress=progress)
+    if cfg.train_size is not None and len(train_ds) < cfg.train_size:
+        raise ValueError(f"train_size={cfg.train_size} exceeds the {len(train_ds)} training "
+                         f"images of {cfg.dataset}")
+    return train_ds
+
+
 @torch.no_grad()
 def _eval_cnn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: CNNTrainConfig,
               device: torch.device, batch: int = 1000) -> tuple[float, float]:
@@ -525,115 +669,80 @@ def _eval_cnn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: CNNTrainC
     return loss_sum / len(y), correct / len(y)
 
 
-def _train_cnn(cfg: CNNTrainConfig, progress: bool) -> TrainResult:
-    device = resolve_device(cfg.device)
-    train_ds = _data.load_images(cfg.dataset, "train", cfg.train_size, progress=progress)
-    test_ds = _data.load_images(cfg.dataset, "test", progress=progress)
-    if cfg.train_size is not None and len(train_ds) < cfg.train_size:
-        raise ValueError(f"train_size={cfg.train_size} exceeds the {len(train_ds)} training "
-                         f"images of {cfg.dataset}")
-    x_train, y_train = train_ds.images, train_ds.labels
-    if cfg.label_seed is not None:
-        y_train = _data.random_labels(y_train, train_ds.num_classes, cfg.label_seed)
-    n_eval = len(test_ds) if cfg.eval_size is None else min(cfg.eval_size, len(test_ds))
-    x_eval, y_eval = test_ds.images[:n_eval], test_ds.labels[:n_eval]
+class _CNNRun(_Run):
+    """A CNN classifier: fresh permutations of the training images, test-set history, a stall
+    check against chance (0.9 ln C) and the optional memorisation target and early stop."""
 
-    steps_per_epoch = _cnn_steps_per_epoch(len(y_train), cfg)
-    total = _total(cfg, steps_per_epoch)
-    ckpts, evals = _schedule_points(cfg, total, steps_per_epoch)
-    model_kwargs = {"width": cfg.width, "arch": cfg.arch, "depth": cfg.depth,
-                    "in_channels": train_ds.shape[0], "num_classes": train_ds.num_classes}
+    def __init__(self, cfg: CNNTrainConfig, progress: bool) -> None:
+        self.cfg, self.device = cfg, resolve_device(cfg.device)
+        train_ds = _cnn_train_set(cfg, progress)
+        self.test_ds = _data.load_images(cfg.dataset, "test", progress=progress)
+        self.x_train, self.y_train = train_ds.images, train_ds.labels
+        if cfg.label_seed is not None:
+            self.y_train = _data.random_labels(self.y_train, train_ds.num_classes,
+                                               cfg.label_seed)
+        n_eval = len(self.test_ds) if cfg.eval_size is None else min(cfg.eval_size,
+                                                                     len(self.test_ds))
+        self.x_eval, self.y_eval = self.test_ds.images[:n_eval], self.test_ds.labels[:n_eval]
+        self.chance = math.log(train_ds.num_classes)
+        self.steps_per_epoch = _cnn_steps_per_epoch(len(self.y_train), cfg)
+        self.model_kwargs = {"width": cfg.width, "arch": cfg.arch, "depth": cfg.depth,
+                             "in_channels": train_ds.shape[0],
+                             "num_classes": train_ds.num_classes}
+        self.desc = f"cnn w={cfg.width} seed={cfg.seed}"
+        self.order = torch.empty(0, dtype=torch.int64)
 
-    torch.manual_seed(cfg.seed)
-    model = make_cnn(**model_kwargs)
-    model = model.to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    opt = _optimizer(cfg, model.parameters())
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total))
-    gen = torch.Generator().manual_seed(cfg.seed if cfg.data_seed is None else cfg.data_seed)
-    torch.manual_seed(cfg.seed if cfg.data_seed is None else cfg.data_seed)
-    chance = math.log(train_ds.num_classes)
+    def build(self) -> nn.Module:
+        model = make_cnn(**self.model_kwargs).to(self.device)
+        if self.cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        return model
 
-    blobs: dict[int, bytes] = {0: _state_bytes(model)}
-    history: list[dict[str, float]] = []
-    run_loss, run_correct, run_n = 0.0, 0, 0
-    epoch_correct = 0
-    reason = ""
-    order = torch.empty(0, dtype=torch.int64)
+    def new_epoch(self, gen: torch.Generator) -> None:
+        self.order = torch.randperm(len(self.y_train), generator=gen)
 
-    def record(step: int) -> None:
-        nonlocal run_loss, run_correct, run_n
-        test_loss, test_acc = _eval_cnn(model, x_eval, y_eval, cfg, device)
-        history.append({
-            "step": step, "epoch": step / steps_per_epoch, "lr": lr_used,
-            "train_loss": run_loss / run_n if run_n else math.nan,
-            "train_acc": run_correct / run_n if run_n else math.nan,
-            "test_loss": test_loss, "test_acc": test_acc})
-        run_loss, run_correct, run_n = 0.0, 0, 0
+    def forward(self, pos: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        cfg, device = self.cfg, self.device
+        idx = self.order[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
+        xb, yb = self.x_train[idx].to(device), self.y_train[idx].to(device)
+        if cfg.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with _autocast(cfg, device):
+            out = self.model(xb)
+        return F.cross_entropy(out.float(), yb), out, yb
 
-    lr_used = opt.param_groups[0]["lr"]
-    start = time.perf_counter()
-    record(0)
-    model.train()
-    with _bar(total, f"cnn w={cfg.width} seed={cfg.seed}", progress) as bar:
-        for step in range(1, total + 1):
-            pos = (step - 1) % steps_per_epoch
-            if pos == 0:
-                order = torch.randperm(len(y_train), generator=gen)
-                epoch_correct = 0
-            idx = order[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
-            xb, yb = x_train[idx].to(device), y_train[idx].to(device)
-            if cfg.channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            with _autocast(cfg, device):
-                out = model(xb)
-            loss = F.cross_entropy(out.float(), yb)
-            lr_used = opt.param_groups[0]["lr"]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            lval = loss.item()
-            if not math.isfinite(lval):
-                reason = f"loss became non-finite ({lval}) at step {step}; training stopped"
-                break
-            hits = (out.argmax(1) == yb).sum().item()
-            run_loss += lval * len(yb)
-            run_correct += hits
-            run_n += len(yb)
-            epoch_correct += hits
-            stop = (cfg.stop_at_train_acc is not None and pos == steps_per_epoch - 1
-                    and epoch_correct >= cfg.stop_at_train_acc * steps_per_epoch * cfg.batch_size)
-            if step in ckpts or stop:
-                blobs[step] = _state_bytes(model)
-            if step in evals or stop:
-                record(step)
-                bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}",
-                                test_acc=f"{history[-1]['test_acc']:.3f}", refresh=False)
-            bar.update(1)
-            if stop:
-                break
-    seconds = time.perf_counter() - start
+    def evaluate(self, train_loss: float, train_acc: float) -> dict[str, float]:
+        test_loss, test_acc = _eval_cnn(self.model, self.x_eval, self.y_eval, self.cfg,
+                                        self.device)
+        return {"train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss,
+                "test_acc": test_acc}
 
-    metrics: dict[str, float] = {"steps": float(max(blobs))}
-    if not reason:
-        metrics["train_loss"], metrics["train_acc"] = _eval_cnn(model, x_train, y_train, cfg,
-                                                                device)
-        metrics["test_loss"], metrics["test_acc"] = _eval_cnn(model, test_ds.images,
-                                                              test_ds.labels, cfg, device)
-        last_train = history[-1]["train_loss"]
+    def postfix(self, row: dict[str, float]) -> dict[str, str]:
+        return {"loss": f"{row['train_loss']:.3f}", "test_acc": f"{row['test_acc']:.3f}"}
+
+    def stops(self, pos: int, epoch_correct: int) -> bool:
+        cfg, per_epoch = self.cfg, self.steps_per_epoch
+        return (cfg.stop_at_train_acc is not None and pos == per_epoch - 1
+                and epoch_correct >= cfg.stop_at_train_acc * per_epoch * cfg.batch_size)
+
+    def final_metrics(self, last: dict[str, float]) -> dict[str, float]:
+        metrics = {}
+        metrics["train_loss"], metrics["train_acc"] = _eval_cnn(
+            self.model, self.x_train, self.y_train, self.cfg, self.device)
+        metrics["test_loss"], metrics["test_acc"] = _eval_cnn(
+            self.model, self.test_ds.images, self.test_ds.labels, self.cfg, self.device)
+        return metrics
+
+    def problems(self, metrics: dict[str, float], last: dict[str, float]) -> list[str]:
         problems = []
-        if last_train > 0.9 * chance:
-            problems.append(f"train loss stalled at {last_train:.3f} (chance level ln C = "
-                            f"{chance:.3f})")
-        if cfg.target_train_acc is not None and metrics["train_acc"] < cfg.target_train_acc:
-            problems.append(f"train accuracy {metrics['train_acc']:.4f} below target "
-                            f"{cfg.target_train_acc}")
-        reason = "; ".join(problems)
-    return TrainResult(config=cfg, key=run_key(cfg), steps=tuple(sorted(blobs)),
-                       history=pd.DataFrame(history), metrics=metrics, converged=not reason,
-                       reason=reason, seconds=seconds, model_kwargs=model_kwargs, _blobs=blobs)
+        if last["train_loss"] > 0.9 * self.chance:
+            problems.append(f"train loss stalled at {last['train_loss']:.3f} (chance level "
+                            f"ln C = {self.chance:.3f})")
+        target = self.cfg.target_train_acc
+        if target is not None and metrics["train_acc"] < target:
+            problems.append(f"train accuracy {metrics['train_acc']:.4f} below target {target}")
+        return problems
 
 
 @torch.no_grad()
@@ -670,109 +779,109 @@ def _unigram_loss(train: torch.Tensor, valid: torch.Tensor, vocab_size: int) -> 
     return float(-logp[valid].mean())
 
 
-def _train_lm(cfg: LMTrainConfig, progress: bool) -> TrainResult:
-    device = resolve_device(cfg.device)
-    corpus = _data.load_text(cfg.corpus, progress=progress)
-    train_ids = corpus.train if cfg.train_tokens is None else corpus.train[:cfg.train_tokens]
-    valid_ids = corpus.valid
-    eval_ids = valid_ids if cfg.eval_tokens is None else valid_ids[:cfg.eval_tokens]
-    vocab_size = len(corpus.vocab)
-    steps_per_epoch = _lm_steps_per_epoch(len(train_ids), cfg)
-    total = _total(cfg, steps_per_epoch)
-    ckpts, evals = _schedule_points(cfg, total, steps_per_epoch)
-    model_kwargs = {"vocab_size": vocab_size, "embed_dim": cfg.embed_dim,
-                    "hidden_size": cfg.hidden_size, "n_layers": cfg.n_layers,
-                    "dropout": cfg.dropout, "tie_weights": cfg.tie_weights}
+def _lm_train_ids(cfg: LMTrainConfig, corpus: _data.TextCorpus) -> torch.Tensor:
+    """The first ``train_tokens`` tokens of the training split (all of it if None)."""
+    return corpus.train if cfg.train_tokens is None else corpus.train[:cfg.train_tokens]
 
-    torch.manual_seed(cfg.seed)
-    model = LSTMLM(**model_kwargs).to(device)
-    opt = _optimizer(cfg, model.parameters())
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total))
-    data_seed = cfg.seed if cfg.data_seed is None else cfg.data_seed
-    gen = torch.Generator().manual_seed(data_seed)
-    torch.manual_seed(data_seed)  # dropout masks
-    unigram = _unigram_loss(train_ids, valid_ids, vocab_size)
-    train_dev = train_ids.to(device)
-    ar = torch.arange(cfg.seq_len + 1, device=device)
 
-    blobs: dict[int, bytes] = {0: _state_bytes(model)}
-    history: list[dict[str, float]] = []
-    run_loss, run_correct, run_n = 0.0, 0, 0
-    reason = ""
-    starts = torch.empty(0, dtype=torch.int64)
+def _exp(x: float) -> float:
+    """``math.exp(x)``, or infinity where that overflows."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
 
-    def record(step: int) -> None:
-        nonlocal run_loss, run_correct, run_n
-        vloss, vacc = evaluate_lm(model, eval_ids, seq_len=cfg.seq_len,
-                                  n_streams=cfg.eval_streams, device=device, bf16=cfg.bf16)
-        tl = run_loss / run_n if run_n else math.nan
-        history.append({
-            "step": step, "epoch": step / steps_per_epoch, "lr": lr_used,
-            "train_loss": tl, "train_ppl": math.exp(min(tl, 50.0)) if run_n else math.nan,
-            "train_acc": run_correct / run_n if run_n else math.nan,
-            "valid_loss": vloss, "valid_ppl": math.exp(min(vloss, 50.0)), "valid_acc": vacc})
-        run_loss, run_correct, run_n = 0.0, 0, 0
 
-    lr_used = opt.param_groups[0]["lr"]
-    start = time.perf_counter()
-    record(0)
-    model.train()
-    with _bar(total, f"lstm h={cfg.hidden_size} seed={cfg.seed}", progress) as bar:
-        for step in range(1, total + 1):
-            pos = (step - 1) % steps_per_epoch
-            if pos == 0:
-                offset = int(torch.randint(0, cfg.seq_len, (1,), generator=gen))
-                n_here = (len(train_ids) - 1 - offset) // cfg.seq_len
-                perm = torch.randperm(n_here, generator=gen)
-                starts = (offset + perm * cfg.seq_len).to(device)
-            batch_starts = starts[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
-            chunk = train_dev[batch_starts[:, None] + ar]  # (B, seq_len + 1)
-            x, y = chunk[:, :-1], chunk[:, 1:]
-            with _autocast(cfg, device):
-                out, _ = model(x)
-            out = out.float().reshape(-1, vocab_size)
-            loss = F.cross_entropy(out, y.reshape(-1))
-            lr_used = opt.param_groups[0]["lr"]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            sched.step()
-            lval = loss.item()
-            if not math.isfinite(lval):
-                reason = f"loss became non-finite ({lval}) at step {step}; training stopped"
-                break
-            run_loss += lval * y.numel()
-            run_correct += (out.argmax(1) == y.reshape(-1)).sum().item()
-            run_n += y.numel()
-            if step in ckpts:
-                blobs[step] = _state_bytes(model)
-            if step in evals:
-                record(step)
-                bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}",
-                                val_ppl=f"{history[-1]['valid_ppl']:.1f}", refresh=False)
-            bar.update(1)
-    seconds = time.perf_counter() - start
+def _perplexity(loss: float) -> float:
+    """``exp(loss)`` capped at ``exp(50)`` (NaN for NaN), as history rows record it."""
+    return math.exp(min(loss, 50.0))
 
-    metrics: dict[str, float] = {"steps": float(max(blobs)), "unigram_valid_loss": unigram,
-                                 "unigram_valid_ppl": math.exp(unigram)}
-    if not reason:
-        vloss, vacc = evaluate_lm(model, valid_ids, seq_len=cfg.seq_len,
-                                  n_streams=cfg.eval_streams, device=device, bf16=cfg.bf16)
-        metrics.update(valid_loss=vloss, valid_ppl=math.exp(vloss), valid_acc=vacc,
-                       train_loss=history[-1]["train_loss"])
+
+class _LMRun(_Run):
+    """An LSTM language model: windows at a random offset in random order, gradient clipping,
+    validation history, and a check against a unigram model and the optional ppl target."""
+
+    def __init__(self, cfg: LMTrainConfig, progress: bool) -> None:
+        self.cfg, self.device = cfg, resolve_device(cfg.device)
+        self.grad_clip = cfg.grad_clip
+        corpus = _data.load_text(cfg.corpus, progress=progress)
+        self.train_ids = _lm_train_ids(cfg, corpus)
+        self.valid_ids = corpus.valid
+        self.eval_ids = self.valid_ids if cfg.eval_tokens is None else \
+            self.valid_ids[:cfg.eval_tokens]
+        self.vocab_size = len(corpus.vocab)
+        self.unigram = _unigram_loss(self.train_ids, self.valid_ids, self.vocab_size)
+        self.steps_per_epoch = _lm_steps_per_epoch(len(self.train_ids), cfg)
+        self.model_kwargs = {"vocab_size": self.vocab_size, "embed_dim": cfg.embed_dim,
+                             "hidden_size": cfg.hidden_size, "n_layers": cfg.n_layers,
+                             "dropout": cfg.dropout, "tie_weights": cfg.tie_weights}
+        self.desc = f"lstm h={cfg.hidden_size} seed={cfg.seed}"
+        self.starts = torch.empty(0, dtype=torch.int64)
+
+    def build(self) -> nn.Module:
+        self.model = LSTMLM(**self.model_kwargs).to(self.device)
+        self.train_dev = self.train_ids.to(self.device)
+        self.ar = torch.arange(self.cfg.seq_len + 1, device=self.device)
+        return self.model
+
+    def new_epoch(self, gen: torch.Generator) -> None:
+        seq_len = self.cfg.seq_len
+        offset = int(torch.randint(0, seq_len, (1,), generator=gen))
+        n_here = (len(self.train_ids) - 1 - offset) // seq_len
+        perm = torch.randperm(n_here, generator=gen)
+        self.starts = (offset + perm * seq_len).to(self.device)
+
+    def forward(self, pos: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        batch = self.cfg.batch_size
+        batch_starts = self.starts[pos * batch:(pos + 1) * batch]
+        chunk = self.train_dev[batch_starts[:, None] + self.ar]  # (B, seq_len + 1)
+        x, y = chunk[:, :-1], chunk[:, 1:].reshape(-1)
+        with _autocast(self.cfg, self.device):
+            out, _ = self.model(x)
+        out = out.float().reshape(-1, self.vocab_size)
+        return F.cross_entropy(out, y), out, y
+
+    def _evaluate_on(self, ids: torch.Tensor) -> tuple[float, float]:
+        return evaluate_lm(self.model, ids, seq_len=self.cfg.seq_len,
+                           n_streams=self.cfg.eval_streams, device=self.device,
+                           bf16=self.cfg.bf16)
+
+    def evaluate(self, train_loss: float, train_acc: float) -> dict[str, float]:
+        vloss, vacc = self._evaluate_on(self.eval_ids)
+        return {"train_loss": train_loss, "train_ppl": _perplexity(train_loss),
+                "train_acc": train_acc, "valid_loss": vloss, "valid_ppl": _perplexity(vloss),
+                "valid_acc": vacc}
+
+    def postfix(self, row: dict[str, float]) -> dict[str, str]:
+        return {"loss": f"{row['train_loss']:.3f}", "val_ppl": f"{row['valid_ppl']:.1f}"}
+
+    def fixed_metrics(self) -> dict[str, float]:
+        return {"unigram_valid_loss": self.unigram, "unigram_valid_ppl": math.exp(self.unigram)}
+
+    def final_metrics(self, last: dict[str, float]) -> dict[str, float]:
+        vloss, vacc = self._evaluate_on(self.valid_ids)
+        return {"valid_loss": vloss, "valid_ppl": _exp(vloss), "valid_acc": vacc,
+                "train_loss": last["train_loss"]}
+
+    def problems(self, metrics: dict[str, float], last: dict[str, float]) -> list[str]:
         problems = []
-        if vloss > unigram - 0.01:
+        vloss = metrics["valid_loss"]
+        if not vloss < self.unigram - 0.01:  # also a NaN validation loss
             problems.append(f"validation loss {vloss:.3f} is no better than a unigram model "
-                            f"({unigram:.3f}): the model has not learnt context")
-        if cfg.target_valid_ppl is not None and metrics["valid_ppl"] > cfg.target_valid_ppl:
+                            f"({self.unigram:.3f}): the model has not learnt context")
+        target = self.cfg.target_valid_ppl
+        if target is not None and metrics["valid_ppl"] > target:
             problems.append(f"validation perplexity {metrics['valid_ppl']:.2f} above target "
-                            f"{cfg.target_valid_ppl}")
-        reason = "; ".join(problems)
-    return TrainResult(config=cfg, key=run_key(cfg), steps=tuple(sorted(blobs)),
-                       history=pd.DataFrame(history), metrics=metrics, converged=not reason,
-                       reason=reason, seconds=seconds, model_kwargs=model_kwargs, _blobs=blobs)
+                            f"{target}")
+        return problems
+
+
+def _train_cnn(cfg: CNNTrainConfig, progress: bool) -> TrainResult:
+    return _fit(_CNNRun(cfg, progress), progress)
+
+
+def _train_lm(cfg: LMTrainConfig, progress: bool) -> TrainResult:
+    return _fit(_LMRun(cfg, progress), progress)
 
 
 def train(config: TrainConfig, *, progress: bool = True, cache: bool = True) -> TrainResult:

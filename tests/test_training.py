@@ -188,3 +188,43 @@ def test_total_steps_counts_the_steps_training_takes(env):
         training.total_steps(tiny_cnn(train_size=N_TRAIN + 32))
     with pytest.raises(TypeError, match="config must be"):
         training.total_steps({"steps": 3})
+
+
+def test_non_finite_loss_stops_both_loops_at_that_step(env):
+    cnn = training.train(tiny_cnn(lr=1e20, epochs=2, schedule="constant", weight_decay=0.0),
+                         progress=False, cache=False)
+    assert not cnn.converged and "non-finite (nan) at step 2" in cnn.reason
+    assert cnn.steps == (0, 1) and list(cnn.history["step"]) == [0, 1]
+    assert cnn.metrics == {"steps": 1.0}
+    lm = training.train(tiny_lm(optimizer="sgd", lr=1e38, grad_clip=None, schedule="constant",
+                                steps=40), progress=False, cache=False)
+    assert not lm.converged and "non-finite" in lm.reason and lm.steps == (0,)
+    assert set(lm.metrics) == {"steps", "unigram_valid_loss", "unigram_valid_ppl"}
+
+
+def test_history_columns_and_metrics_of_each_loop(env):
+    cnn = training.train(tiny_cnn(epochs=1, log_checkpoints=0), progress=False, cache=False)
+    assert list(cnn.history) == ["step", "epoch", "lr", "train_loss", "train_acc",
+                                 "test_loss", "test_acc"]
+    assert list(cnn.metrics) == ["steps", "train_loss", "train_acc", "test_loss", "test_acc"]
+    assert math.isnan(cnn.history["train_loss"].iloc[0])
+    lm = training.train(tiny_lm(steps=20, checkpoints=()), progress=False, cache=False)
+    assert list(lm.history) == ["step", "epoch", "lr", "train_loss", "train_ppl", "train_acc",
+                                "valid_loss", "valid_ppl", "valid_acc"]
+    assert list(lm.metrics) == ["steps", "unigram_valid_loss", "unigram_valid_ppl",
+                                "valid_loss", "valid_ppl", "valid_acc", "train_loss"]
+    assert lm.metrics["train_loss"] == lm.history["train_loss"].iloc[-1]
+    assert lm.history["epoch"].iloc[-1] == 20 / training.total_steps(
+        tiny_lm(steps=None, epochs=1.0, checkpoints=()))
+
+
+def test_lm_with_a_huge_or_nan_validation_loss_is_reported_not_raised(env, monkeypatch):
+    # weights blown up but the training loss still finite: exp(valid loss) overflows a float
+    huge = training.train(tiny_lm(optimizer="sgd", lr=1e10, grad_clip=None, schedule="constant",
+                                  steps=40), progress=False, cache=False)
+    assert huge.metrics["valid_loss"] > 710 and huge.metrics["valid_ppl"] == math.inf
+    assert not huge.converged and "unigram" in huge.reason
+    monkeypatch.setattr(training, "evaluate_lm", lambda *a, **k: (math.nan, 0.0))
+    nan = training.train(tiny_lm(steps=5, checkpoints=()), progress=False, cache=False)
+    assert math.isnan(nan.metrics["valid_loss"])
+    assert not nan.converged and "no better than a unigram" in nan.reason
