@@ -243,3 +243,50 @@ def probe_images(dataset: str, split: str, size: int) -> ImageDataset:
     from cca_lib import data
 
     return data.load_images(dataset, split, size, progress=False)
+
+
+#: "Trained" means the last TRAINED_TAIL of training (by step) changed little:
+TRAINED_TAIL = 0.2
+#: a classifier: test accuracy moved by less than this (0.5 points) over that tail;
+TRAINED_ACC_CHANGE = 0.005
+#: a memorizing classifier instead: training accuracy at least this at the end;
+MEMORIZED_TRAIN_ACC = 0.99
+#: a language model: validation loss fell by less than this fraction over that tail.
+TRAINED_LOSS_DROP = 0.01
+
+
+def trained(run: Any, *, memorizing: bool = False) -> tuple[bool, str]:
+    """Whether ``run`` (a :class:`cca_lib.training.TrainResult`) counts as trained, and why, in
+    plain words. A classifier is trained when its test accuracy changed by less than
+    :data:`TRAINED_ACC_CHANGE` over the last :data:`TRAINED_TAIL` of its steps (a memorizing
+    one, ``memorizing=True``: when its final training accuracy is at least
+    :data:`MEMORIZED_TRAIN_ACC`); a language model when its validation loss fell by less than
+    :data:`TRAINED_LOSS_DROP` (relative) over that tail. A run that stopped on a non-finite
+    loss, or whose history has no row before the tail, is not trained."""
+    h = run.history
+    if not run.converged and "non-finite" in run.reason:
+        return False, f"stopped early: {run.reason}"
+    if memorizing:
+        acc = float(run.metrics.get("train_acc", np.nan))
+        ok = bool(acc >= MEMORIZED_TRAIN_ACC)
+        return ok, f"final training accuracy {acc:.3f} (needs at least {MEMORIZED_TRAIN_ACC})"
+    column = "test_acc" if "test_acc" in h else "valid_loss"
+    if column not in h or h.empty:
+        raise ValueError(f"run {run.key} has no {column} history to judge training by")
+    steps = h["step"].to_numpy()
+    last = steps.max()
+    start = last - TRAINED_TAIL * last
+    before = h[h["step"] <= start]
+    if before.empty:
+        return False, "no evaluation before the last 20% of training"
+    a, b = float(before[column].iloc[-1]), float(h[column].iloc[-1])
+    if column == "test_acc":
+        change = abs(b - a)
+        ok = bool(change < TRAINED_ACC_CHANGE)
+        return ok, (f"test accuracy {a:.3f} -> {b:.3f} over the last 20% of training "
+                    f"(change {100 * change:.2f} points; trained if below "
+                    f"{100 * TRAINED_ACC_CHANGE:.1f})")
+    drop = (a - b) / abs(a) if a else np.inf
+    ok = bool(np.isfinite(b) and drop < TRAINED_LOSS_DROP)
+    return ok, (f"validation loss {a:.3f} -> {b:.3f} over the last 20% of training "
+                f"(fell {100 * drop:.2f}%; trained if below {100 * TRAINED_LOSS_DROP:.0f}%)")

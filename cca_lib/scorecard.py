@@ -93,9 +93,20 @@ class Criterion:
             object.__setattr__(self, "measured", float(m))
 
 
+#: Where each claim is shown in the paper (Morcos, Raghu & Bengio 2018).
+PAPER_FIGURES: dict[str, str] = {
+    "C1": "Fig. 2", "C2": "Fig. 1", "C3": "Fig. 1d-f", "C4": "Fig. 3 and A10",
+    "C5": "Fig. 4a and A7", "C6": "Fig. 4b", "C7": "Fig. 5", "C8": "Fig. 6 and A8",
+    "C9": "App. A.3, Figs. A2-A4",
+}
+
+#: The aspects of a setup that a claim's deviation rows compare (paper against ours).
+SETUP_ASPECTS = ("dataset", "architecture", "nets and seeds", "training", "probe inputs")
+
+
 @dataclass(frozen=True)
 class Claim:
-    """One paper claim as tested by one chapter."""
+    """One paper claim as tested by one chapter (or one part of it, see ``part``)."""
 
     id: str  #: "C1" .. "C9"
     status: str  #: one of STATUSES
@@ -103,6 +114,21 @@ class Claim:
     figure: str = ""  #: where in the chapter to look (e.g. "Figure 1")
     #: the criteria behind the status, one row each
     criteria: tuple[Criterion, ...] = field(default=())
+    #: which part of a claim tested in several chapters this is (e.g. "CNN", "RNN"), else ""
+    part: str = ""
+    #: the paper's headline number for the claim, as the paper states it (e.g. "r = -0.96")
+    paper_value: str = ""
+    #: our headline number with its 95% interval or across-seed range (e.g. "-0.81 [-0.95, -0.52]")
+    ours: str = ""
+    #: whether linear CKA gives the same verdict as the PWCCA-based criteria (None: not compared)
+    cka_agrees: bool | None = None
+    #: (aspect, the paper's setup, ours) rows, aspects from SETUP_ASPECTS
+    setup: tuple[tuple[str, str, str], ...] = field(default=())
+
+    @property
+    def paper_figure(self) -> str:
+        """Where the paper shows this claim."""
+        return PAPER_FIGURES[self.id]
 
     def __post_init__(self) -> None:
         if self.id not in CLAIMS:
@@ -116,6 +142,19 @@ class Claim:
             raise TypeError(f"claim {self.id}: criteria must be a tuple of Criterion, got "
                             f"{self.criteria!r}")
         object.__setattr__(self, "criteria", tuple(self.criteria))
+        for arg in ("part", "paper_value", "ours", "figure"):
+            if not isinstance(getattr(self, arg), str):
+                raise TypeError(f"claim {self.id}: {arg} must be a str, got "
+                                f"{type(getattr(self, arg)).__name__}")
+        if self.cka_agrees is not None and not isinstance(self.cka_agrees, bool):
+            raise TypeError(f"claim {self.id}: cka_agrees must be a bool or None, got "
+                            f"{self.cka_agrees!r}")
+        rows = tuple(tuple(r) for r in self.setup)
+        for r in rows:
+            if len(r) != 3 or not all(isinstance(v, str) for v in r) or r[0] not in SETUP_ASPECTS:
+                raise ValueError(f"claim {self.id}: each setup row must be (aspect, paper, ours) "
+                                 f"strings with aspect one of {SETUP_ASPECTS}, got {r!r}")
+        object.__setattr__(self, "setup", rows)
 
 
 def record(chapter: str, claims: list[Claim], *, title: str = "") -> list[Claim]:

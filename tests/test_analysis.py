@@ -5,6 +5,7 @@ import math
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 from _engine_data import N_TRAIN, activate
 
@@ -126,3 +127,32 @@ def test_probe_images_are_the_first_images_of_the_split(tmp_path, monkeypatch):
     assert len(full.images) == N_TRAIN and probe.images.shape[0] == 50
     assert np.array_equal(probe.images.numpy(), full.images[:50].numpy())
     assert np.array_equal(probe.labels.numpy(), full.labels[:50].numpy())
+
+
+class _Run:
+    def __init__(self, history, metrics=None, converged=True, reason=""):
+        self.history, self.metrics = pd.DataFrame(history), metrics or {}
+        self.converged, self.reason, self.key = converged, reason, "k"
+
+
+def test_trained_classifier_needs_a_flat_last_fifth():
+    steps = [0, 20, 40, 60, 80, 100]
+    flat = _Run({"step": steps, "test_acc": [0.1, 0.6, 0.8, 0.85, 0.851, 0.853]})
+    assert analysis.trained(flat)[0]  # 0.851 at step 80 -> 0.853: 0.2 points
+    rising = _Run({"step": steps, "test_acc": [0.1, 0.6, 0.8, 0.85, 0.86, 0.87]})
+    ok, why = analysis.trained(rising)
+    assert not ok and "1.00 points" in why
+    nan_stop = _Run({"step": steps, "test_acc": [0.1] * 6}, converged=False,
+                    reason="non-finite loss at step 3")
+    assert not analysis.trained(nan_stop)[0]
+
+
+def test_trained_memorizer_and_language_model():
+    mem = _Run({"step": [0, 10], "test_acc": [0.1, 0.1]}, metrics={"train_acc": 0.995})
+    assert analysis.trained(mem, memorizing=True)[0]
+    assert not analysis.trained(_Run({"step": [0, 10], "test_acc": [0.1, 0.1]},
+                                     metrics={"train_acc": 0.98}), memorizing=True)[0]
+    steps = [0, 50, 80, 100]
+    assert analysis.trained(_Run({"step": steps, "valid_loss": [5.0, 2.0, 1.50, 1.49]}))[0]
+    ok, why = analysis.trained(_Run({"step": steps, "valid_loss": [5.0, 2.0, 1.50, 1.40]}))
+    assert not ok and "6.67%" in why

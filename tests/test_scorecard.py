@@ -93,3 +93,15 @@ def test_evidence_table_is_plain_words(tmp_path, monkeypatch):
     saved = json.loads((tmp_path / "toy.json").read_text())["claims"][0]["criteria"]
     assert saved[0] == {"name": "PWCCA's lowest mean", "threshold": "above 0.9",
                         "measured": 0.4712, "passed": False}
+
+
+def test_claim_carries_the_paper_figure_interval_cka_and_setup():
+    c = scorecard.Claim("C5", "partly", "distance falls with width", part="",
+                        paper_value="0.47 -> 0.28", ours="-0.30 [-0.41, -0.12]", cka_agrees=True,
+                        setup=(("dataset", "CIFAR-10", "Fashion-MNIST"),))
+    assert c.paper_figure == "Fig. 4a and A7"
+    assert set(scorecard.PAPER_FIGURES) == set(scorecard.CLAIMS)
+    with pytest.raises(ValueError, match="aspect"):
+        scorecard.Claim("C5", "holds", "x", setup=(("colour", "a", "b"),))
+    with pytest.raises(TypeError, match="cka_agrees"):
+        scorecard.Claim("C5", "holds", "x", cka_agrees="yes")
