@@ -45,7 +45,9 @@ and caches the arrays under ``cache_dir()/activations/`` keyed by the run's key 
 the training thread count, device type and torch version), the step, a sha256 of the probe
 tensor, the capture options and the torch thread count the capture runs with. Models run in
 eval mode in float32 on CPU, so the same run, probe and thread count give bit-identical arrays.
-An entry whose ``acts.npz`` matches its manifest but cannot be read is deleted (with a
+Before a CNN checkpoint is captured, its batch-norm running statistics are recomputed on fixed
+training batches (:func:`recalibrate_batchnorm`, settings in the key), so that eval mode
+normalizes with the statistics of the network as it is at that step. An entry whose ``acts.npz`` matches its manifest but cannot be read is deleted (with a
 warning) and captured again.
 """
 
@@ -74,7 +76,7 @@ from cca_lib import data as _data
 from cca_lib.models import LSTMLM, ConvNet
 
 __all__ = ["at_timestep", "capture", "capture_run", "capture_windows", "flatten_timesteps",
-           "input_index", "samples_per_input", "tensor_digest"]
+           "input_index", "recalibrate_batchnorm", "samples_per_input", "tensor_digest"]
 
 _MODES = ("mean", "positions", "flatten", "raw")
 _SHUFFLING = (RandomSampler, SubsetRandomSampler, WeightedRandomSampler)
@@ -515,6 +517,77 @@ def _read_acts(path: Path, names: Sequence[str] | None) -> dict[str, np.ndarray]
     return acts
 
 
+#: Batch-norm statistics before a checkpoint is captured: recomputed as the cumulative average
+#: over BN_BATCHES batches of BN_BATCH_SIZE training images (a fixed draw, seed BN_SEED). In eval
+#: mode batch norm uses its running statistics, and after k training steps at momentum 0.1 a
+#: share 0.9**k of their initial values (mean 0, variance 1) remains: at step 0 batch norm is
+#: the identity, and early checkpoints would not be the networks that train.
+BN_BATCHES = 20
+BN_BATCH_SIZE = 128
+BN_SEED = 0
+
+
+def _batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor | np.ndarray, *,
+                          n_batches: int = BN_BATCHES, batch_size: int = BN_BATCH_SIZE,
+                          seed: int) -> nn.Module:
+    """Recompute the running mean and variance of every batch-norm layer of ``model``, in
+    place, as the cumulative average over ``n_batches`` batches of ``batch_size`` images of
+    ``images`` ``(N, C, H, W)`` in an order drawn with ``seed`` (without replacement; with fewer
+    than ``n_batches * batch_size`` images, successive permutations are concatenated). No
+    weight changes; the layers' momentum and every module's train/eval flag are restored. A
+    model without batch norm is returned unchanged. Returns ``model``."""
+    for name, value in (("n_batches", n_batches), ("batch_size", batch_size), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "seed"
+                                                                              else 1):
+            raise ValueError(f"{name} must be a {'non-negative' if name == 'seed' else 'positive'}"
+                             f" int, got {value!r}")
+    bns = _batchnorms(model)
+    if not bns:
+        return model
+    x = torch.as_tensor(images)
+    need = n_batches * batch_size
+    if x.ndim != 4 or len(x) < batch_size:
+        raise ValueError(f"images must be (N, C, H, W) with N >= batch_size={batch_size}, got "
+                         f"shape {tuple(x.shape)}")
+    rng = np.random.default_rng(seed)
+    order = np.concatenate([rng.permutation(len(x)) for _ in range(-(-need // len(x)))])
+    order = torch.from_numpy(order[:need])
+    flags = {m: m.training for m in model.modules()}
+    momenta = {m: m.momentum for m in bns}
+    device = next(iter(model.parameters()), x).device
+    try:
+        model.eval()
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative moving average: equal weight to every batch
+            m.train()
+        for i in range(n_batches):
+            model(x[order[i * batch_size:(i + 1) * batch_size]].to(device))
+    finally:
+        for m, momentum in momenta.items():
+            m.momentum = momentum
+        for m, flag in flags.items():
+            m.train(flag)
+    return model
+
+
+def _is_cnn_run(result) -> bool:
+    from cca_lib.training import CNNTrainConfig
+
+    return isinstance(result.config, CNNTrainConfig)
+
+
+def _bn_images(result) -> torch.Tensor:
+    """The training images a CNN run's batch norm is recalibrated on (its training set)."""
+    cfg = result.config
+    return _data.load_images(cfg.dataset, "train", cfg.train_size, progress=False).images
+
+
 def capture_run(result, step: int | None, inputs: torch.Tensor | _data.ImageDataset,
                 layers: Sequence[str] | str | None = None, *, mode: str = "mean",
                 windowed: dict | None = None, batch_size: int = 500, cache: bool = True
@@ -541,6 +614,8 @@ def capture_run(result, step: int | None, inputs: torch.Tensor | _data.ImageData
     spec = {"run": result.key, "step": step, "probe": tensor_digest(x),
             "layers": None if names is None else list(names), "mode": mode,
             "windowed": windowed, "threads": torch.get_num_threads()}
+    if windowed is None and _is_cnn_run(result):
+        spec["batchnorm"] = {"batches": BN_BATCHES, "batch_size": BN_BATCH_SIZE, "seed": BN_SEED}
     key = _cache.config_key(spec, kind=ACTIVATIONS_KIND)
     if cache:
         path = _cache.open_entry(ACTIVATIONS_KIND, key)
@@ -551,6 +626,8 @@ def capture_run(result, step: int | None, inputs: torch.Tensor | _data.ImageData
                 _cache.discard_entry(path, f"acts.npz cannot be read: {type(err).__name__}: "
                                            f"{err}")
     model = result.load(step)
+    if "batchnorm" in spec:
+        recalibrate_batchnorm(model, _bn_images(result), seed=BN_SEED)
     if windowed is not None:
         acts = capture_windows(model, x, layers=names, **windowed)
     else:

@@ -148,7 +148,7 @@ _BREAK_NPZ = {"bad crc": _flip_in_array_data, "truncated": lambda b: b[: len(b) 
 def test_broken_activations_matching_their_manifest_are_recaptured(env, how):
     run = training.train(_cfg(), progress=False)
     probe = data.load_images("fashion-mnist", "test", limit=20, progress=False)
-    ref = capture.capture(run.load(3), probe, ["conv1", "conv4"])
+    ref = capture.capture_run(run, 3, probe, ["conv1", "conv4"], cache=False)
     capture.capture_run(run, 3, probe, ["conv1", "conv4"])
     (entry,) = (env.data / "cache" / "activations").iterdir()
     npz = entry / "acts.npz"
@@ -169,7 +169,7 @@ def test_capture_run_retrains_a_broken_checkpoint(env):
     # the checkpoint is first read by capture_run -> result.load, long after train() returned
     fresh = training.train(_cfg(), progress=False)
     probe = data.load_images("fashion-mnist", "test", limit=20, progress=False)
-    ref = capture.capture(fresh.load(3), probe)
+    ref = capture.capture_run(fresh, 3, probe, cache=False)
     run = training.train(_cfg(), progress=False)
     assert run.from_cache
     ckpt = run.path / "step_00000003.pt"
@@ -181,7 +181,8 @@ def test_capture_run_retrains_a_broken_checkpoint(env):
         np.testing.assert_array_equal(got[name], ref[name])
     again = training.train(_cfg(), progress=False)
     assert again.from_cache
-    np.testing.assert_array_equal(capture.capture(again.load(3), probe)["conv4"], ref["conv4"])
+    np.testing.assert_array_equal(capture.capture_run(again, 3, probe, cache=False)["conv4"],
+                                  ref["conv4"])
 
 
 def test_activation_keys_follow_the_run_and_capture_threads(env):
@@ -212,3 +213,50 @@ def test_capture_run_windows_for_lm(env):
     assert acts["lstm2"].shape == (8, 20, 10)
     o0 = capture.at_timestep(acts, 0)["lstm1"]
     assert o0.shape == (8, 10)
+
+
+def test_capture_run_recalibrates_batchnorm_before_capturing(env):
+    # the captured checkpoint equals a forward pass whose batch norm uses the statistics of the
+    # fixed calibration batches (cumulative average of the batch means and unbiased variances)
+    run = training.train(_cfg(checkpoints=(0, 3)), progress=False)
+    probe = data.load_images("fashion-mnist", "test", progress=False).images
+    train_x = data.load_images("fashion-mnist", "train", N_TRAIN, progress=False).images
+    rng = np.random.default_rng(capture.BN_SEED)
+    need = capture.BN_BATCHES * capture.BN_BATCH_SIZE
+    order = np.concatenate([rng.permutation(N_TRAIN) for _ in range(-(-need // N_TRAIN))])[:need]
+    for step in (0, 3):
+        model = run.load(step)
+        conv, bn = model.conv1[0], model.conv1[1]
+        with torch.no_grad():
+            batches = [conv(train_x[order[i:i + capture.BN_BATCH_SIZE]])
+                       for i in range(0, need, capture.BN_BATCH_SIZE)]
+            mean = torch.stack([b.mean(dim=(0, 2, 3)) for b in batches]).mean(0)
+            var = torch.stack([b.var(dim=(0, 2, 3), unbiased=True) for b in batches]).mean(0)
+            z = (conv(probe) - mean[:, None, None]) / torch.sqrt(var[:, None, None] + bn.eps)
+            want = torch.relu(z * bn.weight[:, None, None] + bn.bias[:, None, None])
+        got = capture.capture_run(run, step, probe, "conv1")["conv1"]
+        np.testing.assert_allclose(got, want.mean(dim=(2, 3)).numpy(), rtol=2e-4, atol=2e-5)
+        # and it is not what the stored running statistics give (at step 0: the identity)
+        stored = capture.capture(run.load(step), probe, "conv1")["conv1"]
+        assert np.abs(stored - got).max() > 1e-2
+
+
+def test_recalibrate_batchnorm_changes_no_weight_and_restores_modes():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.BatchNorm2d(3),
+                                torch.nn.Dropout(0.5))
+    model[1].momentum = 0.3
+    model.train()
+    model[2].eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(300, 1, 6, 6)
+    capture.recalibrate_batchnorm(model, x, n_batches=3, batch_size=100, seed=0)
+    after = model.state_dict()
+    for k in ("0.weight", "0.bias", "1.weight", "1.bias"):
+        assert torch.equal(before[k], after[k]), k
+    assert not torch.equal(before["1.running_mean"], after["1.running_mean"])
+    assert model.training and model[1].training and not model[2].training
+    assert model[1].momentum == 0.3
+    with pytest.raises(ValueError, match="seed"):
+        capture.recalibrate_batchnorm(model, x, seed=None)
+    with pytest.raises(ValueError, match="batch_size"):
+        capture.recalibrate_batchnorm(model, x[:10], seed=0)
