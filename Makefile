@@ -35,13 +35,13 @@ $(STAMP): requirements.txt pyproject.toml
 install: $(STAMP)
 
 book: $(STAMP)
-	$(PY) -m cca_lib.bookbuild --profile $(PROFILE) --jobs $(JOBS)
+	$(PY) -m cca_lib.book --profile $(PROFILE) --jobs $(JOBS)
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 	@echo "Book: file://$(CURDIR)/_build/html/index.html"
 
 chapter: $(STAMP)
 	@test -n "$(NB)" || (echo "usage: make chapter NB=<notebook name> [PROFILE=quick|full]"; exit 2)
-	$(PY) -m cca_lib.bookbuild --profile $(PROFILE) --only $(NB)
+	$(PY) -m cca_lib.book --profile $(PROFILE) --only $(NB)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,106 @@
+"""The paper's claims and how a chapter states its verdict on one.
+
+Each chapter module's ``check(result)`` returns the claims it tested as :class:`Claim` objects:
+a status (one of :data:`STATUSES`, decided with :func:`status`), the criteria behind it as
+:class:`Criterion` rows (criterion, threshold, measured value, met) and a sentence with the
+numbers compared. These types are plain data: showing them on a page and collecting them into
+the book's scorecard is the book tooling's job (:mod:`cca_lib.book`).
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+
+STATUSES = ("holds", "partly", "does not hold")
+
+#: The paper's claims (Morcos, Raghu & Bengio 2018), in our words; see the book's introduction.
+CLAIMS: dict[str, str] = {
+    "C1": "As the fraction of shared signal falls, mean CCA underestimates the shared structure "
+          "while projection-weighted CCA stays robust (toy data, Fig. 2).",
+    "C2": "Many CCA coefficients keep changing after accuracy has converged: the unconverged "
+          "part of a representation is noise (Fig. 1a-c).",
+    "C3": "Directions that converge early (signal) stay stable through training, the least "
+          "converged ones (noise) decorrelate (Fig. 1d-f).",
+    "C4": "Generalizing networks converge to more similar representations than memorizing ones, "
+          "in later layers; memorizing pairs are as far apart as memorizing-generalizing pairs "
+          "(Fig. 3, A10).",
+    "C5": "Wider networks converge to more similar solutions (Fig. 4a).",
+    "C6": "Test accuracy is strongly anti-correlated with within-group distance, while "
+          "distances at initialization barely change with width (Fig. 4b).",
+    "C7": "Networks differing only in learning rate converge to distinct clusters of "
+          "representations with similar accuracy (Fig. 5).",
+    "C8": "RNNs converge bottom-up during training, shown more clearly by PWCCA than by mean CCA "
+          "(Fig. 6, A8).",
+    "C9": "RNN hidden states are not linearly similar across timesteps until late in the "
+          "sequence (App. A.3).",
+}
+
+
+def status(holds: bool, partly: bool = False) -> str:
+    """The verdict of a claim: "holds" if ``holds``, else "partly" if ``partly``, else
+    "does not hold"."""
+    for name, value in (("holds", holds), ("partly", partly)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return "holds" if holds else "partly" if partly else "does not hold"
+
+
+def yes_no(flag: bool) -> str:
+    """A bool in plain words, for evidence sentences."""
+    return "yes" if flag else "no"
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One row of a claim's evidence: what was measured, the rule it was held to, and whether
+    it met it (``None``: reported beside the criteria, does not decide the status)."""
+
+    name: str  #: what is measured, in plain words
+    threshold: str  #: the rule, in plain words with its numbers (e.g. "at least 0.25")
+    measured: float | int | str  #: the measured value
+    passed: bool | None  #: whether the measured value met the rule
+
+    def __post_init__(self) -> None:
+        for arg in ("name", "threshold"):
+            if not isinstance(getattr(self, arg), str):
+                raise TypeError(f"criterion {arg} must be a str, got "
+                                f"{type(getattr(self, arg)).__name__}")
+        if not self.name.strip():
+            raise ValueError("criterion name must say what is measured")
+        if self.passed is not None and not isinstance(self.passed, bool):
+            raise TypeError(f"criterion {self.name!r}: passed must be a bool or None, got "
+                            f"{type(self.passed).__name__} {self.passed!r}")
+        m = self.measured
+        if isinstance(m, bool) or not isinstance(m, (str, numbers.Real)):
+            raise TypeError(f"criterion {self.name!r}: measured must be a number or a str, got "
+                            f"{type(m).__name__} {m!r}")
+        if isinstance(m, numbers.Integral):  # numpy scalars become plain numbers (JSON)
+            object.__setattr__(self, "measured", int(m))
+        elif isinstance(m, numbers.Real):
+            object.__setattr__(self, "measured", float(m))
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One paper claim as tested by one chapter."""
+
+    id: str  #: "C1" .. "C9"
+    status: str  #: one of STATUSES
+    evidence: str  #: the numbers compared, in a sentence
+    figure: str = ""  #: where in the chapter to look (e.g. "Figure 1")
+    #: the criteria behind the status, one row each
+    criteria: tuple[Criterion, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.id not in CLAIMS:
+            raise ValueError(f"claim id must be one of {sorted(CLAIMS)}, got {self.id!r}")
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+        if not self.evidence.strip():
+            raise ValueError(f"claim {self.id}: evidence must state the numbers compared")
+        if not isinstance(self.criteria, (tuple, list)) or not all(
+                isinstance(c, Criterion) for c in self.criteria):
+            raise TypeError(f"claim {self.id}: criteria must be a tuple of Criterion, got "
+                            f"{self.criteria!r}")
+        object.__setattr__(self, "criteria", tuple(self.criteria))
