@@ -9,8 +9,8 @@ PROFILE ?= quick
 JOBS    ?= 2
 STAMP   := $(VENV)/.installed
 
-# One BLAS/torch thread per process when several run side by side (see FEASIBILITY notes:
-# oversubscribed OpenBLAS made one analysis 15x slower).
+# One BLAS/torch thread per process when several run side by side: processes that each start
+# as many BLAS threads as there are cores oversubscribe the CPU and slow each other down.
 TEST_ENV := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 .PHONY: help install book chapter test unit check-book chromium lint bench clean clean-cache
@@ -35,13 +35,13 @@ $(STAMP): requirements.txt pyproject.toml
 install: $(STAMP)
 
 book: $(STAMP)
-	$(PY) -m cca_lib.bookbuild --profile $(PROFILE) --jobs $(JOBS)
+	$(PY) -m cca_lib.book --profile $(PROFILE) --jobs $(JOBS)
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 	@echo "Book: file://$(CURDIR)/_build/html/index.html"
 
 chapter: $(STAMP)
 	@test -n "$(NB)" || (echo "usage: make chapter NB=<notebook name> [PROFILE=quick|full]"; exit 2)
-	$(PY) -m cca_lib.bookbuild --profile $(PROFILE) --only $(NB)
+	$(PY) -m cca_lib.book --profile $(PROFILE) --only $(NB)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -36,8 +36,8 @@ registers its array buffers with it, so this is the peak of the array memory the
 allocates beyond its inputs (BLAS/LAPACK workspaces are not included, for either side).
 
 The BLAS thread count is fixed before numpy is imported (``--threads``, default 1): on a shared
-two-core machine OpenBLAS's threads contend with other processes and make timings erratic
-(see FEASIBILITY.md). Both sides run with the same setting.
+two-core machine OpenBLAS's threads contend with other processes and make timings erratic.
+Both sides run with the same setting.
 """
 
 from __future__ import annotations

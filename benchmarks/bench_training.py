@@ -1,6 +1,6 @@
 """Training throughput of the experiment engine's quick configs, on the real datasets.
 
-    CCA_BOOK_DATA_MIRROR=../shared/datasets python benchmarks/bench_training.py [--threads 1 2]
+    CCA_BOOK_DATA_MIRROR=<datasets folder> python benchmarks/bench_training.py [--threads 1 2]
         [--bf16] [--steps-scale 1.0] [--json out.json]
 
 Runs ``cca_lib.training.train`` end to end (cache off, minimal evaluation) for
@@ -9,8 +9,8 @@ Runs ``cca_lib.training.train`` end to end (cache off, minimal evaluation) for
 * the 3-layer char LSTM (hidden 128, embedding 64, batch 64 x 64) on tiny-shakespeare: tokens/s;
 * the same LSTM at word level on PTB (10k-word softmax): tokens/s;
 
-once per thread count, and prints them beside the reference figures of
-``../shared/TOOLCHAIN.md`` (measured on 2 cores). The machine may be shared: numbers are noisy,
+once per thread count, and prints them beside reference figures (:data:`REFERENCE`, measured
+with 2 threads on a 2-core CPU). The machine may be shared: numbers are noisy,
 so each line also says how many threads it used and the load average when it ran.
 """
 
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cca_lib import training  # noqa: E402
 
-#: TOOLCHAIN.md's training throughput on 2 cores (fp32; bf16 autocast gave 1.5-1.9x on CNNs).
+#: Reference training throughput with 2 threads on a 2-core CPU, fp32 (units as printed).
 REFERENCE = {"cnn w=16": 5400.0, "cnn w=32": 1900.0, "char lstm h=128": 66000.0,
              "word lstm h=128 (ptb)": 8500.0}
 

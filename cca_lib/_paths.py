@@ -1,4 +1,19 @@
-"""Where cca_lib keeps its local cache (datasets, trained models, activations)."""
+"""Where cca_lib keeps its local files; the one place that defines it.
+
+The data folder (:func:`data_dir`) holds the verified dataset files (``datasets/``, see
+:mod:`cca_lib.data`), the trained checkpoints and captured activations (``cache/``, see
+:mod:`cca_lib.cache`) and the book build's measured chapter times. It is the first of:
+
+1. ``$CCA_BOOK_DATA_DIR`` (:data:`DATA_DIR_ENV`), when set;
+2. ``data/`` in the cca-book checkout this package lives in (:func:`project_root`);
+3. the user cache folder ``~/.cache/cca-book`` (a plain install, no checkout).
+
+It is created on first use. ``$CCA_BOOK_DATA_MIRROR`` (:data:`MIRROR_ENV`) may name a read-only
+folder of dataset files that is searched before downloading (:func:`mirror_dir`).
+
+This module needs only the standard library: the measures, the engine and the chapters find
+their files without the book tooling (:mod:`cca_lib.book`).
+"""
 
 from __future__ import annotations
 
@@ -19,8 +34,7 @@ def project_root() -> Path | None:
 
 
 def data_dir() -> Path:
-    """Root of the local cache: ``$CCA_BOOK_DATA_DIR``, else ``<checkout>/data``, else
-    ``~/.cache/cca-book``. Created on first use."""
+    """The data folder (where it is: see this module's docstring); created on first use."""
     env = os.environ.get(DATA_DIR_ENV)
     if env:
         path = Path(env).expanduser()

@@ -47,8 +47,9 @@ tensor, the capture options and the torch thread count the capture runs with. Mo
 eval mode in float32 on CPU, so the same run, probe and thread count give bit-identical arrays.
 Before a CNN checkpoint is captured, its batch-norm running statistics are recomputed on fixed
 training batches (:func:`recalibrate_batchnorm`, settings in the key), so that eval mode
-normalizes with the statistics of the network as it is at that step. An entry whose ``acts.npz`` matches its manifest but cannot be read is deleted (with a
-warning) and captured again.
+normalizes with the statistics of the network as it is at that step. An entry whose
+``acts.npz`` matches its manifest but cannot be read is deleted (with a warning) and captured
+again.
 """
 
 from __future__ import annotations

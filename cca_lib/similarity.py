@@ -61,7 +61,7 @@ similarity to anything is undefined (0/0), and returning 0 would hide a broken c
 
 **Accuracy of float32.** Within blocks of rows the products are float32, summed across blocks in
 float64. On well-conditioned data ``rho`` from float32 inputs agrees with float64 to about
-``1e-7`` (``benchmarks/bench_similarity.py`` reports it per size: 1e-8 to 5e-8 measured); the
+``1e-7`` (``benchmarks/bench_similarity.py`` reports it per size); the
 error grows with the condition number of the inputs' correlation matrices (not with the
 neurons' scales). Tests allow ``1e-4``.
 
@@ -248,9 +248,9 @@ def _common_torch(x: Any, y: Any) -> tuple[Any, Any]:
 
 #: Rows per block when accumulating covariances on the CPU: at least 8192 rows, or about 2**22
 #: values for narrow layers. Each block's ``d x d`` products are added into float64
-#: accumulators, a pass over memory that does not shrink with the block; at 1024x50000 in
-#: float32 (2 threads) the loop took 1.65 s with 2048-row blocks and 1.38 s with 8192 against
-#: 1.25 s for the bare products. The extra memory is one block: 8192 rows of ``d1 + d2``
+#: accumulators, a pass over memory that does not shrink with the block, so larger blocks
+#: bring the loop closer to the cost of the bare products. The extra memory is one block: 8192
+#: rows of ``d1 + d2``
 #: values (64 MiB in float32 at ``d1 + d2 = 2048``), independent of ``n_samples``.
 _BLOCK_VALUES = 2**22
 _MIN_BLOCK_ROWS = 8192
@@ -279,7 +279,7 @@ def _grams(x: Any, y: Any, rtol: float | None) -> _Grams:
 
     Each input is scaled by ``2**-e`` (``e`` from its largest absolute value, see the module
     doc) before any product. CPU inputs (numpy arrays, and CPU tensors viewed as numpy without
-    a copy, whose BLAS was measured faster here than torch's): per-neuron maxima and minima and
+    a copy, so that numpy's BLAS does the products): per-neuron maxima and minima and
     the means first, then blocks of rows are scaled and centered into a reused buffer and
     their products accumulated in float64 (SYRK for ``x'x``, ``y'y``, GEMM for ``x'y``). Extra
     memory is one block, not a centered copy of the data; float32 inputs are multiplied in
@@ -433,9 +433,9 @@ def _fast_whitener(s: np.ndarray, rtol: float, name: str,
     a direction at the cut; the default tolerances are far from that.
 
     Everything here is numpy's LAPACK, on purpose: scipy's LAPACK is a second OpenBLAS with
-    its own thread pool, and alternating between the two pools made these calls 5 to 25
-    times slower with 2 threads on 2 cores (each pool's idle threads spin on the cores the
-    other needs).
+    its own thread pool, and alternating between the two pools makes these calls several
+    times slower when the threads share the cores (each pool's idle threads spin on the cores
+    the other needs).
     """
     r, live, sd = _standardized(s, name, dead)
     try:

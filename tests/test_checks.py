@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cca_lib import scorecard
+from cca_lib import book
+from cca_lib.claims import STATUSES
 from cca_lib.experiments import (
     cnn_dynamics,
     learning_rate,
@@ -31,7 +32,7 @@ def _plain(claims):
         for text in texts:
             assert not re.search(r"\b(True|False|None|nan)\b", text), text
             assert "_" not in text, text
-        table = scorecard.evidence_table([claim])
+        table = book.evidence_table([claim])
         assert set(table["met"]) <= {"yes", "no", "reported only"}
     return claims
 
@@ -391,9 +392,9 @@ def test_notebook_check_cell_calls_check_and_defines_no_verdict_helper(name):
     code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
     checks = [c for c in code if ".check(result)" in c]
     assert len(checks) == 1, f"{name}: expected one cell calling check(result)"
-    assert "scorecard.record(" in checks[0] and "scorecard.evidence_table(" in checks[0]
+    assert "book.record(" in checks[0] and "book.evidence_table(" in checks[0]
     for cell in code:
         assert not re.search(r"^\s*def ", cell, re.M), f"{name}: a cell defines a function"
-        for verdict in scorecard.STATUSES:
+        for verdict in STATUSES:
             assert f'"{verdict}"' not in cell and f"'{verdict}'" not in cell, \
                 f"{name}: a cell spells out the verdict {verdict!r}"

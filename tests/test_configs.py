@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from cca_lib import bookbuild, training
+from cca_lib import book, training
 from cca_lib.experiments import rnn_dynamics, rnn_timesteps, signal_noise
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -240,16 +240,16 @@ def test_parameters_cell_is_exactly_the_config_defaults(name):
 
 
 def test_every_chapter_with_a_module_is_checked():
-    for name in bookbuild.toc_chapters(ROOT / "_toc.yml"):
-        if bookbuild.chapter_module(name) is not None:
+    for name in book.toc_chapters(ROOT / "_toc.yml"):
+        if book.chapter_module(name) is not None:
             assert name in CHAPTERS, name
 
 
 @pytest.mark.parametrize("name", CHAPTERS)
 def test_quick_is_the_defaults_and_full_only_differs(name):
-    assert bookbuild.load_params(ROOT, "quick", name) == {}
+    assert book.load_params(ROOT, "quick", name) == {}
     assert not (ROOT / "params" / "quick").exists()
-    own = bookbuild.load_params(ROOT, "full", name)
+    own = book.load_params(ROOT, "full", name)
     cls = CONFIGS[name]
     converted = cls._convert(own)  # unknown names refused here
     defaults = cls.defaults()
@@ -261,10 +261,10 @@ def test_quick_is_the_defaults_and_full_only_differs(name):
     cls.from_params(own)  # valid
 
 
-@pytest.mark.parametrize("profile", bookbuild.PROFILES)
+@pytest.mark.parametrize("profile", book.PROFILES)
 def test_rnn_chapters_share_one_lstm_run_in_every_profile(profile):
-    dyn = rnn_dynamics.Config.from_params(bookbuild.load_params(ROOT, profile, "rnn_dynamics"))
-    ts = rnn_timesteps.Config.from_params(bookbuild.load_params(ROOT, profile, "rnn_timesteps"))
+    dyn = rnn_dynamics.Config.from_params(book.load_params(ROOT, profile, "rnn_dynamics"))
+    ts = rnn_timesteps.Config.from_params(book.load_params(ROOT, profile, "rnn_timesteps"))
     for f in rnn_dynamics.RUN_FIELDS:
         assert getattr(ts.training, f) == getattr(dyn, f), (profile, f)
     assert rnn_dynamics.lm_config(ts.training, 1000) == rnn_dynamics.lm_config(dyn, 1000)
@@ -291,22 +291,22 @@ def test_timesteps_profile_may_not_set_the_shared_run(tmp_path):
     (tmp_path / "params" / "full").mkdir(parents=True)
     (tmp_path / "params" / "full" / "rnn_dynamics.yaml").write_text("hidden_size: 128\n")
     (tmp_path / "params" / "full" / "rnn_timesteps.yaml").write_text("toy_dim: 128\n")
-    assert bookbuild.load_params(tmp_path, "full", "rnn_timesteps") == {"toy_dim": 128,
+    assert book.load_params(tmp_path, "full", "rnn_timesteps") == {"toy_dim": 128,
                                                                        "hidden_size": 128}
     (tmp_path / "params" / "full" / "rnn_timesteps.yaml").write_text("hidden_size: 96\n")
     with pytest.raises(ValueError, match="rnn_dynamics.yaml"):
-        bookbuild.load_params(tmp_path, "full", "rnn_timesteps")
+        book.load_params(tmp_path, "full", "rnn_timesteps")
 
 
 def test_parameter_table_comes_from_the_metadata():
-    table = bookbuild.parameter_table("cnn_dynamics", {"width": 16}, root=ROOT)
+    table = book.parameter_table("cnn_dynamics", {"width": 16}, root=ROOT)
     assert list(table.index) == list(CONFIGS["cnn_dynamics"].parameters())
     f = CONFIGS["cnn_dynamics"].parameters()["width"]
     assert table.loc["width", "meaning"] == f.metadata["help"]
     assert table.loc["width", "paper"] == f.metadata["paper"]
     assert table.loc["width", "quick"] == "16" and table.loc["width", "full"] == "32"
     assert table.loc["width", "this run"] == "16" and table.loc["seed", "this run"] == ""
-    ts = bookbuild.parameter_table("rnn_timesteps", root=ROOT)
+    ts = book.parameter_table("rnn_timesteps", root=ROOT)
     assert ts.loc["hidden_size", "full"] == "128"  # from the dynamics chapter's profile
-    method = bookbuild.parameter_table("method", root=ROOT)  # no Config: the notebook's cell
+    method = book.parameter_table("method", root=ROOT)  # no Config: the notebook's cell
     assert method.loc["n_features", "full"] == "200" and method.loc["seed", "full"] == "0"

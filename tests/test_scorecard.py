@@ -1,25 +1,27 @@
-"""The scorecard records claims only during a book build and renders every claim."""
+"""The claim types refuse bad input; the scorecard records claims only during a book build
+and renders every claim."""
 
 import json
 
 import pytest
 
-from cca_lib import scorecard
+from cca_lib import claims as cl
+from cca_lib.book import pages, scorecard
 
 
 def test_claim_rejects_unknown_id_status_and_empty_evidence():
     with pytest.raises(ValueError, match="claim id"):
-        scorecard.Claim(id="C10", status="holds", evidence="x")
+        cl.Claim(id="C10", status="holds", evidence="x")
     with pytest.raises(ValueError, match="status"):
-        scorecard.Claim(id="C1", status="maybe", evidence="x")
+        cl.Claim(id="C1", status="maybe", evidence="x")
     with pytest.raises(ValueError, match="evidence"):
-        scorecard.Claim(id="C1", status="holds", evidence="  ")
+        cl.Claim(id="C1", status="holds", evidence="  ")
 
 
 def test_record_writes_nothing_outside_a_build(tmp_path, monkeypatch):
     monkeypatch.delenv(scorecard.RESULTS_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
-    claims = scorecard.record("ch", [scorecard.Claim("C1", "holds", "1 > 0")])
+    claims = scorecard.record("ch", [cl.Claim("C1", "holds", "1 > 0")])
     assert claims[0].id == "C1"
     assert list(tmp_path.iterdir()) == []
 
@@ -27,19 +29,19 @@ def test_record_writes_nothing_outside_a_build(tmp_path, monkeypatch):
 def test_record_and_render_roundtrip(tmp_path, monkeypatch):
     monkeypatch.setenv(scorecard.RESULTS_ENV, str(tmp_path / "results"))
     monkeypatch.setenv(scorecard.PROFILE_ENV, "quick")
-    scorecard.record("toy", [scorecard.Claim("C1", "holds", "a | b", figure="Figure 1")],
+    scorecard.record("toy", [cl.Claim("C1", "holds", "a | b", figure="Figure 1")],
                      title="Toy")
-    scorecard.record("rnn", [scorecard.Claim("C8", "partly", "L1 < L2")], title="RNN")
+    scorecard.record("rnn", [cl.Claim("C8", "partly", "L1 < L2")], title="RNN")
     data = json.loads((tmp_path / "results" / "toy.json").read_text())
     assert data["profile"] == "quick" and data["claims"][0]["evidence"] == "a | b"
     page = scorecard.write_page(tmp_path / "results", tmp_path / "page.md", profile="quick",
                                 chapters=["toy", "rnn"])
     text = page.read_text()
     rows = [line for line in text.splitlines() if line.startswith("| C")]
-    assert len(rows) == len(scorecard.CLAIMS)  # one row per claim, run or not
+    assert len(rows) == len(cl.CLAIMS)  # one row per claim, run or not
     assert "a \\| b" in text  # table cells escape pipes
     assert "**holds**" in rows[0] and "*partly*" in rows[7]
-    assert sum("not run" in r for r in rows) == len(scorecard.CLAIMS) - 2
+    assert sum("not run" in r for r in rows) == len(cl.CLAIMS) - 2
     assert "`quick`" in text
 
 
@@ -49,40 +51,40 @@ def test_record_needs_claims():
 
 
 def test_status_is_the_one_ternary():
-    assert scorecard.status(True) == "holds"
-    assert scorecard.status(True, False) == "holds"
-    assert scorecard.status(False, True) == "partly"
-    assert scorecard.status(False) == scorecard.status(False, False) == "does not hold"
+    assert cl.status(True) == "holds"
+    assert cl.status(True, False) == "holds"
+    assert cl.status(False, True) == "partly"
+    assert cl.status(False) == cl.status(False, False) == "does not hold"
     with pytest.raises(TypeError, match="holds must be a bool"):
-        scorecard.status(1)  # a count is not a verdict
+        cl.status(1)  # a count is not a verdict
     with pytest.raises(TypeError, match="partly must be a bool"):
-        scorecard.status(False, None)
+        cl.status(False, None)
 
 
 def test_criterion_validates_and_stores_plain_numbers():
     import numpy as np
 
-    c = scorecard.Criterion("share below 0.9", "at least 0.25", np.float64(0.3), True)
+    c = cl.Criterion("share below 0.9", "at least 0.25", np.float64(0.3), True)
     assert type(c.measured) is float
-    assert type(scorecard.Criterion("n", "all", np.int64(6), True).measured) is int
-    assert scorecard.Criterion("spread", "", "0.1/0.2", None).passed is None
+    assert type(cl.Criterion("n", "all", np.int64(6), True).measured) is int
+    assert cl.Criterion("spread", "", "0.1/0.2", None).passed is None
     with pytest.raises(TypeError, match="passed must be a bool"):
-        scorecard.Criterion("x", "at least 1", 2.0, np.bool_(True))
+        cl.Criterion("x", "at least 1", 2.0, np.bool_(True))
     with pytest.raises(TypeError, match="measured must be a number or a str"):
-        scorecard.Criterion("x", "at least 1", True, True)
+        cl.Criterion("x", "at least 1", True, True)
     with pytest.raises(ValueError, match="criterion name"):
-        scorecard.Criterion(" ", "at least 1", 2.0, True)
+        cl.Criterion(" ", "at least 1", 2.0, True)
     with pytest.raises(TypeError, match="criteria must be a tuple of Criterion"):
-        scorecard.Claim("C1", "holds", "1 > 0", criteria=[("x", "y", 1, True)])
+        cl.Claim("C1", "holds", "1 > 0", criteria=[("x", "y", 1, True)])
 
 
 def test_evidence_table_is_plain_words(tmp_path, monkeypatch):
-    rows = (scorecard.Criterion("PWCCA's lowest mean", "above 0.9", 0.4712, False),
-            scorecard.Criterion("p-value", "below 0.01", 2.9e-47, True),
-            scorecard.Criterion("accuracy spread", "similar", 0.171, None))
-    claim = scorecard.Claim("C1", "partly", "numbers", criteria=rows)
-    table = scorecard.evidence_table(
-        [claim], sanity=(scorecard.Criterion("exact", "below 1e-09", 0, True),))
+    rows = (cl.Criterion("PWCCA's lowest mean", "above 0.9", 0.4712, False),
+            cl.Criterion("p-value", "below 0.01", 2.9e-47, True),
+            cl.Criterion("accuracy spread", "similar", 0.171, None))
+    claim = cl.Claim("C1", "partly", "numbers", criteria=rows)
+    table = pages.evidence_table(
+        [claim], sanity=(cl.Criterion("exact", "below 1e-09", 0, True),))
     assert list(table.columns) == ["threshold", "measured", "met"]
     assert list(table["measured"]) == ["0.471", "2.9e-47", "0.171", "0"]
     assert list(table["met"]) == ["no", "yes", "reported only", "yes"]
@@ -96,12 +98,18 @@ def test_evidence_table_is_plain_words(tmp_path, monkeypatch):
 
 
 def test_claim_carries_the_paper_figure_interval_cka_and_setup():
-    c = scorecard.Claim("C5", "partly", "distance falls with width", part="",
+    c = cl.Claim("C5", "partly", "distance falls with width", part="",
                         paper_value="0.47 -> 0.28", ours="-0.30 [-0.41, -0.12]", cka_agrees=True,
                         setup=(("dataset", "CIFAR-10", "Fashion-MNIST"),))
     assert c.paper_figure == "Fig. 4a and A7"
-    assert set(scorecard.PAPER_FIGURES) == set(scorecard.CLAIMS)
+    assert set(cl.PAPER_FIGURES) == set(cl.CLAIMS)
     with pytest.raises(ValueError, match="aspect"):
-        scorecard.Claim("C5", "holds", "x", setup=(("colour", "a", "b"),))
+        cl.Claim("C5", "holds", "x", setup=(("colour", "a", "b"),))
     with pytest.raises(TypeError, match="cka_agrees"):
-        scorecard.Claim("C5", "holds", "x", cka_agrees="yes")
+        cl.Claim("C5", "holds", "x", cka_agrees="yes")
+
+
+def test_record_takes_only_claims(tmp_path, monkeypatch):
+    monkeypatch.delenv(scorecard.RESULTS_ENV, raising=False)
+    with pytest.raises(TypeError, match="Claim objects, got dict"):
+        scorecard.record("ch", [{"id": "C1", "status": "holds", "evidence": "1 > 0"}])

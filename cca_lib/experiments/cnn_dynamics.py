@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from cca_lib import _checks, capture, data, training
+from cca_lib.claims import Claim, Criterion, status
 from cca_lib.experiments._params import (
     COUNT,
     EPOCHS,
@@ -45,7 +46,6 @@ from cca_lib.experiments._params import (
     param,
     rule,
 )
-from cca_lib.scorecard import Claim, Criterion, status
 from cca_lib.similarity import cca, distance, mean_cca
 
 MEASURES = ("PWCCA", "mean CCA")

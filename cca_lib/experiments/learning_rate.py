@@ -30,6 +30,7 @@ from scipy.cluster import hierarchy
 from scipy.spatial.distance import squareform
 
 from cca_lib import _checks, analysis, capture, models, plotting, training
+from cca_lib.claims import Claim, Criterion, status, yes_no
 from cca_lib.experiments._params import (
     BATCH,
     EPOCHS,
@@ -42,7 +43,6 @@ from cca_lib.experiments._params import (
     param,
     rule,
 )
-from cca_lib.scorecard import Claim, Criterion, status, yes_no
 
 #: Layers of the default (4-conv) net that can be compared (:func:`cca_lib.models.make_cnn`).
 LAYERS = tuple(models.cnn_layer_widths())

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from cca_lib import _checks, analysis, capture, data, training
+from cca_lib.claims import Claim, Criterion, status, yes_no
 from cca_lib.experiments._params import (
     BATCH,
     EPOCHS,
@@ -40,7 +41,6 @@ from cca_lib.experiments._params import (
     param,
     rule,
 )
-from cca_lib.scorecard import Claim, Criterion, status, yes_no
 
 #: Names of the three kinds of pairs, in plotting order.
 PAIRS = ("generalizing", "memorizing", "inter")

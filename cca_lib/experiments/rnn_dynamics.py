@@ -31,6 +31,7 @@ from cca_lib import analysis as _analysis
 from cca_lib import capture as _capture
 from cca_lib import data as _data
 from cca_lib import training as _training
+from cca_lib.claims import Claim, Criterion, status, yes_no
 from cca_lib.experiments._params import (
     BATCH,
     COUNT,
@@ -47,7 +48,6 @@ from cca_lib.experiments._params import (
     param,
     rule,
 )
-from cca_lib.scorecard import Claim, Criterion, status, yes_no
 
 MEASURES = _analysis.REFERENCE_MEASURES
 

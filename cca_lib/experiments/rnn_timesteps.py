@@ -34,9 +34,9 @@ from cca_lib import _checks
 from cca_lib import analysis as _analysis
 from cca_lib import capture as _capture
 from cca_lib import data as _data
+from cca_lib.claims import Claim, Criterion, status
 from cca_lib.experiments import rnn_dynamics
 from cca_lib.experiments._params import SAMPLES, SEED, UNITS, ChapterConfig, param, rule
-from cca_lib.scorecard import Claim, Criterion, status
 
 MEASURES = _analysis.REFERENCE_MEASURES
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from cca_lib import _checks, cca, compare
+from cca_lib.claims import Claim, Criterion, status, yes_no
 from cca_lib.experiments._params import (
     POSITIVE,
     POSITIVE_COUNT,
@@ -33,7 +34,6 @@ from cca_lib.experiments._params import (
     param,
     rule,
 )
-from cca_lib.scorecard import Claim, Criterion, status, yes_no
 
 #: The paper's signal dimensionalities (out of 200 neurons).
 PAPER_SIGNAL_DIMS = (20, 50, 70, 80, 100, 120, 140, 160, 180, 199)

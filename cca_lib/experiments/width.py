@@ -24,6 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from cca_lib import _checks, analysis, capture, models, plotting, training
+from cca_lib.claims import Claim, Criterion, status
 from cca_lib.experiments._params import (
     BATCH,
     EPOCHS,
@@ -36,7 +37,6 @@ from cca_lib.experiments._params import (
     param,
     rule,
 )
-from cca_lib.scorecard import Claim, Criterion, status
 from cca_lib.similarity import distance
 
 #: Conv layers of the chapter's net (:func:`cca_lib.models.make_cnn`, default layout) and their

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 HTML = ROOT / "_build" / "html"
 SHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = os.environ.get("CCA_BOOK_CHROMIUM") or shutil.which("chromium")
-# The flags that keep Chromium from reaching for the network (see shared/TOOLCHAIN.md).
+# The flags that keep Chromium from reaching for the network (background services, updates,
+# sync) and that let it run headless as root in a container (no sandbox, no GPU).
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 

@@ -1,28 +1,16 @@
-"""The reproduction scorecard: which of the paper's claims hold at the scale we ran.
+"""The paper's claims and how a chapter states its verdict on one.
 
 Each chapter module's ``check(result)`` returns the claims it tested as :class:`Claim` objects:
-a status (decided with :func:`status`), the criteria behind it as :class:`Criterion` rows
-(criterion, threshold, measured value, met) and a sentence with the numbers compared. The
-chapter's check cell calls :func:`record` with them and shows :func:`evidence_table`. When the
-book is built (:mod:`cca_lib.bookbuild`) the records are written as JSON and
-:func:`write_page` renders them into the scorecard page. Nothing on that page is typed by
-hand: a claim no chapter has checked shows as "not run".
-
-Outside a book build (a reader running a notebook, nbval in CI) :func:`record` only validates
-its input and returns it; it writes nothing.
+a status (one of :data:`STATUSES`, decided with :func:`status`), the criteria behind it as
+:class:`Criterion` rows (criterion, threshold, measured value, met) and a sentence with the
+numbers compared. These types are plain data: showing them on a page and collecting them into
+the book's scorecard is the book tooling's job (:mod:`cca_lib.book`).
 """
 
 from __future__ import annotations
 
-import json
 import numbers
-import os
-import tempfile
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-
-RESULTS_ENV = "CCA_BOOK_RESULTS_DIR"
-PROFILE_ENV = "CCA_BOOK_PROFILE"
+from dataclasses import dataclass, field
 
 STATUSES = ("holds", "partly", "does not hold")
 
@@ -155,120 +143,3 @@ class Claim:
                 raise ValueError(f"claim {self.id}: each setup row must be (aspect, paper, ours) "
                                  f"strings with aspect one of {SETUP_ASPECTS}, got {r!r}")
         object.__setattr__(self, "setup", rows)
-
-
-def record(chapter: str, claims: list[Claim], *, title: str = "") -> list[Claim]:
-    """Record ``claims`` for ``chapter`` (written only during a book build); return them."""
-    if not claims:
-        raise ValueError("record() needs at least one Claim")
-    target = os.environ.get(RESULTS_ENV)
-    if target:
-        out = Path(target)
-        out.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "chapter": chapter,
-            "title": title or chapter,
-            "profile": os.environ.get(PROFILE_ENV, "unknown"),
-            "claims": [asdict(c) for c in claims],
-        }
-        _atomic_write(out / f"{chapter}.json", json.dumps(payload, indent=2))
-    return claims
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def load_records(results_dir: Path) -> list[dict]:
-    """All chapter records in ``results_dir`` (sorted by chapter name)."""
-    if not results_dir.is_dir():
-        return []
-    return [json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))]
-
-
-# plain words: emoji need a font that not every reader (or headless browser) has
-_BADGE = {"holds": "**holds**", "partly": "*partly*", "does not hold": "**does not hold**"}
-
-
-def format_value(value: float | int | str) -> str:
-    """A measured value as the evidence table shows it: ints as they are, floats to three
-    decimals (small ones in scientific notation), strings unchanged."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, numbers.Integral):
-        return str(value)
-    if value != 0 and abs(value) < 1e-3:
-        return f"{value:.1e}"
-    return f"{value:.3f}"
-
-
-_MET = {True: "yes", False: "no", None: "reported only"}
-
-
-def evidence_table(claims: list[Claim], sanity: tuple[Criterion, ...] | list[Criterion] = ()):
-    """The criteria behind ``claims`` as a DataFrame for a chapter page: one row per criterion,
-    indexed by claim (with its status) and criterion; columns threshold, measured and met. Rows
-    of ``sanity`` (what must hold for the comparison to mean anything) come last."""
-    import pandas as pd
-
-    rows = []
-    groups = [(f"{c.id}: {c.status}", c.criteria) for c in claims]
-    if sanity:
-        groups.append(("must always hold", tuple(sanity)))
-    for label, criteria in groups:
-        for c in criteria:
-            rows.append({"claim": label, "criterion": c.name, "threshold": c.threshold,
-                         "measured": format_value(c.measured), "met": _MET[c.passed]})
-    frame = pd.DataFrame(rows, columns=["claim", "criterion", "threshold", "measured", "met"])
-    return frame.set_index(["claim", "criterion"])
-
-
-def render(records: list[dict], *, profile: str, chapters: list[str] | None = None) -> str:
-    """The scorecard page as MyST markdown."""
-    order = {name: i for i, name in enumerate(chapters or [])}
-    by_claim: dict[str, list[tuple[dict, dict]]] = {cid: [] for cid in CLAIMS}
-    for rec in sorted(records, key=lambda r: order.get(r["chapter"], len(order))):
-        for claim in rec["claims"]:
-            by_claim[claim["id"]].append((rec, claim))
-    profiles = sorted({rec["profile"] for rec in records}) or [profile]
-    lines = [
-        "# Reproduction scorecard",
-        "",
-        "Each row is one claim of Morcos, Raghu & Bengio (2018), as listed in the introduction.",
-        "The status and the numbers are written by the chapters' check cells when the book is",
-        "built; nothing here is typed by hand. A claim can hold at the paper's scale and not at",
-        "ours: the chapter then says so and shows the numbers.",
-        "",
-        f"**Profile of this build:** `{', '.join(profiles)}`",
-        "",
-        "| claim | the paper says | chapter | our numbers | status |",
-        "|---|---|---|---|---|",
-    ]
-    for cid, text in CLAIMS.items():
-        rows = by_claim[cid]
-        if not rows:
-            lines.append(f"| {cid} | {text} | — | not run in this build | ⚪ not run |")
-            continue
-        for rec, claim in rows:
-            where = f"[{rec['title']}](../executed/{rec['chapter']}.ipynb)"
-            if claim.get("figure"):
-                where += f" ({claim['figure']})"
-            evidence = claim["evidence"].replace("|", "\\|").replace("\n", " ")
-            lines.append(f"| {cid} | {text} | {where} | {evidence} | {_BADGE[claim['status']]} |")
-    lines.append("")
-    return "\n".join(lines)
-
-
-def write_page(results_dir: Path, page: Path, *, profile: str,
-               chapters: list[str] | None = None) -> Path:
-    """Render all records in ``results_dir`` into ``page`` (atomically); return its path."""
-    page.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(page, render(load_records(results_dir), profile=profile, chapters=chapters))
-    return page
