@@ -113,3 +113,34 @@ def test_record_takes_only_claims(tmp_path, monkeypatch):
     monkeypatch.delenv(scorecard.RESULTS_ENV, raising=False)
     with pytest.raises(TypeError, match="Claim objects, got dict"):
         scorecard.record("ch", [{"id": "C1", "status": "holds", "evidence": "1 > 0"}])
+
+
+def test_page_has_part_rows_an_overall_verdict_a_tally_and_deviations(tmp_path, monkeypatch):
+    monkeypatch.setenv(scorecard.RESULTS_ENV, str(tmp_path / "results"))
+    monkeypatch.setenv(scorecard.PROFILE_ENV, "quick")
+    setup = (("dataset", "CIFAR-10", "Fashion-MNIST"), ("nets and seeds", "1 ResNet", "3 seeds"))
+    scorecard.record("cnn", [cl.Claim("C2", "holds", "62% of coefficients below 0.9", part="CNN",
+                                      paper_value="many", ours="0.62 [0.55, 0.70]",
+                                      cka_agrees=True, setup=setup)], title="CNN")
+    scorecard.record("rnn", [cl.Claim("C2", "does not hold", "Not testable at this scale: x",
+                                      part="RNN", cka_agrees=False)], title="RNN")
+    text = scorecard.write_page(tmp_path / "results", tmp_path / "p.md", profile="quick",
+                                chapters=["cnn", "rnn"]).read_text()
+    main = text.split("## How our setups differ")[0]
+    rows = {line.split("|")[1].strip(): line for line in main.splitlines()
+            if line.startswith("| C")}
+    assert {"C2 (CNN)", "C2 (RNN)", "C2 overall"} <= set(rows)
+    assert "*partly*" in rows["C2 overall"] and "Fig. 1" in rows["C2 (CNN)"]
+    assert "0.62 [0.55, 0.70]" in rows["C2 (CNN)"] and "| yes |" in rows["C2 (CNN)"]
+    assert "| no |" in rows["C2 (RNN)"]
+    assert "**Tally:** 0 holds, 1 partly, 0 does not hold, 8 not run." in text
+    assert "| C2 (CNN) | dataset | CIFAR-10 | Fashion-MNIST |" in text
+    assert "quick** profile" in text and "True" not in text and "False" not in text
+
+
+def test_overall_status_of_parts():
+    assert scorecard.overall_status(["holds", "holds"]) == "holds"
+    assert scorecard.overall_status(["does not hold"] * 2) == "does not hold"
+    assert scorecard.overall_status(["holds", "does not hold"]) == "partly"
+    with pytest.raises(ValueError):
+        scorecard.overall_status([])

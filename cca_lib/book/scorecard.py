@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from cca_lib.book._files import atomic_write
-from cca_lib.claims import CLAIMS, Claim
+from cca_lib.claims import CLAIMS, PAPER_FIGURES, Claim
 
 RESULTS_ENV = "CCA_BOOK_RESULTS_DIR"
 PROFILE_ENV = "CCA_BOOK_PROFILE"
@@ -55,9 +55,44 @@ def load_records(results_dir: Path) -> list[dict]:
 # plain words: emoji need a font that not every reader (or headless browser) has
 _BADGE = {"holds": "**holds**", "partly": "*partly*", "does not hold": "**does not hold**"}
 
+_PROFILE_NOTE = {
+    "quick": "This build used the **quick** profile: small networks and few seeds, chosen so "
+             "that the whole book runs in minutes for continuous integration and local checks. "
+             "Verdicts at this scale are the least powered; the full profile tests the same "
+             "criteria on more and longer-trained networks.",
+    "full": "This build used the **full** profile: more seeds, wider sweeps and longer "
+            "training than the quick profile, still far below the paper's scale (see the "
+            "deviations table).",
+    "paper": "This build used the **paper** profile: the paper's setups as far as they are "
+             "stated.",
+}
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ").strip() or "—"
+
+
+def overall_status(statuses: list[str]) -> str:
+    """One verdict for a claim tested in several parts: "holds" if every part holds, "does not
+    hold" if none holds even partly, else "partly"."""
+    if not statuses:
+        raise ValueError("overall_status needs at least one status")
+    if all(st == "holds" for st in statuses):
+        return "holds"
+    if all(st == "does not hold" for st in statuses):
+        return "does not hold"
+    return "partly"
+
+
+def _cka(claim: dict) -> str:
+    value = claim.get("cka_agrees")
+    return "—" if value is None else "yes" if value else "no"
+
 
 def render(records: list[dict], *, profile: str, chapters: list[str] | None = None) -> str:
-    """The scorecard page as MyST markdown."""
+    """The scorecard page as MyST markdown: one row per claim (a claim tested in several parts
+    gets a row per part and an overall verdict), a tally, and the deviations of our setups
+    from the paper's."""
     order = {name: i for i, name in enumerate(chapters or [])}
     by_claim: dict[str, list[tuple[dict, dict]]] = {cid: [] for cid in CLAIMS}
     for rec in sorted(records, key=lambda r: order.get(r["chapter"], len(order))):
@@ -67,28 +102,57 @@ def render(records: list[dict], *, profile: str, chapters: list[str] | None = No
     lines = [
         "# Reproduction scorecard",
         "",
-        "Each row is one claim of Morcos, Raghu & Bengio (2018), as listed in the introduction.",
-        "The status and the numbers are written by the chapters' check cells when the book is",
-        "built; nothing here is typed by hand. A claim can hold at the paper's scale and not at",
-        "ours: the chapter then says so and shows the numbers.",
+        "Each row is one claim of Morcos, Raghu & Bengio (2018), as listed in the introduction,",
+        "with the paper's figure and number beside ours. The status, the numbers and the",
+        "intervals are written by the chapters' check cells when the book is built; nothing here",
+        "is typed by hand. A claim can hold at the paper's scale and not at ours: the chapter",
+        "then says so and shows the numbers. *CKA agrees* says whether linear CKA, applied to",
+        "the same criteria, gives the same verdict as the PWCCA-based test.",
         "",
-        f"**Profile of this build:** `{', '.join(profiles)}`",
+        f"**Profile of this build:** `{', '.join(profiles)}`. "
+        + " ".join(_PROFILE_NOTE.get(p, "") for p in profiles),
         "",
-        "| claim | the paper says | chapter | our numbers | status |",
-        "|---|---|---|---|---|",
+        "| claim | the paper says | paper's figure | paper's number | our number (95% interval)"
+        " | CKA agrees | status | evidence |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    tally: dict[str, int] = {"holds": 0, "partly": 0, "does not hold": 0, "not run": 0}
     for cid, text in CLAIMS.items():
         rows = by_claim[cid]
+        figure = PAPER_FIGURES.get(cid, "—")
         if not rows:
-            lines.append(f"| {cid} | {text} | — | not run in this build | ⚪ not run |")
+            tally["not run"] += 1
+            lines.append(f"| {cid} | {_cell(text)} | {figure} | — | not run in this build | — "
+                         f"| not run | — |")
             continue
         for rec, claim in rows:
             where = f"[{rec['title']}](../executed/{rec['chapter']}.ipynb)"
             if claim.get("figure"):
-                where += f" ({claim['figure']})"
-            evidence = claim["evidence"].replace("|", "\\|").replace("\n", " ")
-            lines.append(f"| {cid} | {text} | {where} | {evidence} | {_BADGE[claim['status']]} |")
-    lines.append("")
+                where += f", {claim['figure']}"
+            label = cid + (f" ({claim['part']})" if claim.get("part") else "")
+            lines.append(
+                f"| {label} | {_cell(text)} | {figure} | {_cell(claim.get('paper_value', ''))} "
+                f"| {_cell(claim.get('ours', ''))} | {_cka(claim)} | "
+                f"{_BADGE[claim['status']]} | {_cell(claim['evidence'])} ({where}) |")
+        verdict = overall_status([c["status"] for _, c in rows])
+        if len(rows) > 1:
+            every = "yes" if verdict == "holds" else "no"
+            lines.append(f"| {cid} overall | all parts of {cid} | {figure} | | | | "
+                         f"{_BADGE[verdict]} | every part holds: {every} |")
+        tally[verdict] += 1
+    lines += ["", "**Tally:** " + ", ".join(f"{n} {word}" for word, n in tally.items()) + ".",
+              ""]
+    setup_rows = [(cid, claim) for cid in CLAIMS for _, claim in by_claim[cid]
+                  if claim.get("setup")]
+    if setup_rows:
+        lines += ["## How our setups differ from the paper's", "",
+                  "Per claim, the paper's setup against the one this build ran.", "",
+                  "| claim | aspect | the paper | this build |", "|---|---|---|---|"]
+        for cid, claim in setup_rows:
+            label = cid + (f" ({claim['part']})" if claim.get("part") else "")
+            for aspect, paper, ours in claim["setup"]:
+                lines.append(f"| {label} | {aspect} | {_cell(paper)} | {_cell(ours)} |")
+        lines.append("")
     return "\n".join(lines)
 
 
