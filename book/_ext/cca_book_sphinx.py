@@ -6,6 +6,9 @@ JupyterHub, ...) from the page's own path. After the theme has added its buttons
 points them at the chapter's source ``notebooks/<name>.ipynb``, which is in the repository (see
 ``launch.py`` beside this file).
 
+API reference. ``book/api.md`` documents ``cca_lib`` with autodoc; this extension puts the
+repository root first on ``sys.path`` so that autodoc imports the checkout's library.
+
 Duplicate scripts. sphinx-thebe registers its inline configuration script each time Sphinx
 reads the documents, and sphinxcontrib-bibtex makes Sphinx read them twice, so every page
 declared ``THEBE_JS_URL`` twice and the browser logged a ``SyntaxError``. This extension drops
@@ -14,7 +17,12 @@ exact duplicates from each page's script list.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from launch import source_notebook  # book/_ext is on sys.path (local_extensions)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _script_key(script) -> tuple:
@@ -67,6 +75,9 @@ def _launch_from_sources(app, pagename, templatename, context, doctree) -> None:
 
 
 def setup(app):
+    # the API reference (autodoc) documents the cca_lib of this checkout, not an installed copy
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
     # early: html-page-context stops at the first handler that returns a template name
     app.connect("html-page-context", _dedupe_scripts, priority=100)
     # after sphinx-book-theme's add_launch_buttons (priority 501)
