@@ -135,3 +135,49 @@ def test_chapters_show_figures_and_math():
         if "/executed/" in rel and not rel.endswith("/method.html"):
             text = (HTML / rel).read_text()
             assert "<img" in text, f"{rel} has no figure"
+
+
+def _tracked_at_head() -> set[str] | None:
+    import subprocess
+
+    out = subprocess.run(["git", "-C", str(ROOT), "ls-tree", "-r", "--name-only", "HEAD"],
+                         capture_output=True, text=True)
+    return set(out.stdout.splitlines()) if out.returncode == 0 else None
+
+
+def test_launch_buttons_open_notebooks_tracked_at_head(browser):
+    """Every Binder and Colab URL on every page names the configured repository and branch and a
+    notebook that git tracks at HEAD (the executed copies under book/executed/ are not)."""
+    import re
+
+    import yaml
+
+    tracked = _tracked_at_head()
+    if tracked is None:
+        pytest.skip("not a git checkout")
+    repo = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
+    org_repo, branch = repo["url"].removeprefix("https://github.com/").strip("/"), repo["branch"]
+    binder = re.compile(r"^https://mybinder\.org/v2/gh/(?P<repo>[^/]+/[^/]+)/(?P<branch>[^?]+)"
+                        r"\?urlpath=(?:lab/)?tree/(?P<path>.+)$")
+    colab = re.compile(r"^https://colab\.research\.google\.com/github/(?P<repo>[^/]+/[^/]+)/blob/"
+                       r"(?P<branch>[^/]+)/(?P<path>.+)$")
+    launched = 0
+    for rel in toc_pages():
+        page, _, _ = open_page(browser, rel)
+        hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+        page.close()
+        for href in hrefs:
+            for kind, prefix, pattern in (("Binder", "https://mybinder.org/", binder),
+                                          ("Colab", "https://colab.research.google.com/", colab)):
+                if not href.startswith(prefix):
+                    continue
+                m = pattern.match(href)
+                assert m, f"{rel}: unexpected {kind} URL {href}"
+                assert (m["repo"], m["branch"]) == (org_repo, branch), f"{rel}: {href}"
+                assert m["path"] in tracked, f"{rel}: {kind} opens {m['path']}, not tracked at HEAD"
+                launched += 1
+        if "/executed/" in rel:
+            kinds = {k for k, p in (("Binder", binder), ("Colab", colab))
+                     for h in hrefs if p.match(h)}
+            assert kinds == {"Binder", "Colab"}, f"{rel}: launch buttons found: {kinds}"
+    assert launched, "no launch button on any page"
