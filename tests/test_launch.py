@@ -29,7 +29,7 @@ launch = _load_launch()
 
 
 def _chapters() -> list[str]:
-    from cca_lib.bookbuild import toc_chapters
+    from cca_lib.book import toc_chapters
 
     return toc_chapters(ROOT / "_toc.yml")
 
