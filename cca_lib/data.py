@@ -4,7 +4,8 @@ Every dataset is a set of files, each with a canonical URL and a sha256. A file 
 order:
 
 1. the local cache ``data_dir()/datasets/<name>/<file>`` (see :mod:`cca_lib._paths`);
-2. the mirror ``$CCA_BOOK_DATA_MIRROR/<name>/<file>`` (e.g. a folder of files copied from another machine, for offline use).
+2. the mirror ``$CCA_BOOK_DATA_MIRROR/<name>/<file>`` (e.g. a folder of files copied from
+   another machine, for offline use).
    Mirror files are verified and then used **in place**: they are never copied or modified, so
    a read-only shared mirror costs no disk;
 3. a download from the canonical URL, with a progress bar, into a temporary file of its own
