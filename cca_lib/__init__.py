@@ -6,6 +6,7 @@ The similarity functions need only numpy and scipy; the experiment engine
 """
 
 from cca_lib._validation import FewSamplesWarning
+from cca_lib.kernel_cka import rbf_cka, rbf_cka_matrix
 from cca_lib.similarity import (
     CCAResult,
     cca,
@@ -20,4 +21,4 @@ from cca_lib.similarity import (
 __version__ = "0.1.0"
 
 __all__ = ["CCAResult", "FewSamplesWarning", "cca", "compare", "distance", "linear_cka",
-           "mean_cca", "pwcca", "svcca"]
+           "mean_cca", "pwcca", "rbf_cka", "rbf_cka_matrix", "svcca"]
