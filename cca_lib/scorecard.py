@@ -27,6 +27,7 @@ PROFILE_ENV = "CCA_BOOK_PROFILE"
 STATUSES = ("holds", "partly", "does not hold")
 
 #: The paper's claims (Morcos, Raghu & Bengio 2018), in our words; see the book's introduction.
+#: Ids starting with "K" are cross-checks from other work, labelled as such in their text.
 CLAIMS: dict[str, str] = {
     "C1": "As the fraction of shared signal falls, mean CCA underestimates the shared structure "
           "while projection-weighted CCA stays robust (toy data, Fig. 2).",
@@ -46,6 +47,10 @@ CLAIMS: dict[str, str] = {
           "(Fig. 6, A8).",
     "C9": "RNN hidden states are not linearly similar across timesteps until late in the "
           "sequence (App. A.3).",
+    "K1": "Cross-check from Kornblith et al. (2019), not a claim of the paper: for a layer of one "
+          "network, the most similar layer of a network that differs only in its seed is the "
+          "same layer by linear CKA, far more often than by mean CCA, SVCCA or PWCCA "
+          "(their Table 2).",
 }
 
 
@@ -97,7 +102,7 @@ class Criterion:
 class Claim:
     """One paper claim as tested by one chapter."""
 
-    id: str  #: "C1" .. "C9"
+    id: str  #: "C1" .. "C9", or a cross-check from other work ("K1"); a key of CLAIMS
     status: str  #: one of STATUSES
     evidence: str  #: the numbers compared, in a sentence
     figure: str = ""  #: where in the chapter to look (e.g. "Figure 1")

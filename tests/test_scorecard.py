@@ -35,7 +35,7 @@ def test_record_and_render_roundtrip(tmp_path, monkeypatch):
     page = scorecard.write_page(tmp_path / "results", tmp_path / "page.md", profile="quick",
                                 chapters=["toy", "rnn"])
     text = page.read_text()
-    rows = [line for line in text.splitlines() if line.startswith("| C")]
+    rows = [line for line in text.splitlines() if line.startswith(("| C", "| K"))]
     assert len(rows) == len(scorecard.CLAIMS)  # one row per claim, run or not
     assert "a \\| b" in text  # table cells escape pipes
     assert "**holds**" in rows[0] and "*partly*" in rows[7]
