@@ -364,7 +364,7 @@ def plot_accuracy(result: Result) -> plt.Figure:
     ax.set_xticks(x, MEASURES)
     ax.set(ylabel="layers identified", ylim=(0, 1.05),
            title=f"Which layer of another net is most similar? (n = {result.n_main} images)")
-    ax.legend(fontsize="small", loc="center left")
+    ax.legend(fontsize="small", loc="upper left")
     return fig
 
 
@@ -383,14 +383,17 @@ def plot_sweep(result: Result) -> plt.Figure:
         f = floor[floor["measure"] == m]
         right.plot(f["n / d"], f["similarity"], marker="o", color=MEASURE_COLORS[m], label=m)
     left.axhline(1 / len(result.config.layers), ls=":", color="black", lw=1, label="chance")
+    ratios = [n / result.config.widest for n in result.config.probe_counts]
     for ax in (left, right):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(ratios, [f"{r:g}" for r in ratios])
+        ax.minorticks_off()
         ax.set_xlabel(f"n / d  (n probe images, d = {result.config.widest} channels of the "
                       "widest layer)")
     left.set(ylabel="layers identified", ylim=(0, 1.05), title="Accuracy against n / d")
     right.set(ylabel="similarity", ylim=(0, 1.05),
               title="Floor: widest layer vs. a row-shuffled copy")
-    left.legend(fontsize="small")
+    right.legend(fontsize="small", loc="upper right")
     return fig
 
 
