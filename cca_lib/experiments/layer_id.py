@@ -263,9 +263,10 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
     runs = training.train_many([config.train_config(s) for s in seeds], progress=progress,
                                desc="networks")
     probe = analysis.probe_images(config.dataset, "train", config.probe_size)
-    acts = [[np.asarray(a, dtype=np.float64) for a in
-             capture.capture_run(r, None, probe.images, list(config.layers)).values()]
-            for r in runs]
+    acts = []
+    for r in runs:
+        layers = capture.capture_run(r, None, probe.images, list(config.layers))
+        acts.append([np.asarray(layers[name], dtype=np.float64) for name in config.layers])
     n_nets, n_layers = config.n_nets, len(config.layers)
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 23]))
     shuffle = rng.permutation(config.probe_size)
