@@ -9,6 +9,7 @@ the activations of named layers of any ``torch.nn.Module``.
 
 from cca_lib._validation import FewSamplesWarning
 from cca_lib.fourier import FourierCCAResult, fourier_cca, fourier_mean_cca
+from cca_lib.kernel_cka import rbf_cka, rbf_cka_matrix
 from cca_lib.similarity import (
     CCAResult,
     cca,
@@ -23,4 +24,5 @@ from cca_lib.similarity import (
 __version__ = "0.1.0"
 
 __all__ = ["CCAResult", "FewSamplesWarning", "FourierCCAResult", "cca", "compare", "distance",
-           "fourier_cca", "fourier_mean_cca", "linear_cka", "mean_cca", "pwcca", "svcca"]
+           "fourier_cca", "fourier_mean_cca", "linear_cka", "mean_cca", "pwcca", "rbf_cka",
+           "rbf_cka_matrix", "svcca"]

@@ -34,6 +34,10 @@ CLAIMS: dict[str, str] = {
           "(Fig. 6, A8).",
     "C9": "RNN hidden states are not linearly similar across timesteps until late in the "
           "sequence (App. A.3).",
+    "K1": "Cross-check from Kornblith et al. (2019), not a claim of the paper: for a layer of one "
+          "network, the most similar layer of a network that differs only in its seed is the "
+          "same layer by linear CKA, far more often than by mean CCA, SVCCA or PWCCA "
+          "(their Table 2).",
 }
 
 
@@ -85,7 +89,7 @@ class Criterion:
 PAPER_FIGURES: dict[str, str] = {
     "C1": "Fig. 2", "C2": "Fig. 1", "C3": "Fig. 1d-f", "C4": "Fig. 3 and A10",
     "C5": "Fig. 4a and A7", "C6": "Fig. 4b", "C7": "Fig. 5", "C8": "Fig. 6 and A8",
-    "C9": "App. A.3, Figs. A2-A4",
+    "C9": "App. A.3, Figs. A2-A4", "K1": "Kornblith et al. (2019), Table 2",
 }
 
 #: The aspects of a setup that a claim's deviation rows compare (paper against ours).
@@ -96,7 +100,7 @@ SETUP_ASPECTS = ("dataset", "architecture", "nets and seeds", "training", "probe
 class Claim:
     """One paper claim as tested by one chapter (or one part of it, see ``part``)."""
 
-    id: str  #: "C1" .. "C9"
+    id: str  #: "C1" .. "C9", or a cross-check from other work ("K1"); a key of CLAIMS
     status: str  #: one of STATUSES
     evidence: str  #: the numbers compared, in a sentence
     figure: str = ""  #: where in the chapter to look (e.g. "Figure 1")

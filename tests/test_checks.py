@@ -379,8 +379,8 @@ def test_rnn_timesteps_sanity_checks_the_toy_control():
 # The notebooks use the checks and decide nothing themselves
 # ---------------------------------------------------------------------------------------------
 
-CHAPTERS = ("signal_noise", "cnn_dynamics", "memorization", "width", "learning_rate",
-            "rnn_dynamics", "rnn_timesteps")
+CHAPTERS = ("signal_noise", "layer_id", "cnn_dynamics", "memorization", "width",
+            "learning_rate", "rnn_dynamics", "rnn_timesteps")
 
 
 @pytest.mark.parametrize("name", CHAPTERS)

@@ -24,8 +24,8 @@ from cca_lib import book, training
 from cca_lib.experiments import rnn_dynamics, rnn_timesteps, signal_noise
 
 ROOT = Path(__file__).resolve().parent.parent
-CHAPTERS = ("signal_noise", "cnn_dynamics", "learning_rate", "memorization", "rnn_dynamics",
-            "rnn_timesteps", "width")
+CHAPTERS = ("signal_noise", "layer_id", "cnn_dynamics", "learning_rate", "memorization",
+            "rnn_dynamics", "rnn_timesteps", "width")
 CONFIGS = {name: importlib.import_module(f"cca_lib.experiments.{name}").Config
            for name in CHAPTERS}
 ENGINE = {"CNNTrainConfig": training.CNNTrainConfig, "LMTrainConfig": training.LMTrainConfig}
