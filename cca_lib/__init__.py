@@ -16,8 +16,9 @@ from cca_lib.similarity import (
     pwcca,
     svcca,
 )
+from cca_lib.streaming import Accumulator, compare_models
 
 __version__ = "0.1.0"
 
-__all__ = ["CCAResult", "FewSamplesWarning", "cca", "compare", "distance", "linear_cka",
-           "mean_cca", "pwcca", "svcca"]
+__all__ = ["Accumulator", "CCAResult", "FewSamplesWarning", "cca", "compare", "compare_models",
+           "distance", "linear_cka", "mean_cca", "pwcca", "svcca"]
