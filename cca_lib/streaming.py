@@ -45,6 +45,11 @@ from cca_lib._validation import (
 __all__ = ["Accumulator", "compare_models"]
 
 
+#: The keys of :meth:`Accumulator.measures`, in order.
+_MEASURE_ORDER = ("mean CCA", "SVCCA", "PWCCA", "PWCCA (reverse)", "PWCCA (symmetric)",
+                  "linear CKA", "debiased CKA")
+
+
 def _positive_int(v: Any, name: str) -> int:
     if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
         raise ValueError(f"{name} must be a positive int (number of features), got {v!r}")
@@ -155,7 +160,7 @@ class Accumulator:
         if warn_few and n < SAMPLES_PER_FEATURE_WARN * max(d1, d2):
             warnings.warn(
                 f"only {n} samples for {max(d1, d2)} features (< {SAMPLES_PER_FEATURE_WARN} per "
-                "feature): similarities are biased upward", FewSamplesWarning, stacklevel=4)
+                "feature): similarities are biased upward", FewSamplesWarning, stacklevel=3)
         return self._m.grams(check_rtol(rtol))
 
     def cca(self, *, rtol: float | None = None,
@@ -212,7 +217,7 @@ class Accumulator:
         g = self._grams(rtol, True, allow_few_samples)
         out = _sim._compare_from_grams(g, keep, reverse=True)
         out["debiased CKA"] = _sim._debiased_cka_from_grams(g) if g.n >= 4 else None
-        return out
+        return {k: out[k] for k in _MEASURE_ORDER}
 
 
 # ---------------------------------------------------------------------------------------------
