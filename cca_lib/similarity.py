@@ -65,6 +65,14 @@ float64. On well-conditioned data ``rho`` from float32 inputs agrees with float6
 error grows with the condition number of the inputs' correlation matrices (not with the
 neurons' scales). Tests allow ``1e-4``.
 
+**Streaming.** Every measure here is a function of sums over samples (counts, means, centered
+co-moments and, for debiased CKA, sums of products of the rows' squared norms). One piece of
+code, ``_Moments``, forms them batch by batch and merges partial sums (the pairwise update of
+Chan et al. 1979); the functions here give it all rows as one batch, and
+:class:`cca_lib.Accumulator` (:mod:`cca_lib.streaming`) gives it any number of batches with
+the same results. The scaling of **Scale** is per batch; parts with different exponents are
+merged by rescaling sums by exact powers of two.
+
 **Cost.** With ``d = max(d1, d2)``: the default ``method="gram"`` forms the three covariance
 matrices in one pass over the samples, ``n (d1^2 + d2^2 + 2 d1 d2)`` flops (SYRK for
 :math:`\Sigma_{xx}, \Sigma_{yy}`, GEMM for :math:`\Sigma_{xy}`: ``~4 n d^2``, the same count as
@@ -306,7 +314,8 @@ _SUM_POWERS = {"mean_x": (1, 0), "mean_y": (0, 1), "sxx": (2, 0), "syy": (0, 2),
 _KERNEL_SUMS = ("qxx", "qxy", "qyx", "qyy", "paa", "pbb", "pab")
 
 
-def _recentre(s: dict[str, Any], n: int, s1x: Any, s1y: Any, ex: Any, ey: Any) -> dict:
+def _recentre(s: dict[str, Any], n: int, s1x: Any, s1y: Any, ex: Any, ey: Any,
+              centre: bool = False) -> dict:
     """Sums over the rows of ``u_i = x_i - c`` and ``v_i = y_i - c'`` (``s1x``, ``s1y``: the
     sums of ``u`` and ``v``) turned, exactly in exact arithmetic, into the sums over
     ``u_i - ex`` and ``v_i - ey`` (the same rows about the point shifted by ``(ex, ey)``).
@@ -316,14 +325,25 @@ def _recentre(s: dict[str, Any], n: int, s1x: Any, s1y: Any, ex: Any, ey: Any) -
     ``qxx = sum a_i u_i``, ``qxy = sum b_i u_i``, ``qyx = sum a_i v_i``, ``qyy = sum b_i v_i``
     and the fourth-order ``paa = sum a_i^2``, ``pbb``, ``pab = sum a_i b_i`` follow by
     expanding ``|u - e|^2 = a - 2 u.e + |e|^2``. Used twice: to center a batch (about its
-    mean, ``e = s1 / n``) and to merge two centered parts about their common mean (Chan et al.
-    1979, extended to the kernel sums).
+    mean, ``e = s1 / n``: ``centre=True``) and to merge two centered parts about their common
+    mean (Chan et al. 1979, extended to the kernel sums; ``s1x = s1y = None`` for sums that are
+    already centered).
     """
     sxx, syy, sxy = s["sxx"], s["syy"], s["sxy"]
     out = dict(s)
-    out["sxx"] = sxx - _outer(s1x, ex) - _outer(ex, s1x) + n * _outer(ex, ex)
-    out["syy"] = syy - _outer(s1y, ey) - _outer(ey, s1y) + n * _outer(ey, ey)
-    out["sxy"] = sxy - _outer(s1x, ey) - _outer(ex, s1y) + n * _outer(ex, ey)
+    if s1x is None:  # centered sums (s1 = 0), as when merging
+        s1x, s1y = 0.0 * ex, 0.0 * ey
+        out["sxx"] = sxx + n * _outer(ex, ex)
+        out["syy"] = syy + n * _outer(ey, ey)
+        out["sxy"] = sxy + n * _outer(ex, ey)
+    elif centre:  # e = s1 / n, to the mean: S - s1 e' - e s1' + n e e' = S - s1 e'
+        out["sxx"] = sxx - _outer(s1x, ex)
+        out["syy"] = syy - _outer(s1y, ey)
+        out["sxy"] = sxy - _outer(s1x, ey)
+    else:
+        out["sxx"] = sxx - _outer(s1x, ex) - _outer(ex, s1x) + n * _outer(ex, ex)
+        out["syy"] = syy - _outer(s1y, ey) - _outer(ey, s1y) + n * _outer(ey, ey)
+        out["sxy"] = sxy - _outer(s1x, ey) - _outer(ex, s1y) + n * _outer(ex, ey)
     if s.get("paa") is None:
         return out
     tx, ty = sxx.diagonal().sum(), syy.diagonal().sum()
@@ -424,8 +444,8 @@ class _Moments:
             b = _scale_into(y[start:stop], -ey, by[: stop - start])
             a -= shx
             b -= shy
-            s1x += a.sum(axis=0, dtype=np.float64)
-            s1y += b.sum(axis=0, dtype=np.float64)
+            s1x += a.sum(axis=0)
+            s1y += b.sum(axis=0)
             s["sxx"] += a.T @ a
             s["syy"] += b.T @ b
             s["sxy"] += a.T @ b
@@ -473,7 +493,7 @@ class _Moments:
              s1y: Any) -> _Moments:
         """Store a batch's sums about the point ``(cx, cy)`` as centered sums about its mean."""
         ex_, ey_ = s1x / n, s1y / n
-        self.sums = _recentre(s, n, s1x, s1y, ex_, ey_)
+        self.sums = _recentre(s, n, s1x, s1y, ex_, ey_, centre=True)
         self.sums["mean_x"], self.sums["mean_y"] = cx + ex_, cy + ey_
         self.n = n
         # an input with no nonzero value does not constrain the exponent
@@ -510,9 +530,8 @@ class _Moments:
         na, nb = self.n, other.n
         n = na + nb
         dx, dy = b["mean_x"] - a["mean_x"], b["mean_y"] - a["mean_y"]
-        zx, zy = 0.0 * dx, 0.0 * dy
-        a = _recentre(a, na, zx, zy, (nb / n) * dx, (nb / n) * dy)
-        b = _recentre(b, nb, zx, zy, (-na / n) * dx, (-na / n) * dy)
+        a = _recentre(a, na, None, None, (nb / n) * dx, (nb / n) * dy)
+        b = _recentre(b, nb, None, None, (-na / n) * dx, (-na / n) * dy)
         merged = {k: (None if a[k] is None else a[k] + b[k]) for k in a}
         merged["mean_x"] = a["mean_x"] + (nb / n) * dx
         merged["mean_y"] = a["mean_y"] + (nb / n) * dy
@@ -989,7 +1008,7 @@ def linear_cka(x: Any, y: Any, *, debiased: bool = False,
     without ``n x n`` kernels; it can dip slightly below 0 for unrelated inputs and is clipped
     to ``[0, 1]`` (needs ``n_samples >= 4``). Invariant to rotation, isotropic scaling,
     translation and permutation; not to general invertible maps. Cost ``~4 n d^2`` flops
-    (debiased: ``2 n d`` more for the kernels' diagonals).
+    (debiased: ``~6 n d`` more in the same pass, for the sums of the kernels' diagonals).
 
     CKA is defined for any number of samples, also ``n_samples <= d1 + d2`` where the CCA
     family is not (``allow_few_samples`` is accepted for a uniform signature and changes

@@ -224,6 +224,9 @@ class Accumulator:
 # Two models, layer by layer, without storing activations
 # ---------------------------------------------------------------------------------------------
 
+# The hook loop below is self-contained on purpose: cca_lib.capture is being made generic
+# (forward hooks on any module, the same modes); once it is, compare_models should take its
+# per-batch hook code from there instead of keeping a second copy.
 _MODES = ("mean", "positions", "flatten")
 
 
