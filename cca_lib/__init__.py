@@ -20,9 +20,10 @@ from cca_lib.similarity import (
     pwcca,
     svcca,
 )
+from cca_lib.streaming import Accumulator, compare_models
 
 __version__ = "0.1.0"
 
-__all__ = ["CCAResult", "FewSamplesWarning", "FourierCCAResult", "cca", "compare", "distance",
-           "fourier_cca", "fourier_mean_cca", "linear_cka", "mean_cca", "pwcca", "rbf_cka",
-           "rbf_cka_matrix", "svcca"]
+__all__ = ["Accumulator", "CCAResult", "FewSamplesWarning", "FourierCCAResult", "cca", "compare",
+           "compare_models", "distance", "fourier_cca", "fourier_mean_cca", "linear_cka",
+           "mean_cca", "pwcca", "rbf_cka", "rbf_cka_matrix", "svcca"]

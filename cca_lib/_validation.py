@@ -41,7 +41,7 @@ def host_view(a: Any) -> np.ndarray:
     return a.detach().numpy() if is_torch(a) else np.asarray(a)
 
 
-def _check_one(x: Any, name: str) -> tuple[int, int]:
+def _check_one(x: Any, name: str, min_samples: int = 2) -> tuple[int, int]:
     if is_torch(x):
         if not x.is_floating_point() or x.dtype not in _torch_float_dtypes():
             raise TypeError(f"{name} must have dtype float32 or float64, got torch {x.dtype}; "
@@ -65,8 +65,8 @@ def _check_one(x: Any, name: str) -> tuple[int, int]:
     if len(shape) != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {shape}")
     n, d = shape
-    if n < 2:
-        raise ValueError(f"{name} needs at least 2 samples, got shape {shape}")
+    if n < min_samples:
+        raise ValueError(f"{name} needs at least {min_samples} samples, got shape {shape}")
     if d < 1:
         raise ValueError(f"{name} has no features, got shape {shape}")
     if on_cuda(x):
@@ -78,6 +78,26 @@ def _check_one(x: Any, name: str) -> tuple[int, int]:
     if not finite:
         raise ValueError(f"{name} contains NaN or inf values (shape {shape})")
     return n, d
+
+
+def check_batch(x: Any, y: Any, d1: int, d2: int,
+                names: tuple[str, str] = ("x_batch", "y_batch")) -> int:
+    """Validate one batch of rows for an accumulator of widths ``(d1, d2)``: float32/float64
+    2-D arrays or tensors, finite, the same number of rows (0 allowed), ``d1`` and ``d2``
+    columns. Returns the number of rows."""
+    n1, c1 = _check_one(x, names[0], min_samples=0)
+    n2, c2 = _check_one(y, names[1], min_samples=0)
+    for name, got, want, shape in ((names[0], c1, d1, (n1, c1)), (names[1], c2, d2, (n2, c2))):
+        if got != want:
+            raise ValueError(f"{name} has shape {shape} but this accumulator was made for "
+                             f"{want} features (d{1 if name == names[0] else 2}={want}): "
+                             f"expected ({shape[0]}, {want})")
+    if n1 != n2:
+        raise ValueError(f"{names[0]} has {n1} rows but {names[1]} has {n2}: both must hold "
+                         "activations on the same inputs, one row per input")
+    if is_torch(x) and is_torch(y) and x.device != y.device:
+        raise ValueError(f"{names[0]} is on {x.device} but {names[1]} is on {y.device}")
+    return n1
 
 
 def _torch_float_dtypes() -> tuple:

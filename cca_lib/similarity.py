@@ -65,6 +65,14 @@ float64. On well-conditioned data ``rho`` from float32 inputs agrees with float6
 error grows with the condition number of the inputs' correlation matrices (not with the
 neurons' scales). Tests allow ``1e-4``.
 
+**Streaming.** Every measure here is a function of sums over samples (counts, means, centered
+co-moments and, for debiased CKA, sums of products of the rows' squared norms). One piece of
+code, ``_Moments``, forms them batch by batch and merges partial sums (the pairwise update of
+Chan et al. 1979); the functions here give it all rows as one batch, and
+:class:`cca_lib.Accumulator` (:mod:`cca_lib.streaming`) gives it any number of batches with
+the same results. The scaling of **Scale** is per batch; parts with different exponents are
+merged by rescaling sums by exact powers of two.
+
 **Cost.** With ``d = max(d1, d2)``: the default ``method="gram"`` forms the three covariance
 matrices in one pass over the samples, ``n (d1^2 + d2^2 + 2 d1 d2)`` flops (SYRK for
 :math:`\Sigma_{xx}, \Sigma_{yy}`, GEMM for :math:`\Sigma_{xy}`: ``~4 n d^2``, the same count as
@@ -210,8 +218,10 @@ def _no_variance(name: str) -> ValueError:
 @dataclass(frozen=True)
 class _Grams:
     """Covariances of the centered inputs, each input scaled by ``2**-exp_*`` (float64,
-    unnormalized), and what else needs the data: the scaled column means, the dead neurons
-    (see the module doc) and the tolerances."""
+    unnormalized, on the host), and what else needs the data: the scaled column means, the
+    dead neurons (see the module doc), the tolerances and, when asked for (debiased CKA), the
+    sums over samples of products of the centered rows' squared norms ``a_i = |x_i - mean|^2``,
+    ``b_i = |y_i - mean|^2``: ``paa = sum a_i^2``, ``pbb = sum b_i^2``, ``pab = sum a_i b_i``."""
 
     sxx: np.ndarray
     syy: np.ndarray
@@ -225,22 +235,30 @@ class _Grams:
     mean_y: np.ndarray
     dead_x: np.ndarray
     dead_y: np.ndarray
+    paa: float | None = None
+    pbb: float | None = None
+    pab: float | None = None
 
 
 def _rtol_for(arr: Any, rtol: float | None) -> float:
     if rtol is not None:
         return rtol
-    single = str(arr.dtype) in ("float32", "torch.float32")
+    return _rtol_single(str(arr.dtype) in ("float32", "torch.float32"))
+
+
+def _rtol_single(single: bool) -> float:
     return _DEFAULT_RTOL[np.dtype(np.float32 if single else np.float64)]
 
 
-def _common_torch(x: Any, y: Any) -> tuple[Any, Any]:
-    """Put a numpy/torch mix on the CUDA tensor's device; compute in the wider float dtype."""
+def _common_torch(x: Any, y: Any, device: Any = None) -> tuple[Any, Any]:
+    """Put a numpy/torch mix on ``device`` (default: the device tensor's); compute in the
+    wider float dtype."""
     import torch
 
-    ref = x if on_cuda(x) else y
-    x, y = (a.to(ref.device) if is_torch(a) else
-            torch.from_numpy(np.ascontiguousarray(a)).to(ref.device) for a in (x, y))
+    if device is None:
+        device = (x if on_cuda(x) else y).device
+    x, y = (a.to(device) if is_torch(a) else
+            torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (x, y))
     if x.dtype != y.dtype:
         x, y = x.double(), y.double()
     return x, y
@@ -274,88 +292,335 @@ def _scaled_mean(a: np.ndarray, e: int, block: int) -> np.ndarray:
     return total / a.shape[0]
 
 
-def _grams(x: Any, y: Any, rtol: float | None) -> _Grams:
-    """Covariances of the scaled, centered inputs, float64, in one blocked pass over the samples.
+def _times_pow2(a: Any, k: int) -> Any:
+    """``a * 2**k`` for a float64 numpy array or torch tensor (a new one), exact wherever the
+    result is a normal number, for any integer ``k``."""
+    while k:
+        step = max(-1000, min(1000, k))
+        a = a * (2.0**step)
+        k -= step
+    return a
 
-    Each input is scaled by ``2**-e`` (``e`` from its largest absolute value, see the module
-    doc) before any product. CPU inputs (numpy arrays, and CPU tensors viewed as numpy without
-    a copy, so that numpy's BLAS does the products): per-neuron maxima and minima and
-    the means first, then blocks of rows are scaled and centered into a reused buffer and
-    their products accumulated in float64 (SYRK for ``x'x``, ``y'y``, GEMM for ``x'y``). Extra
-    memory is one block, not a centered copy of the data; float32 inputs are multiplied in
-    float32 within a block (twice the speed) and summed across blocks in float64. CUDA
-    tensors: scaled, centered and multiplied on their device in their dtype; only the
-    ``d x d`` results and per-neuron statistics come to the host.
+
+def _outer(a: Any, b: Any) -> Any:
+    return a[:, None] * b[None, :]
+
+
+#: The sums a part holds, and the power of two each is scaled by per unit of ``(exp_x, exp_y)``
+#: (a sum of products of ``p`` values of ``x`` and ``q`` of ``y`` scales by ``2**(p ex + q ey)``).
+_SUM_POWERS = {"mean_x": (1, 0), "mean_y": (0, 1), "sxx": (2, 0), "syy": (0, 2),
+               "sxy": (1, 1), "qxx": (3, 0), "qxy": (1, 2), "qyx": (2, 1), "qyy": (0, 3),
+               "paa": (4, 0), "pbb": (0, 4), "pab": (2, 2)}
+_KERNEL_SUMS = ("qxx", "qxy", "qyx", "qyy", "paa", "pbb", "pab")
+
+
+def _recentre(s: dict[str, Any], n: int, s1x: Any, s1y: Any, ex: Any, ey: Any,
+              centre: bool = False) -> dict:
+    """Sums over the rows of ``u_i = x_i - c`` and ``v_i = y_i - c'`` (``s1x``, ``s1y``: the
+    sums of ``u`` and ``v``) turned, exactly in exact arithmetic, into the sums over
+    ``u_i - ex`` and ``v_i - ey`` (the same rows about the point shifted by ``(ex, ey)``).
+
+    Second moments: ``sum (u - e)(u - e)' = S - s1 e' - e s1' + n e e'``. With ``a_i = |u_i|^2``
+    and ``b_i = |v_i|^2`` (debiased CKA's kernel diagonals), the third-order sums
+    ``qxx = sum a_i u_i``, ``qxy = sum b_i u_i``, ``qyx = sum a_i v_i``, ``qyy = sum b_i v_i``
+    and the fourth-order ``paa = sum a_i^2``, ``pbb``, ``pab = sum a_i b_i`` follow by
+    expanding ``|u - e|^2 = a - 2 u.e + |e|^2``. Used twice: to center a batch (about its
+    mean, ``e = s1 / n``: ``centre=True``) and to merge two centered parts about their common
+    mean (Chan et al. 1979, extended to the kernel sums; ``s1x = s1y = None`` for sums that are
+    already centered).
     """
-    rtol_x, rtol_y = _rtol_for(x, rtol), _rtol_for(y, rtol)
-    eps_x, eps_y = _eps_of(x), _eps_of(y)
-    n = int(x.shape[0])
-    if on_cuda(x) or on_cuda(y):
-        x, y = _common_torch(x, y)
-        stats = [_device_centered(a) for a in (x, y)]
-        (xc, ex, mx, cx), (yc, ey, my, cy) = stats
-        sxx, syy, sxy = ((a.T @ b).double().cpu().numpy()
-                         for a, b in ((xc, xc), (yc, yc), (xc, yc)))
+    sxx, syy, sxy = s["sxx"], s["syy"], s["sxy"]
+    out = dict(s)
+    if s1x is None:  # centered sums (s1 = 0), as when merging
+        s1x, s1y = 0.0 * ex, 0.0 * ey
+        out["sxx"] = sxx + n * _outer(ex, ex)
+        out["syy"] = syy + n * _outer(ey, ey)
+        out["sxy"] = sxy + n * _outer(ex, ey)
+    elif centre:  # e = s1 / n, to the mean: S - s1 e' - e s1' + n e e' = S - s1 e'
+        out["sxx"] = sxx - _outer(s1x, ex)
+        out["syy"] = syy - _outer(s1y, ey)
+        out["sxy"] = sxy - _outer(s1x, ey)
     else:
-        x, y = host_view(x), host_view(y)
-        if x.dtype != y.dtype:
-            x, y = x.astype(np.float64), y.astype(np.float64)
-        d1, d2 = x.shape[1], y.shape[1]
+        out["sxx"] = sxx - _outer(s1x, ex) - _outer(ex, s1x) + n * _outer(ex, ex)
+        out["syy"] = syy - _outer(s1y, ey) - _outer(ey, s1y) + n * _outer(ey, ey)
+        out["sxy"] = sxy - _outer(s1x, ey) - _outer(ex, s1y) + n * _outer(ex, ey)
+    if s.get("paa") is None:
+        return out
+    tx, ty = sxx.diagonal().sum(), syy.diagonal().sum()
+    ax, ay = s1x @ ex, s1y @ ey
+    e2x, e2y = ex @ ex, ey @ ey
+    qxx, qxy, qyx, qyy = s["qxx"], s["qxy"], s["qyx"], s["qyy"]
+    sxx_ex, syy_ey = sxx @ ex, syy @ ey
+    sxy_ey, syx_ex = sxy @ ey, sxy.T @ ex
+    out["qxx"] = qxx - 2 * sxx_ex + e2x * s1x - tx * ex + 2 * ax * ex - n * e2x * ex
+    out["qyy"] = qyy - 2 * syy_ey + e2y * s1y - ty * ey + 2 * ay * ey - n * e2y * ey
+    out["qxy"] = qxy - 2 * sxy_ey + e2y * s1x - ty * ex + 2 * ay * ex - n * e2y * ex
+    out["qyx"] = qyx - 2 * syx_ex + e2x * s1y - tx * ey + 2 * ax * ey - n * e2x * ey
+    out["paa"] = (s["paa"] - 4 * (ex @ qxx) + 4 * (ex @ sxx_ex) + 2 * e2x * tx
+                  - 4 * e2x * ax + n * e2x * e2x)
+    out["pbb"] = (s["pbb"] - 4 * (ey @ qyy) + 4 * (ey @ syy_ey) + 2 * e2y * ty
+                  - 4 * e2y * ay + n * e2y * e2y)
+    out["pab"] = (s["pab"] - 2 * (ey @ qyx) - 2 * (ex @ qxy) + 4 * (ex @ sxy_ey) + e2y * tx
+                  + e2x * ty - 2 * e2y * ax - 2 * e2x * ay + n * e2x * e2y)
+    return out
+
+
+class _Moments:
+    """Exact sufficient statistics of two layers' activations, built batch by batch: the one
+    covariance pass of every function in this module, and of ``cca_lib.Accumulator``.
+
+    Held in float64, in numpy on the host, or as torch tensors on the batches' device when
+    they are device (CUDA) tensors: the count ``n``; per neuron the raw maximum and minimum
+    (constant neurons) and the mean; the centered co-moments ``sxx``, ``syy``, ``sxy``; with
+    ``kernel=True`` also the kernel sums of :func:`_recentre` (debiased CKA). Memory
+    ``O((d1 + d2)^2)``, independent of ``n``. Each input's sums are those of the input scaled
+    by ``2**-exp``, ``exp`` from the largest absolute value seen so far (the module doc's
+    scaling): a batch is scaled by its own exponent, and when two parts meet, the one with the
+    smaller exponent has its sums multiplied by the exact power of two that brings it to the
+    other's (only exponents change), so the result does not depend on the order of batches.
+    A batch is centered about its own mean and merged by :func:`_recentre` (numerically stable
+    for any order of batches and any tree of merges). No input checks here.
+    """
+
+    def __init__(self, d1: int, d2: int, kernel: bool = False) -> None:
+        self.d1, self.d2, self.kernel = int(d1), int(d2), bool(kernel)
+        self.n = 0
+        self.device: Any = None  # None: numpy on the host; else the torch device of the sums
+        self.exp_x: int | None = None  # None: no nonzero value seen yet
+        self.exp_y: int | None = None
+        self.single_x = self.single_y = False  # a float32 batch was seen (tolerances)
+        self.sums: dict[str, Any] = {}
+        self.hi_x = self.lo_x = self.hi_y = self.lo_y = None
+
+    # ------------------------------------------------------------------ batches
+    def update(self, x: Any, y: Any) -> None:
+        """Add the rows of ``x`` ``(m, d1)`` and ``y`` ``(m, d2)`` (checked by the caller)."""
+        if int(x.shape[0]) == 0:
+            return
+        single = (str(x.dtype) in ("float32", "torch.float32"),
+                  str(y.dtype) in ("float32", "torch.float32"))
+        if on_cuda(x) or on_cuda(y) or self.device is not None:
+            part = self._device_part(*_common_torch(x, y, self.device))
+        else:
+            x, y = host_view(x), host_view(y)
+            if x.dtype != y.dtype:
+                x, y = x.astype(np.float64), y.astype(np.float64)
+            part = self._host_part(x, y)
+        part.single_x, part.single_y = single
+        self._absorb(part)
+
+    def _empty_like(self, device: Any) -> _Moments:
+        part = _Moments(self.d1, self.d2, self.kernel)
+        part.device = device
+        return part
+
+    def _host_part(self, x: np.ndarray, y: np.ndarray) -> _Moments:
+        """The moments of one batch of host arrays, in blocks of rows (module doc: Cost).
+
+        Per-neuron maxima and minima and the means first; then blocks of rows are scaled and
+        shifted by the means rounded to the input dtype into a reused buffer, so float32 stays
+        float32 (products twice as fast, summed across blocks in float64), and their products
+        accumulated (SYRK for ``x'x``, ``y'y``, GEMM for ``x'y``); the residual mean of the
+        shifted values is removed at the end by :func:`_recentre`. Extra memory is one block.
+        """
+        n, d1, d2 = x.shape[0], x.shape[1], y.shape[1]
         block = int(min(n, max(_MIN_BLOCK_ROWS, _BLOCK_VALUES // (d1 + d2))))
-        hi_x, lo_x, hi_y, lo_y = x.max(axis=0), x.min(axis=0), y.max(axis=0), y.min(axis=0)
-        cx, cy = hi_x == lo_x, hi_y == lo_y
-        ex = _exponent(float(max(np.abs(hi_x).max(), np.abs(lo_x).max())))
-        ey = _exponent(float(max(np.abs(hi_y).max(), np.abs(lo_y).max())))
-        # Shift each scaled neuron by its mean rounded to the input dtype, so blocks are
-        # centered in that dtype (float32 stays float32); the residual mean r of the shifted
-        # values is accumulated alongside and removed exactly at the end:
-        # sum (a - r)(a - r)' = sum a a' - n r r'.
-        mx, my = _scaled_mean(x, ex, block), _scaled_mean(y, ey, block)
-        shx, shy = mx.astype(x.dtype), my.astype(y.dtype)
+        part = self._empty_like(None)
+        part.hi_x, part.lo_x = x.max(axis=0).astype(np.float64), x.min(axis=0).astype(np.float64)
+        part.hi_y, part.lo_y = y.max(axis=0).astype(np.float64), y.min(axis=0).astype(np.float64)
+        ex = _exponent(float(max(np.abs(part.hi_x).max(), np.abs(part.lo_x).max())))
+        ey = _exponent(float(max(np.abs(part.hi_y).max(), np.abs(part.lo_y).max())))
+        shx = _scaled_mean(x, ex, block).astype(x.dtype)
+        shy = _scaled_mean(y, ey, block).astype(y.dtype)
         bx, by = np.empty((block, d1), x.dtype), np.empty((block, d2), y.dtype)
-        sxx, syy = np.zeros((d1, d1)), np.zeros((d2, d2))
-        sxy = np.zeros((d1, d2))
-        rx, ry = np.zeros(d1), np.zeros(d2)
+        s = {"sxx": np.zeros((d1, d1)), "syy": np.zeros((d2, d2)), "sxy": np.zeros((d1, d2))}
+        if self.kernel:
+            s.update(qxx=np.zeros(d1), qxy=np.zeros(d1), qyx=np.zeros(d2), qyy=np.zeros(d2),
+                     paa=0.0, pbb=0.0, pab=0.0)
+        s1x, s1y = np.zeros(d1), np.zeros(d2)
         for start in range(0, n, block):
             stop = min(n, start + block)
             a = _scale_into(x[start:stop], -ex, bx[: stop - start])
             b = _scale_into(y[start:stop], -ey, by[: stop - start])
             a -= shx
             b -= shy
-            rx += a.sum(axis=0)
-            ry += b.sum(axis=0)
-            sxx += a.T @ a
-            syy += b.T @ b
-            sxy += a.T @ b
-        rx, ry = rx / n, ry / n
-        sxx -= n * np.outer(rx, rx)
-        syy -= n * np.outer(ry, ry)
-        sxy -= n * np.outer(rx, ry)
-    for mat, name in ((sxx, "x"), (syy, "y"), (sxy, "x and y")):
-        if not np.isfinite(mat).all():  # cannot happen for finite inputs scaled to [0.5, 1)
-            raise RuntimeError(f"the covariance products of {name} are not finite although the "
-                               "inputs were checked finite: were they modified during the call?")
-    # symmetrize against rounding so eigh sees an exactly symmetric matrix
-    sxx, syy = (sxx + sxx.T) / 2, (syy + syy.T) / 2
-    dead_x = _dead(np.diag(sxx) / n, mx, cx, eps_x)
-    dead_y = _dead(np.diag(syy) / n, my, cy, eps_y)
-    return _Grams(sxx, syy, sxy, n, rtol_x, rtol_y, ex, ey, mx, my, dead_x, dead_y)
+            s1x += a.sum(axis=0)
+            s1y += b.sum(axis=0)
+            s["sxx"] += a.T @ a
+            s["syy"] += b.T @ b
+            s["sxy"] += a.T @ b
+            if self.kernel:
+                _add_kernel_sums(s, a.astype(np.float64, copy=False),
+                                 b.astype(np.float64, copy=False))
+        return part._set(n, ex, ey, shx.astype(np.float64), shy.astype(np.float64), s, s1x, s1y)
+
+    def _device_part(self, x: Any, y: Any) -> _Moments:
+        """The moments of one batch of torch tensors on their device: scaled and shifted by
+        their means in their dtype (a new tensor per input), products in that dtype, sums in
+        float64 on the device."""
+        import torch
+
+        part = self._empty_like(x.device)
+        scaled, exps, shifts, s1 = [], [], [], []
+        for a, hi_lo in ((x, ("hi_x", "lo_x")), (y, ("hi_y", "lo_y"))):
+            lo, hi = torch.aminmax(a.detach(), dim=0)
+            setattr(part, hi_lo[0], hi.double())
+            setattr(part, hi_lo[1], lo.double())
+            e = _exponent(float(torch.maximum(lo.abs().max(), hi.abs().max())))
+            c = a.detach().clone()
+            for f in _factors(-e, c.dtype):
+                c.mul_(f)
+            shift = c.mean(dim=0)
+            c.sub_(shift)
+            scaled.append(c)
+            exps.append(e)
+            shifts.append(shift.double())
+            s1.append(c.sum(dim=0, dtype=torch.float64))
+        xc, yc = scaled
+        s = {"sxx": (xc.T @ xc).double(), "syy": (yc.T @ yc).double(),
+             "sxy": (xc.T @ yc).double()}
+        if self.kernel:
+            z = x.new_zeros((), dtype=torch.float64)
+            s.update(qxx=torch.zeros(self.d1, dtype=torch.float64, device=x.device),
+                     qxy=torch.zeros(self.d1, dtype=torch.float64, device=x.device),
+                     qyx=torch.zeros(self.d2, dtype=torch.float64, device=x.device),
+                     qyy=torch.zeros(self.d2, dtype=torch.float64, device=x.device),
+                     paa=z, pbb=z.clone(), pab=z.clone())
+            _add_kernel_sums(s, xc.double(), yc.double())
+        return part._set(int(x.shape[0]), exps[0], exps[1], shifts[0], shifts[1], s, *s1)
+
+    def _set(self, n: int, ex: int, ey: int, cx: Any, cy: Any, s: dict, s1x: Any,
+             s1y: Any) -> _Moments:
+        """Store a batch's sums about the point ``(cx, cy)`` as centered sums about its mean."""
+        ex_, ey_ = s1x / n, s1y / n
+        self.sums = _recentre(s, n, s1x, s1y, ex_, ey_, centre=True)
+        self.sums["mean_x"], self.sums["mean_y"] = cx + ex_, cy + ey_
+        self.n = n
+        # an input with no nonzero value does not constrain the exponent
+        self.exp_x = ex if bool((self.hi_x != 0).any() | (self.lo_x != 0).any()) else None
+        self.exp_y = ey if bool((self.hi_y != 0).any() | (self.lo_y != 0).any()) else None
+        return self
+
+    # ------------------------------------------------------------------ merging
+    def _rescaled(self, ex: int | None, ey: int | None) -> dict[str, Any]:
+        """The sums expressed for the exponents ``(ex, ey)`` (exact powers of two)."""
+        kx = 0 if self.exp_x is None or ex is None else self.exp_x - ex
+        ky = 0 if self.exp_y is None or ey is None else self.exp_y - ey
+        if not (kx or ky):
+            return dict(self.sums)
+        return {k: (v if v is None else _times_pow2(v, _SUM_POWERS[k][0] * kx
+                                                    + _SUM_POWERS[k][1] * ky))
+                for k, v in self.sums.items()}
+
+    def _absorb(self, other: _Moments) -> None:
+        """Merge the parts (``other`` on this one's backend) into this one."""
+        if other.n == 0:
+            return
+        self.single_x |= other.single_x
+        self.single_y |= other.single_y
+        if self.n == 0:
+            self.device, self.sums, self.n = other.device, dict(other.sums), other.n
+            self.exp_x, self.exp_y = other.exp_x, other.exp_y
+            self.hi_x, self.lo_x, self.hi_y, self.lo_y = (other.hi_x, other.lo_x, other.hi_y,
+                                                          other.lo_y)
+            return
+        ex = max((e for e in (self.exp_x, other.exp_x) if e is not None), default=None)
+        ey = max((e for e in (self.exp_y, other.exp_y) if e is not None), default=None)
+        a, b = self._rescaled(ex, ey), other._rescaled(ex, ey)
+        na, nb = self.n, other.n
+        n = na + nb
+        dx, dy = b["mean_x"] - a["mean_x"], b["mean_y"] - a["mean_y"]
+        a = _recentre(a, na, None, None, (nb / n) * dx, (nb / n) * dy)
+        b = _recentre(b, nb, None, None, (-na / n) * dx, (-na / n) * dy)
+        merged = {k: (None if a[k] is None else a[k] + b[k]) for k in a}
+        merged["mean_x"] = a["mean_x"] + (nb / n) * dx
+        merged["mean_y"] = a["mean_y"] + (nb / n) * dy
+        self.sums, self.n, self.exp_x, self.exp_y = merged, n, ex, ey
+        mx, mn = _backend_max_min(self.hi_x)
+        self.hi_x, self.lo_x = mx(self.hi_x, other.hi_x), mn(self.lo_x, other.lo_x)
+        self.hi_y, self.lo_y = mx(self.hi_y, other.hi_y), mn(self.lo_y, other.lo_y)
+
+    def on(self, device: Any) -> _Moments:
+        """A copy of these moments on ``device`` (None: numpy on the host)."""
+        out = self._empty_like(device)
+        out.n, out.exp_x, out.exp_y = self.n, self.exp_x, self.exp_y
+        out.single_x, out.single_y = self.single_x, self.single_y
+        move = _to_host if device is None else _to_device(device)
+        out.sums = {k: (None if v is None else move(v)) for k, v in self.sums.items()}
+        if self.n:
+            out.hi_x, out.lo_x, out.hi_y, out.lo_y = (move(v) for v in (
+                self.hi_x, self.lo_x, self.hi_y, self.lo_y))
+        return out
+
+    # ------------------------------------------------------------------ results
+    def grams(self, rtol: float | None) -> _Grams:
+        """The covariances and the rank-rule inputs on the host (needs ``n >= 1``)."""
+        h = self.on(None) if self.device is not None else self
+        s = h.sums
+        sxx, syy, sxy = s["sxx"], s["syy"], s["sxy"]
+        for mat, name in ((sxx, "x"), (syy, "y"), (sxy, "x and y")):
+            if not np.isfinite(mat).all():  # cannot happen for finite inputs scaled to [0.5, 1)
+                raise RuntimeError(f"the covariance products of {name} are not finite although "
+                                   "the inputs were checked finite: were they modified during "
+                                   "the call?")
+        # symmetrize against rounding so eigh sees an exactly symmetric matrix
+        sxx, syy = (sxx + sxx.T) / 2, (syy + syy.T) / 2
+        n = self.n
+        eps_x, eps_y = (float(np.finfo(np.float32 if single else np.float64).eps)
+                        for single in (self.single_x, self.single_y))
+        dead_x = _dead(np.diag(sxx) / n, s["mean_x"], h.hi_x == h.lo_x, eps_x)
+        dead_y = _dead(np.diag(syy) / n, s["mean_y"], h.hi_y == h.lo_y, eps_y)
+        rtol_x = rtol if rtol is not None else _rtol_single(self.single_x)
+        rtol_y = rtol if rtol is not None else _rtol_single(self.single_y)
+        kern = {k: (None if s.get(k) is None else float(s[k])) for k in ("paa", "pbb", "pab")}
+        return _Grams(sxx, syy, sxy, n, rtol_x, rtol_y, self.exp_x or 0, self.exp_y or 0,
+                      s["mean_x"], s["mean_y"], dead_x, dead_y, **kern)
 
 
-def _device_centered(a: Any) -> tuple[Any, int, np.ndarray, np.ndarray]:
-    """A torch tensor scaled by ``2**-e`` and centered, on its device and in its dtype (a new
-    tensor); with ``e``, the scaled means (float64, host) and which neurons are constant."""
+def _add_kernel_sums(s: dict, a: Any, b: Any) -> None:
+    """Add one block's kernel sums (see :func:`_recentre`) about the block's shift point."""
+    na, nb = (a * a).sum(1), (b * b).sum(1)
+    s["qxx"] = s["qxx"] + a.T @ na
+    s["qxy"] = s["qxy"] + a.T @ nb
+    s["qyx"] = s["qyx"] + b.T @ na
+    s["qyy"] = s["qyy"] + b.T @ nb
+    s["paa"] = s["paa"] + na @ na
+    s["pbb"] = s["pbb"] + nb @ nb
+    s["pab"] = s["pab"] + na @ nb
+
+
+def _backend_max_min(a: Any) -> tuple[Any, Any]:
+    if is_torch(a):
+        import torch
+
+        return torch.maximum, torch.minimum
+    return np.maximum, np.minimum
+
+
+def _to_host(v: Any) -> Any:
+    if is_torch(v):
+        v = v.detach().cpu().numpy()
+        return v if v.ndim else float(v)
+    return v
+
+
+def _to_device(device: Any) -> Any:
     import torch
 
-    lo, hi = torch.aminmax(a.detach(), dim=0)
-    e = _exponent(float(torch.maximum(lo.abs().max(), hi.abs().max())))
-    c = a.detach().clone()
-    for f in _factors(-e, c.dtype):
-        c.mul_(f)
-    mean = c.mean(dim=0, keepdim=True)
-    c.sub_(mean)
-    c.sub_(c.mean(dim=0, keepdim=True))  # the residual mean left by rounding
-    return c, e, mean[0].double().cpu().numpy(), (hi == lo).cpu().numpy()
+    def move(v: Any) -> Any:
+        if is_torch(v):
+            return v.to(device)
+        return torch.as_tensor(np.asarray(v, dtype=np.float64), device=device)
+
+    return move
+
+
+def _grams(x: Any, y: Any, rtol: float | None, kernel: bool = False) -> _Grams:
+    """Covariances of the scaled, centered inputs: the moments of ``x`` and ``y`` as one batch
+    (:class:`_Moments`, the same code as the streaming accumulator's)."""
+    m = _Moments(x.shape[1], y.shape[1], kernel=kernel)
+    m.update(x, y)
+    return m.grams(rtol)
 
 
 def _standardized(s: np.ndarray, name: str,
@@ -700,14 +965,27 @@ def svcca(x: Any, y: Any, keep: float | int = 0.99, *, rtol: float | None = None
     return _svcca_from_grams(_grams(x, y, rtol), keep)
 
 
-def _hsic_terms(gram_norm2: float, diag_a: np.ndarray, diag_b: np.ndarray, n: int) -> float:
-    """Unbiased HSIC (Song et al. 2012) of two linear kernels of centered features, from
-    ``tr(K L) = gram_norm2`` and the kernels' diagonals (row norms squared)."""
-    # centered features: K 1 = 0, so 1'K~1 = -sum(diag K) and K~1 = -diag K
-    tr = gram_norm2 - diag_a @ diag_b
-    sum_a, sum_b = -diag_a.sum(), -diag_b.sum()
-    cross = diag_a @ diag_b
-    return (tr + sum_a * sum_b / ((n - 1) * (n - 2)) - 2.0 * cross / (n - 2)) / (n * (n - 3))
+def _hsic(tr_kl: float, sum_ab: float, tr_k: float, tr_l: float, n: int) -> float:
+    """Unbiased HSIC (Song et al. 2012) of two linear kernels ``K``, ``L`` of centered
+    features, from ``tr(K L)``, ``sum_i K_ii L_ii``, ``tr K`` and ``tr L``: with the diagonals
+    removed, ``K~ 1 = -diag K`` (since ``K 1 = 0``), so ``1'K~1 = -tr K`` and
+    ``1'K~L~1 = sum_i K_ii L_ii``."""
+    tr = tr_kl - sum_ab
+    return (tr + tr_k * tr_l / ((n - 1) * (n - 2)) - 2.0 * sum_ab / (n - 2)) / (n * (n - 3))
+
+
+def _debiased_cka_from_grams(g: _Grams) -> float:
+    """Debiased linear CKA from the covariances and the kernel sums (``kernel=True``)."""
+    for dead, name in ((g.dead_x, "x"), (g.dead_y, "y")):
+        if dead.all():
+            raise _no_variance(name)
+    tk, tl = float(np.trace(g.sxx)), float(np.trace(g.syy))
+    hxy = _hsic(np.linalg.norm(g.sxy) ** 2, g.pab, tk, tl, g.n)
+    hxx = _hsic(np.linalg.norm(g.sxx) ** 2, g.paa, tk, tk, g.n)
+    hyy = _hsic(np.linalg.norm(g.syy) ** 2, g.pbb, tl, tl, g.n)
+    if not (hxx > 0 and hyy > 0):
+        raise ValueError("x or y has no variance left after debiasing (too few samples?)")
+    return float(np.clip(hxy / np.sqrt(hxx * hyy), 0.0, 1.0))
 
 
 def _cka_from_grams(g: _Grams) -> float:
@@ -730,7 +1008,7 @@ def linear_cka(x: Any, y: Any, *, debiased: bool = False,
     without ``n x n`` kernels; it can dip slightly below 0 for unrelated inputs and is clipped
     to ``[0, 1]`` (needs ``n_samples >= 4``). Invariant to rotation, isotropic scaling,
     translation and permutation; not to general invertible maps. Cost ``~4 n d^2`` flops
-    (debiased: ``2 n d`` more for the kernels' diagonals).
+    (debiased: ``~6 n d`` more in the same pass, for the sums of the kernels' diagonals).
 
     CKA is defined for any number of samples, also ``n_samples <= d1 + d2`` where the CCA
     family is not (``allow_few_samples`` is accepted for a uniform signature and changes
@@ -741,34 +1019,9 @@ def linear_cka(x: Any, y: Any, *, debiased: bool = False,
     check_pair(x, y, allow_few_samples=True, warn_few=not debiased)
     if debiased and x.shape[0] < 4:
         raise ValueError(f"debiased CKA needs at least 4 samples, got {x.shape[0]}")
-    g = _grams(x, y, None)
     if not debiased:
-        return _cka_from_grams(g)
-    for dead, name in ((g.dead_x, "x"), (g.dead_y, "y")):
-        if dead.all():
-            raise _no_variance(name)
-    n = g.n
-    da, db = _row_norms2(x, g.exp_x), _row_norms2(y, g.exp_y)
-    hxy = _hsic_terms(np.linalg.norm(g.sxy) ** 2, da, db, n)
-    hxx = _hsic_terms(np.linalg.norm(g.sxx) ** 2, da, da, n)
-    hyy = _hsic_terms(np.linalg.norm(g.syy) ** 2, db, db, n)
-    if not (hxx > 0 and hyy > 0):
-        raise ValueError("x or y has no variance left after debiasing (too few samples?)")
-    return float(np.clip(hxy / np.sqrt(hxx * hyy), 0.0, 1.0))
-
-
-def _row_norms2(a: Any, e: int) -> np.ndarray:
-    """Squared norms of the rows of ``a * 2**-e``, centered (the linear kernel's diagonal),
-    float64."""
-    if on_cuda(a):
-        ac = _scaled64(a, e)
-        ac -= ac.mean(dim=0, keepdim=True)
-        ac -= ac.mean(dim=0, keepdim=True)
-        return (ac * ac).sum(dim=1).cpu().numpy()
-    ac = _scaled64(host_view(a), e)
-    ac -= ac.mean(axis=0)
-    ac -= ac.mean(axis=0)
-    return np.einsum("ij,ij->i", ac, ac)
+        return _cka_from_grams(_grams(x, y, None))
+    return _debiased_cka_from_grams(_grams(x, y, None, kernel=True))
 
 
 _MEASURES = {
@@ -801,15 +1054,23 @@ def compare(x: Any, y: Any, *, keep: float | int = 0.99, rtol: float | None = No
     """
     keep = check_keep(keep)
     rtol = _prepare(x, y, allow_few_samples, rtol, "gram")
-    g = _grams(x, y, rtol)
+    return _compare_from_grams(_grams(x, y, rtol), keep)
+
+
+def _compare_from_grams(g: _Grams, keep: float | int, reverse: bool = False) -> dict[str, float]:
+    """:func:`compare`'s values from the covariances; ``reverse`` adds ``"PWCCA (reverse)"``,
+    ``pwcca(y, x)``."""
     w = _whiteners(g)
     core = _cca_from_grams(g, w=w)
     forward = _pw_mean(core.rho, g.sxx @ core.x_weights)
     backward = _pw_mean(core.rho, g.syy @ core.y_weights)
-    return {
+    out = {
         "mean CCA": float(np.mean(core.rho)),
         "SVCCA": _svcca_from_grams(g, keep, w),
         "PWCCA": forward,
         "PWCCA (symmetric)": 0.5 * (forward + backward),
         "linear CKA": _cka_from_grams(g),
     }
+    if reverse:
+        out["PWCCA (reverse)"] = backward
+    return out
