@@ -119,3 +119,21 @@ def test_tiny_sweep_is_deterministic(env):
     (claim,) = lr_exp.check(a)
     assert claim.evidence and claim.setup
     assert "sampling floor" in lr_exp.summary_markdown(a)
+
+
+def test_page_prose_states_no_result_and_no_private_references():
+    import json
+    import re
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).parents[1] / "notebooks" / "learning_rate.ipynb")
+                    .read_text())
+    text = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    for word in ("prototype", "feasibility", "thread", "earlier build", "shared/",
+                 "quick profile)"):
+        assert word not in text.lower(), word
+    # results are generated from the run, never written into the page's prose
+    assert not re.search(r"reproduces here|the clearest structure|in short:", text, re.I)
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "Markdown(lr_exp.summary_markdown(result))" in code
+    assert not re.search(r"^\s*(if .*:\s*)?assert ", code, re.M)  # no verdict asserted
