@@ -238,33 +238,108 @@ def test_width_check_c6_needs_a_significant_correlation():
 # learning_rate (C7)
 # ---------------------------------------------------------------------------------------------
 
-def _lr(**changes):
+def _ci(estimate, low, high):
+    from cca_lib.stats import Interval
+
+    return Interval(estimate, low, high, 0.95, 2000)
+
+
+def _lr_analysis(measure="PWCCA", nets=tuple(range(6)), **changes):
+    """A hand-built analysis whose numbers pass every C7 criterion."""
+    lrs = np.array([0.01, 0.01, 0.1, 0.1, 1.0, 1.0, 0.1, 0.01])[list(nets)]
+    fields = dict(measure=measure, nets=tuple(nets), lrs=lrs, distances=np.zeros((6, 6)),
+                  linkage=np.zeros((5, 4)), silhouettes={2: 0.2, 3: 0.4}, eligible=(2, 3),
+                  n_clusters=3, clusters=np.array([1, 1, 2, 2, 3, 3]),
+                  silhouette_ci=_ci(0.4, 0.3, 0.5), ari=1.0, ari_at_n_lrs=1.0,
+                  lr_consistent=1.0, lr_contiguous=True, mantel_r=0.8, mantel_p=1e-3,
+                  mantel_ci=_ci(0.8, 0.6, 0.9), within=0.1, between=0.3, contrast_p=1e-3,
+                  contrast_ci=_ci(0.2, 0.1, 0.3))
+    return learning_rate.Analysis(**{**fields, **changes})
+
+
+def _lr(pwcca=None, cka=None, *, acc=(0.85, 0.84, 0.86, 0.85, 0.845, 0.855),
+        trained=(True,) * 6, analyses=None):
+    """Six nets, 3 learning rates x 2 seeds, their test accuracies ``acc``."""
     cfg = learning_rate.Config(learning_rates=(0.01, 0.1, 1.0), n_seeds=2, max_clusters=3)
     nets = pd.DataFrame({"net": range(6), "lr": [0.01, 0.01, 0.1, 0.1, 1.0, 1.0],
-                         "seed": range(6), "test_acc": [0.7, 0.72, 0.85, 0.86, 0.86, 0.87],
-                         "train_acc": [0.8] * 6, "converged": [True] * 6,
-                         "cluster": [1, 1, 2, 2, 2, 2]})
-    fields = dict(config=cfg, nets=nets, distances=np.zeros((6, 6)), linkage=np.zeros((5, 4)),
-                  silhouettes={2: 0.4, 3: 0.3}, n_clusters=2, ari=0.57, ari_at_n_lrs=1.0,
-                  spearman=0.8, spearman_p=1e-4, lr_consistent=1.0, lr_contiguous=True,
-                  eligible=(2, 3), within_lr=0.1, between_lr=0.3)
-    return learning_rate.Result(**{**fields, **changes})
+                         "seed": range(6), "test_acc": list(acc), "train_acc": [0.9] * 6,
+                         "converged": [True] * 6, "reason": [""] * 6,
+                         "trained": list(trained),
+                         "trained_why": ["test accuracy changed little"] * 6})
+    similar, judged, kept = learning_rate.judged_nets(nets)
+    nets["similar"], nets["judged"] = similar, judged
+    nets["cluster"] = [1, 1, 2, 2, 3, 3]
+    if analyses is None:
+        analyses = {("PWCCA", "all nets"): _lr_analysis(),
+                    ("linear CKA", "all nets"): _lr_analysis("linear CKA")}
+        if len(kept) >= 2:
+            analyses[("PWCCA", "similar accuracy")] = pwcca or _lr_analysis()
+            analyses[("linear CKA", "similar accuracy")] = cka or _lr_analysis("linear CKA")
+    dist = np.full((6, 6), 0.2) - 0.2 * np.eye(6)
+    return learning_rate.Result(
+        config=cfg, nets=nets, distances=dist, cka_distances=dist,
+        floors={"PWCCA": np.array([0.9, 0.92]), "linear CKA": np.array([0.99, 0.99])},
+        floor_pairs=((0, 2), (2, 4)), best_acc=float(max(acc)), judged_lrs=kept,
+        analyses=analyses)
 
 
 def test_learning_rate_check_holds_partly_and_fails():
-    assert _statuses(learning_rate.check(_lr())) == ["holds"]
-    assert _statuses(learning_rate.check(_lr(silhouettes={2: 0.2, 3: 0.3}))) == ["partly"]
-    assert _statuses(learning_rate.check(_lr(lr_contiguous=False))) == ["partly"]
-    assert _statuses(learning_rate.check(_lr(spearman_p=0.02))) == ["partly"]
-    assert _statuses(learning_rate.check(_lr(within_lr=0.3))) == ["partly"]
-    assert _statuses(learning_rate.check(_lr(spearman=0.4, lr_consistent=2 / 3))) == \
-        ["does not hold"]
+    assert _statuses(_plain(learning_rate.check(_lr()))) == ["holds"]
+    fails_discrete = (dict(silhouettes={2: 0.2, 3: 0.24}), dict(lr_contiguous=False),
+                      dict(contrast_p=0.06), dict(n_clusters=1, silhouettes={1: 0.4}),
+                      dict(lr_consistent=2 / 3))
+    for change in fails_discrete:
+        assert _statuses(learning_rate.check(_lr(_lr_analysis(**change)))) == ["partly"], change
+    for change in (dict(mantel_p=0.06), dict(mantel_r=0.45)):
+        assert _statuses(learning_rate.check(_lr(_lr_analysis(**change)))) == ["partly"], change
+    both = _lr_analysis(mantel_r=0.4, lr_consistent=2 / 3)
+    assert _statuses(learning_rate.check(_lr(both))) == ["does not hold"]
+
+
+def test_learning_rate_check_judges_only_nets_of_similar_accuracy():
+    # the lr-0.01 nets are 10 points below the best: left out, two learning rates are left
+    res = _lr(acc=(0.75, 0.74, 0.86, 0.85, 0.845, 0.855))
+    assert res.judged_lrs == (0.1, 1.0) and not res.testable
+    (claim,) = _plain(learning_rate.check(res))
+    assert claim.status == "does not hold" and claim.cka_agrees is None
+    assert claim.evidence.startswith("Not testable on nets of similar accuracy: ")
+    assert "lr 0.01: 2" in claim.evidence or any("lr 0.01: 2" in str(c.measured)
+                                                 for c in claim.criteria)
+    # the same nets, all within 2 points: testable, and the verdict is the analysis'
+    (claim,) = learning_rate.check(_lr())
+    assert claim.status == "holds" and claim.cka_agrees is True
+
+
+def test_learning_rate_judged_nets_window_and_nets_per_rate():
+    nets = pd.DataFrame({"lr": [0.01, 0.01, 0.1, 0.1, 1.0, 1.0],
+                         "test_acc": [0.80, 0.795, 0.81, 0.789, 0.80, 0.79]})
+    similar, judged, kept = learning_rate.judged_nets(nets)
+    # best 0.81: the window is [0.79, 0.81]; 0.789 falls out, leaving lr 0.1 one net
+    assert similar.tolist() == [True, True, True, False, True, True]
+    assert kept == (0.01, 1.0)
+    assert judged.tolist() == [True, True, False, False, True, True]
+
+
+def test_learning_rate_check_reports_whether_cka_agrees():
+    (claim,) = learning_rate.check(_lr(cka=_lr_analysis("linear CKA", contrast_p=0.3)))
+    assert claim.status == "holds" and claim.cka_agrees is False
+    assert '"partly"' in claim.evidence
+
+
+def test_learning_rate_check_says_when_nets_are_under_trained():
+    (claim,) = learning_rate.check(_lr(trained=(True, False, True, True, False, True)))
+    assert "Tested on under-trained nets: 2 of 6" in claim.evidence
+    (claim,) = learning_rate.check(_lr())
+    assert "under-trained" not in claim.evidence
 
 
 def test_learning_rate_check_reports_the_accuracy_spread_without_judging_it():
     (claim,) = learning_rate.check(_lr())
-    report = [c for c in claim.criteria if c.passed is None]
-    assert len(report) == 1 and report[0].measured == pytest.approx(0.86 - 0.71)
+    (spread,) = [c for c in claim.criteria if c.name.startswith("spread")]
+    assert spread.passed is None
+    # clusters {0, 1}, {2, 3}, {4, 5}: means 0.845, 0.855, 0.85
+    assert spread.measured == pytest.approx(0.855 - 0.845)
+    assert claim.ours.startswith("Mantel r 0.80 [0.60, 0.90]")
 
 
 # ---------------------------------------------------------------------------------------------
