@@ -107,7 +107,8 @@ def render(records: list[dict], *, profile: str, chapters: list[str] | None = No
         "intervals are written by the chapters' check cells when the book is built; nothing here",
         "is typed by hand. A claim can hold at the paper's scale and not at ours: the chapter",
         "then says so and shows the numbers. *CKA agrees* says whether linear CKA, applied to",
-        "the same criteria, gives the same verdict as the PWCCA-based test.",
+        "the same criteria, gives the same verdict as the PWCCA-based test. Rows whose id starts",
+        "with K are cross-checks from other work (labelled as such), not claims of the paper.",
         "",
         f"**Profile of this build:** `{', '.join(profiles)}`. "
         + " ".join(_PROFILE_NOTE.get(p, "") for p in profiles),
