@@ -19,6 +19,10 @@ others: once all have finished, :class:`SweepError` lists every failed task with
 (e.g. the training config) and the worker's traceback; the tasks that succeeded have already
 written their results to the cache, so a rerun only redoes the failed ones.
 
+Training and capture tasks that share a process (threads of one worker) take turns
+(:data:`TORCH_LOCK`), since torch's random state is per process; run one thread per worker
+process for parallelism.
+
 Where a task runs never changes its numbers beyond what the cache key already records: a
 training run is keyed on the thread count, device type and torch version it trains with (see
 :func:`cca_lib.training.run_key`), so the same config on identical nodes gives bit-identical
@@ -30,19 +34,21 @@ network filesystems.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing
 import os
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["SweepError", "TaskFailure", "capture_many", "check_scheduler", "from_scheduler",
-           "map_tasks", "pairwise_distances", "process_pool", "resolve"]
+__all__ = ["SCHEDULER_HELP", "SweepError", "TaskFailure", "capture_many", "check_scheduler",
+           "from_scheduler", "map_tasks", "pairwise_distances", "process_pool", "resolve",
+           "session"]
 
 #: Prefixes of a Dask scheduler address accepted by :func:`from_scheduler`.
 DASK_PROTOCOLS = ("tcp://", "tls://", "ucx://", "inproc://", "ws://", "wss://")
@@ -148,6 +154,16 @@ def check_scheduler(name: str, value: Any) -> str | None:
     return value
 
 
+#: Meaning of a chapter's ``scheduler`` parameter (papermill's help text).
+SCHEDULER_HELP = ('where the networks train: None (this process), "processes" (a local pool) or '
+                  'a Dask scheduler address "tcp://host:8786"; never changes the numbers')
+
+#: Held by a worker's training and capture tasks: torch's RNG and thread count are global to a
+#: process, so two such tasks in threads of one process (a thread pool, a Dask worker with
+#: several threads) would mix their random streams. They take turns instead; for parallelism
+#: use processes (one thread each).
+TORCH_LOCK = threading.RLock()
+
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
 
@@ -171,6 +187,21 @@ def from_scheduler(scheduler: str | None) -> Any:
         if client is None or client.status not in ("running", "connecting"):
             client = _clients[scheduler] = Client(scheduler)
     return client.get_executor(pure=False)
+
+
+@contextlib.contextmanager
+def session(executor: Any = None, scheduler: str | None = None) -> Iterator[Any]:
+    """The executor of one chapter run, shared by its steps: ``executor`` if given, else
+    :func:`from_scheduler` of ``scheduler``, resolved once (a ``"processes"`` pool is started
+    here and shut down on exit)."""
+    if executor is None:
+        executor = from_scheduler(scheduler)
+    ex, owned = resolve(executor)
+    try:
+        yield ex
+    finally:
+        if owned:
+            ex.shutdown(wait=True, cancel_futures=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,7 +287,8 @@ def _capture_task(job: tuple) -> dict[str, np.ndarray]:
     from cca_lib import capture
 
     result, step, inputs, layers, kwargs = job
-    return capture.capture_run(result, step, inputs, layers, **kwargs)
+    with TORCH_LOCK:
+        return capture.capture_run(result, step, inputs, layers, **kwargs)
 
 
 def capture_many(results: Sequence[Any], step: int | None, inputs: Any, layers: Any = None, *,

@@ -849,7 +849,10 @@ def _train_serial(config: TrainConfig, *, progress: bool, cache: bool) -> TrainR
 def _train_remote(config: TrainConfig, *, cache: bool) -> TrainResult:
     """A worker's task: train (or load) ``config``; a cached run comes back without its
     checkpoints (the caller reads them from the shared cache)."""
-    result = train(config, progress=False, cache=cache)
+    from cca_lib.executors import TORCH_LOCK
+
+    with TORCH_LOCK:  # torch's RNG is per process: threads of one worker take turns
+        result = train(config, progress=False, cache=cache)
     if cache and result.path is not None:
         result._blobs = {}
     return result

@@ -136,3 +136,23 @@ def test_dask_local_cluster_sweep_equals_serial_and_reruns_from_cache(env):
         assert np.array_equal(a["conv3"], b["conv3"])
     ref = analysis.pairwise_distances([a["conv3"] for a in here])
     np.testing.assert_allclose(dist, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_chapter_on_an_executor_gives_the_serial_numbers(env, tmp_path, monkeypatch):
+    from cca_lib.experiments import learning_rate as lr_exp
+    from cca_lib.experiments import memorization, width
+
+    for cls in (lr_exp.Config, width.Config, memorization.Config):
+        assert cls().scheduler is None
+        assert cls(scheduler="processes:2").scheduler == "processes:2"
+        with pytest.raises(ValueError, match="scheduler"):
+            cls(scheduler="dask")
+    cfg = lr_exp.Config(learning_rates=(0.01, 0.1, 0.5), n_seeds=2, width=2, train_size=N_TRAIN,
+                        epochs=2.0, layer="conv4", probe_split="train", probe_size=100,
+                        max_clusters=4, seed=7)
+    serial = lr_exp.run(cfg, progress=False)
+    monkeypatch.setenv("CCA_BOOK_DATA_DIR", str(tmp_path / "other-cache"))  # train again
+    with cf.ThreadPoolExecutor(3) as ex:
+        par = lr_exp.run(cfg, progress=False, executor=ex)
+    np.testing.assert_array_equal(serial.distances, par.distances)
+    assert serial.nets.equals(par.nets)

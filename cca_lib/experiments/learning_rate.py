@@ -29,7 +29,7 @@ from scipy import stats
 from scipy.cluster import hierarchy
 from scipy.spatial.distance import squareform
 
-from cca_lib import _checks, analysis, capture, models, plotting, training
+from cca_lib import _checks, analysis, executors, models, plotting, training
 from cca_lib.experiments._params import (
     BATCH,
     EPOCHS,
@@ -78,6 +78,8 @@ class Config(ChapterConfig):
     min_cluster_size: int = param(2, "a cut that leaves a cluster smaller than this (an outlier "
                                   "net) is not a candidate", check=POSITIVE_COUNT)
     seed: int = param(0, "net i of the sweep (learning-rate major) gets seed + i", check=SEED)
+    scheduler: str | None = param(None, executors.SCHEDULER_HELP,
+                                  check=executors.check_scheduler)
 
     def _validate(self) -> None:
         n_feat = self.n_features
@@ -174,16 +176,25 @@ class Result:
         return pd.DataFrame(rows).set_index("lr")
 
 
-def run(config: Config = Config(), *, progress: bool = True) -> Result:
-    """Train (or load) the sweep, compare ``config.layer`` across all nets and cluster them."""
-    from cca_lib._progress import bar as tqdm_bar
+def run(config: Config = Config(), *, progress: bool = True, executor=None) -> Result:
+    """Train (or load) the sweep, compare ``config.layer`` across all nets and cluster them.
+    Training, capture and the pair distances run on ``executor`` (default:
+    ``config.scheduler``'s, see :mod:`cca_lib.executors`); the numbers do not depend on it."""
+    with executors.session(executor, config.scheduler) as ex:
+        return _run(config, progress, ex)
 
+
+def _run(config: Config, progress: bool, executor) -> Result:
     cfgs = config.train_configs()
-    runs = training.train_many(cfgs, progress=progress, desc="learning-rate sweep")
+    runs = training.train_many(cfgs, progress=progress, desc="learning-rate sweep",
+                               executor=executor)
     probe = analysis.probe_images(config.dataset, config.probe_split, config.probe_size)
-    acts = [capture.capture_run(r, None, probe.images, [config.layer])[config.layer]
-            for r in tqdm_bar(runs, desc="capture", progress=progress)]
-    dist = analysis.pairwise_distances(acts, method="pwcca")
+    acts = [a[config.layer] for a in executors.capture_many(
+        runs, None, probe.images, [config.layer], executor=executor, progress=progress)]
+    if executor is None:
+        dist = analysis.pairwise_distances(acts, method="pwcca")
+    else:
+        dist = executors.pairwise_distances(acts, "pwcca", executor=executor, progress=progress)
     lrs = np.array([c.lr for c in cfgs])
     lr_codes = np.unique(lrs, return_inverse=True)[1]
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cca_lib import _checks, analysis, capture, data, training
+from cca_lib import _checks, analysis, data, executors, training
 from cca_lib.experiments._params import (
     BATCH,
     EPOCHS,
@@ -82,6 +82,8 @@ class Config(ChapterConfig):
                         check=rule(_checks.text, choices=("pwcca", "mean_cca", "svcca", "cka")))
     dataset: str = param("fashion-mnist", '"fashion-mnist" (offline mirror) or "cifar-10" (the '
                          "paper's data; a 170 MB download)", "CIFAR-10", check=IMAGES)
+    scheduler: str | None = param(None, executors.SCHEDULER_HELP,
+                                  check=executors.check_scheduler)
 
     def _validate(self) -> None:
         if self.train_size < self.batch_size:
@@ -139,13 +141,20 @@ def _pair_kind(row: pd.Series) -> str:
     return "inter"
 
 
-def run(config: Config = Config(), *, progress: bool = True) -> Result:
-    """Train both groups (cached), capture every layer on both probes, compute the distances."""
+def run(config: Config = Config(), *, progress: bool = True, executor=None) -> Result:
+    """Train both groups (cached), capture every layer on both probes, compute the distances.
+    Training and capture run on ``executor`` (default: ``config.scheduler``'s, see
+    :mod:`cca_lib.executors`); the numbers do not depend on it."""
+    with executors.session(executor, config.scheduler) as ex:
+        return _run(config, progress, ex)
+
+
+def _run(config: Config, progress: bool, executor) -> Result:
     from cca_lib._progress import bar as tqdm_bar
 
     runs = {labels: training.train_many(
                 [config.train_config(labels, i) for i in range(config.n_nets)],
-                progress=progress, desc=f"{_GROUP[labels]} nets")
+                progress=progress, desc=f"{_GROUP[labels]} nets", executor=executor)
             for labels in _GROUP}
     nets = analysis.nets_frame(
         [r for results in runs.values() for r in results],
@@ -160,7 +169,8 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
     layers = tuple(runs["true"][0].build_model().layer_names)
     parts = []
     jobs = [(p, layer) for p in PROBES for layer in layers]
-    acts = {p: {labels: [capture.capture_run(r, None, probes[p]) for r in results]
+    acts = {p: {labels: executors.capture_many(results, None, probes[p], executor=executor,
+                                               progress=False)
                 for labels, results in runs.items()} for p in PROBES}
     for probe, layer in tqdm_bar(jobs, desc="pairwise distances", progress=progress):
         groups = {_GROUP[labels]: [a[layer] for a in acts[probe][labels]] for labels in _GROUP}

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from cca_lib import _checks, analysis, capture, models, plotting, training
+from cca_lib import _checks, analysis, executors, models, plotting, training
 from cca_lib.experiments._params import (
     BATCH,
     EPOCHS,
@@ -79,6 +79,8 @@ class Config(ChapterConfig):
     probe_size: int = param(2000, "number of probe images (the first ones of that split)",
                             "not stated", check=SAMPLES)
     seed: int = param(0, "nets of each width use seeds seed .. seed + n_seeds - 1", check=SEED)
+    scheduler: str | None = param(None, executors.SCHEDULER_HELP,
+                                  check=executors.check_scheduler)
 
     def _validate(self) -> None:
         for name in self.layers:
@@ -145,20 +147,27 @@ class Result:
         return pd.DataFrame(rows).set_index(["layer", "state"])
 
 
-def run(config: Config = Config(), *, progress: bool = True) -> Result:
-    """Train (or load) every group, then measure within-group distances trained and at init."""
+def run(config: Config = Config(), *, progress: bool = True, executor=None) -> Result:
+    """Train (or load) every group, then measure within-group distances trained and at init.
+    Training and capture run on ``executor`` (default: ``config.scheduler``'s, see
+    :mod:`cca_lib.executors`); the numbers do not depend on it."""
+    with executors.session(executor, config.scheduler) as ex:
+        return _run(config, progress, ex)
+
+
+def _run(config: Config, progress: bool, executor) -> Result:
     from cca_lib._progress import bar as tqdm_bar
 
     jobs = [(w, config.seed + s) for w in config.widths for s in range(config.n_seeds)]
     runs = training.train_many([config.train_config(w, s) for w, s in jobs], progress=progress,
-                               desc="width groups")
+                               desc="width groups", executor=executor)
     probe = analysis.probe_images(config.dataset, config.probe_split, config.probe_size)
     rows = []
     for w in tqdm_bar(config.widths, desc="distances", progress=progress):
         members = [r for (width, _), r in zip(jobs, runs, strict=True) if width == w]
         for state, step in (("trained", None), ("init", 0)):
-            acts = [capture.capture_run(r, step, probe.images, list(config.layers))
-                    for r in members]
+            acts = executors.capture_many(members, step, probe.images, list(config.layers),
+                                          executor=executor, progress=False)
             for li, layer in enumerate(config.layers):
                 for i, j in combinations(range(len(members)), 2):
                     if layer == "logits":
