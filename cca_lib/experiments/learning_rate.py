@@ -46,6 +46,9 @@ from cca_lib.scorecard import Claim, Criterion, status, yes_no
 
 #: Layers of the default (4-conv) net that can be compared (:func:`cca_lib.models.make_cnn`).
 LAYERS = tuple(models.cnn_layer_widths())
+#: Layers of every CNN layout, the names ``layer`` may hold (checked against ``arch``).
+ALL_LAYERS = tuple(dict.fromkeys(name for arch in models.CNN_LAYOUTS
+                                 for name in models.cnn_layer_widths(1, arch=arch)))
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ class Config(ChapterConfig):
                           check=EPOCHS)
     batch_size: int = param(128, "minibatch size", check=BATCH)
     layer: str = param("conv4", "the compared layer", "layer 8 of 11",
-                       check=rule(_checks.text, choices=LAYERS))
+                       check=rule(_checks.text, choices=ALL_LAYERS))
     probe_split: str = param("test", 'images the distances are computed on: "train" or "test"',
                              "not stated", check=rule(_checks.text, choices=("train", "test")))
     probe_size: int = param(2000, "number of probe images (the first ones of that split)",
@@ -78,10 +81,20 @@ class Config(ChapterConfig):
     min_cluster_size: int = param(2, "a cut that leaves a cluster smaller than this (an outlier "
                                   "net) is not a candidate", check=POSITIVE_COUNT)
     seed: int = param(0, "net i of the sweep (learning-rate major) gets seed + i", check=SEED)
+    arch: str = param("small", 'CNN layout (cca_lib.models.make_cnn): "small" (4 conv layers), '
+                      '"paper" (the paper\'s 11 conv layers, w..8w channels) or "resnet" '
+                      "(ResNet-20)", 'an 11-layer net',
+                      check=rule(_checks.text, choices=models.CNN_LAYOUTS))
+    optimizer: str = param("sgd", '"sgd" (with momentum 0.9) or "adam"', "Adam",
+                           check=rule(_checks.text, choices=("sgd", "adam")))
     scheduler: str | None = param(None, executors.SCHEDULER_HELP,
                                   check=executors.check_scheduler)
 
     def _validate(self) -> None:
+        known = models.cnn_layer_widths(1, arch=self.arch)
+        if self.layer not in known:
+            raise ValueError(f"layer={self.layer!r} is not a layer of arch={self.arch!r}: "
+                             f"{list(known)}")
         n_feat = self.n_features
         if self.probe_size < 10 * n_feat:
             raise ValueError(f"probe_size must be an int >= 10 x the {n_feat} features of "
@@ -97,7 +110,7 @@ class Config(ChapterConfig):
     @property
     def n_features(self) -> int:
         """Features of the compared layer (channels, or 10 classes for the logits)."""
-        return models.cnn_layer_widths(self.width)[self.layer]
+        return models.cnn_layer_widths(self.width, arch=self.arch)[self.layer]
 
     def train_configs(self) -> list[training.CNNTrainConfig]:
         """One training config per net, learning-rate major; net i has seed ``seed + i``."""
@@ -106,7 +119,8 @@ class Config(ChapterConfig):
                                     for s in range(self.n_seeds)):
             out.append(training.CNNTrainConfig(
                 dataset=self.dataset, width=self.width, train_size=self.train_size,
-                epochs=self.epochs, batch_size=self.batch_size, lr=lr, seed=self.seed + i))
+                epochs=self.epochs, batch_size=self.batch_size, lr=lr, seed=self.seed + i,
+                arch=self.arch, optimizer=self.optimizer))
         return out
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cca_lib import _checks, analysis, data, executors, training
+from cca_lib import _checks, analysis, data, executors, models, training
 from cca_lib.experiments._params import (
     BATCH,
     EPOCHS,
@@ -82,6 +82,12 @@ class Config(ChapterConfig):
                         check=rule(_checks.text, choices=("pwcca", "mean_cca", "svcca", "cka")))
     dataset: str = param("fashion-mnist", '"fashion-mnist" (offline mirror) or "cifar-10" (the '
                          "paper's data; a 170 MB download)", "CIFAR-10", check=IMAGES)
+    arch: str = param("small", 'CNN layout (cca_lib.models.make_cnn): "small" (4 conv layers), '
+                      '"paper" (the paper\'s 11 conv layers, w..8w channels) or "resnet" '
+                      "(ResNet-20)", '11-layer CNN',
+                      check=rule(_checks.text, choices=models.CNN_LAYOUTS))
+    optimizer: str = param("sgd", '"sgd" (with momentum 0.9) or "adam"', "Adam",
+                           check=rule(_checks.text, choices=("sgd", "adam")))
     scheduler: str | None = param(None, executors.SCHEDULER_HELP,
                                   check=executors.check_scheduler)
 
@@ -103,7 +109,7 @@ class Config(ChapterConfig):
             label_seed=self.label_seed if labels == "random" else None,
             seed=self.seed + offset + i, lr=self.lr, schedule="cosine", epochs=self.epochs,
             batch_size=self.batch_size, eval_size=_HISTORY_EVAL_SIZE,
-            target_train_acc=self.target_train_acc)
+            target_train_acc=self.target_train_acc, arch=self.arch, optimizer=self.optimizer)
 
 
 @dataclass(frozen=True)
