@@ -37,7 +37,10 @@ from cca_lib._progress import PROGRESS_ENV
 
 EXECUTED = Path("book") / "executed"
 GENERATED = Path("book") / "generated"
-PROFILES = ("quick", "full")
+PROFILES = ("quick", "full", "paper")
+#: Profiles shown as columns of :func:`parameter_table` (the paper profile's values are close
+#: to the table's "paper" column, the values the paper states).
+TABLE_PROFILES = ("quick", "full")
 #: The profile that is every chapter's defaults (no parameter file).
 DEFAULT_PROFILE = "quick"
 _UNSET = object()
@@ -165,16 +168,16 @@ def parameter_table(name: str, current: dict | None = None, root: Path | None = 
     root = root if root is not None else project_root()
     if root is None:
         raise FileNotFoundError("parameter_table needs a cca-book checkout (notebooks/, params/)")
-    profiles = {p: load_params(root, p, name) for p in PROFILES}
+    profiles = {p: load_params(root, p, name) for p in TABLE_PROFILES}
     config = getattr(chapter_module(name), "Config", None)
     rows = []
     if config is not None:
         defaults = config.defaults()
-        values = {p: {**defaults, **config._convert(profiles[p])} for p in PROFILES}
+        values = {p: {**defaults, **config._convert(profiles[p])} for p in TABLE_PROFILES}
         for param, f in config.parameters().items():
             row = {"parameter": param, "meaning": f.metadata["help"],
                    "paper": f.metadata["paper"]}
-            row.update({p: repr(values[p][param]) for p in PROFILES})
+            row.update({p: repr(values[p][param]) for p in TABLE_PROFILES})
             rows.append(row)
     else:
         import papermill
@@ -183,7 +186,7 @@ def parameter_table(name: str, current: dict | None = None, root: Path | None = 
         for param, info in inferred.items():
             row = {"parameter": param, "meaning": info["help"].strip(), "paper": ""}
             row.update({p: repr(profiles[p][param]) if param in profiles[p] else info["default"]
-                        for p in PROFILES})
+                        for p in TABLE_PROFILES})
             rows.append(row)
     if current is not None:
         for row in rows:
@@ -324,8 +327,9 @@ def build(root: Path, profile: str, only: Iterable[str] | None = None, *, jobs: 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="quick", choices=PROFILES,
-                        help="quick (the chapters' defaults, the default) or full "
-                             "(the overrides in params/full/)")
+                        help="quick (the chapters' defaults, the default), full "
+                             "(the overrides in params/full/) or paper (params/paper/: the "
+                             "paper's setups)")
     parser.add_argument("--only", nargs="+", metavar="CHAPTER",
                         help="execute only these chapters (names as in _toc.yml)")
     parser.add_argument("--jobs", type=int, default=2,
@@ -334,7 +338,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="BLAS/torch threads per chapter, fixed for reproducibility "
                              "(default: 1)")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="book root (default: cwd)")
+    parser.add_argument("--plan", action="store_true",
+                        help="train nothing: print the networks per chapter and an estimate of "
+                             "their cost on this machine's device (cca_lib.plan)")
     args = parser.parse_args(argv)
+    if args.plan:
+        from cca_lib import plan
+
+        rows = plan.plan(args.root.resolve(), args.profile, chapters=args.only)
+        print(plan.format_plan(rows, args.profile))
+        return
     build(args.root.resolve(), args.profile, args.only, jobs=args.jobs, threads=args.threads)
 
 
