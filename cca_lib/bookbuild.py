@@ -249,7 +249,7 @@ def _fold_injected_parameters(path: Path) -> None:
 
 
 def build(root: Path, profile: str, only: Iterable[str] | None = None, *, jobs: int = 2,
-          threads: int = 1) -> None:
+          threads: int = 1, scheduler: str | None = None) -> None:
     from cca_lib import scorecard
 
     for arg, value in (("jobs", jobs), ("threads", threads)):
@@ -262,6 +262,14 @@ def build(root: Path, profile: str, only: Iterable[str] | None = None, *, jobs: 
         raise SystemExit(f"not chapters of the book (see _toc.yml): {', '.join(unknown)}; "
                          f"chapters are: {', '.join(chapters)}")
     params = {name: load_params(root, profile, name) for name in selected}  # fail before running
+    if scheduler is not None:  # the chapters that train many nets take it (never in a key)
+        from cca_lib.executors import check_scheduler
+
+        check_scheduler("scheduler", scheduler)
+        for name in selected:
+            config = getattr(chapter_module(name), "Config", None)
+            if config is not None and "scheduler" in config.parameters():
+                params[name] = {**params[name], "scheduler": scheduler}
     results_dir = root / EXECUTED / "results"
     os.environ[scorecard.RESULTS_ENV] = str(results_dir)
     os.environ[scorecard.PROFILE_ENV] = profile
@@ -338,6 +346,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="BLAS/torch threads per chapter, fixed for reproducibility "
                              "(default: 1)")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="book root (default: cwd)")
+    parser.add_argument("--scheduler", default=None,
+                        help='where the chapters that train many networks train them: '
+                             '"processes" (a local pool) or a Dask scheduler address '
+                             '"tcp://host:8786" (default: in each chapter\'s process)')
     parser.add_argument("--plan", action="store_true",
                         help="train nothing: print the networks per chapter and an estimate of "
                              "their cost on this machine's device (cca_lib.plan)")
@@ -348,7 +360,8 @@ def main(argv: list[str] | None = None) -> None:
         rows = plan.plan(args.root.resolve(), args.profile, chapters=args.only)
         print(plan.format_plan(rows, args.profile))
         return
-    build(args.root.resolve(), args.profile, args.only, jobs=args.jobs, threads=args.threads)
+    build(args.root.resolve(), args.profile, args.only, jobs=args.jobs, threads=args.threads,
+          scheduler=args.scheduler)
 
 
 if __name__ == "__main__":
