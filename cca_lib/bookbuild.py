@@ -263,13 +263,9 @@ def build(root: Path, profile: str, only: Iterable[str] | None = None, *, jobs: 
                          f"chapters are: {', '.join(chapters)}")
     params = {name: load_params(root, profile, name) for name in selected}  # fail before running
     if scheduler is not None:  # the chapters that train many nets take it (never in a key)
-        from cca_lib.executors import check_scheduler
+        from cca_lib.executors import with_scheduler
 
-        check_scheduler("scheduler", scheduler)
-        for name in selected:
-            config = getattr(chapter_module(name), "Config", None)
-            if config is not None and "scheduler" in config.parameters():
-                params[name] = {**params[name], "scheduler": scheduler}
+        params = with_scheduler(params, scheduler)
     results_dir = root / EXECUTED / "results"
     os.environ[scorecard.RESULTS_ENV] = str(results_dir)
     os.environ[scorecard.PROFILE_ENV] = profile

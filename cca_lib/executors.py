@@ -48,7 +48,7 @@ import numpy as np
 
 __all__ = ["SCHEDULER_HELP", "SweepError", "TaskFailure", "capture_many", "check_scheduler",
            "from_scheduler", "map_tasks", "pairwise_distances", "process_pool", "resolve",
-           "session"]
+           "session", "with_scheduler"]
 
 #: Prefixes of a Dask scheduler address accepted by :func:`from_scheduler`.
 DASK_PROTOCOLS = ("tcp://", "tls://", "ucx://", "inproc://", "ws://", "wss://")
@@ -163,6 +163,21 @@ SCHEDULER_HELP = ('where the networks train: None (this process), "processes" (a
 #: several threads) would mix their random streams. They take turns instead; for parallelism
 #: use processes (one thread each).
 TORCH_LOCK = threading.RLock()
+
+def with_scheduler(params: dict[str, dict], scheduler: str | None) -> dict[str, dict]:
+    """Chapter name -> papermill parameters, with ``scheduler`` added for every chapter whose
+    ``Config`` has a ``scheduler`` parameter (the others unchanged); the book build's
+    ``--scheduler``."""
+    from cca_lib.bookbuild import chapter_module
+
+    scheduler = check_scheduler("scheduler", scheduler)
+    out = {}
+    for name, values in params.items():
+        config = getattr(chapter_module(name), "Config", None)
+        takes = config is not None and "scheduler" in config.parameters()
+        out[name] = {**values, "scheduler": scheduler} if takes else values
+    return out
+
 
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()

@@ -126,6 +126,10 @@ def test_dask_local_cluster_sweep_equals_serial_and_reruns_from_cache(env):
         here = executors.capture_many(runs, None, probe.images, ["conv3"], progress=False)
         dist = executors.pairwise_distances([a["conv3"] for a in acts], executor=ex,
                                             progress=False)
+        # a chapter's scheduler address gives a client of that scheduler
+        by_address = executors.from_scheduler(cluster.scheduler_address)
+        assert executors.map_tasks(_slow_square, [1, 2], executor=by_address,
+                                   progress=False) == [1, 4]
     assert time.perf_counter() - start < 90
     assert not any(r.from_cache for r in runs)
     assert all(r.from_cache for r in again)
@@ -156,3 +160,34 @@ def test_chapter_on_an_executor_gives_the_serial_numbers(env, tmp_path, monkeypa
         par = lr_exp.run(cfg, progress=False, executor=ex)
     np.testing.assert_array_equal(serial.distances, par.distances)
     assert serial.nets.equals(par.nets)
+
+
+def test_book_build_passes_the_scheduler_to_the_sweep_chapters_only():
+    params = {"width": {"n_seeds": 5}, "signal_noise": {}, "method": {}, "learning_rate": {}}
+    out = executors.with_scheduler(params, "tcp://10.0.0.5:8786")
+    assert out["width"] == {"n_seeds": 5, "scheduler": "tcp://10.0.0.5:8786"}
+    assert out["learning_rate"] == {"scheduler": "tcp://10.0.0.5:8786"}
+    assert out["signal_noise"] == {} and out["method"] == {}
+    assert params["width"] == {"n_seeds": 5}  # not modified in place
+    with pytest.raises(ValueError, match="scheduler"):
+        executors.with_scheduler(params, "dask")
+
+
+def test_quick_profile_runs_keep_their_keys():
+    """arch, optimizer and scheduler at their defaults train exactly the nets of before."""
+    from cca_lib.experiments import learning_rate as lr_exp
+    from cca_lib.experiments import memorization, width
+
+    w = width.Config()
+    assert w.train_config(8, 0) == training.CNNTrainConfig(
+        dataset=w.dataset, width=8, train_size=w.train_size, epochs=w.epochs,
+        batch_size=w.batch_size, lr=w.lr, seed=0)
+    lr = lr_exp.Config()
+    assert lr.train_configs()[3] == training.CNNTrainConfig(
+        dataset=lr.dataset, width=lr.width, train_size=lr.train_size, epochs=lr.epochs,
+        batch_size=lr.batch_size, lr=lr.learning_rates[0], seed=lr.seed + 3)
+    m = memorization.Config()
+    new = m.train_config("random", 1)
+    assert (new.arch, new.optimizer) == ("small", "sgd")
+    assert training.run_key(width.Config(scheduler="processes").train_config(8, 0)) == \
+        training.run_key(w.train_config(8, 0))
