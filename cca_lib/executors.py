@@ -312,7 +312,8 @@ def capture_many(results: Sequence[Any], step: int | None, inputs: Any, layers: 
     """:func:`cca_lib.capture.capture_run` of every run in ``results`` (same step, inputs,
     layers and options), each cached, on ``executor``. The runs must be cached where the
     workers can read them (a shared ``CCA_BOOK_DATA_DIR``) unless ``executor`` is None."""
-    jobs = [(_light(r), step, inputs, layers, kwargs) for r in results]
+    jobs = [(r if executor is None else _light(r), step, inputs, layers, kwargs)
+            for r in results]
     return map_tasks(_capture_task, jobs, executor=executor, progress=progress, desc=desc,
                      unit="net", describe=lambda job: f"capture of run {job[0].key}")
 
