@@ -5,6 +5,9 @@ PYTHON  ?= python3
 VENV    := .venv
 PY      := $(VENV)/bin/python
 PROFILE ?= quick
+# Where the chapters that train many networks train them: empty (in each chapter's process),
+# "processes" (a local pool) or a Dask scheduler address, e.g. tcp://10.0.0.5:8786.
+SCHEDULER ?=
 # Parallel pytest workers for `make test` (nbval notebooks are kept whole on one worker).
 JOBS    ?= 2
 STAMP   := $(VENV)/.installed
@@ -13,10 +16,12 @@ STAMP   := $(VENV)/.installed
 # as many BLAS threads as there are cores oversubscribe the CPU and slow each other down.
 TEST_ENV := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: help install book chapter test unit check-book chromium lint bench clean clean-cache
+.PHONY: help install book plan chapter test unit check-book chromium lint bench clean clean-cache
 
 help:
-	@echo "make book      execute every chapter with the quick profile (or PROFILE=full: params/full/) and build _build/html"
+	@echo "make book      execute every chapter with the quick profile (or PROFILE=full / PROFILE=paper: params/<profile>/) and build _build/html"
+	@echo "               SCHEDULER=processes or SCHEDULER=tcp://host:8786 trains the sweeps on a pool / a Dask cluster"
+	@echo "make plan PROFILE=paper   train nothing: networks per chapter and their estimated cost on this machine"
 	@echo "make test      ruff + pytest + nbval on every notebook, then build the book and check it"
 	@echo "make unit      ruff + pytest + nbval only (no book build)"
 	@echo "make check-book  build the book and check it in headless Chromium (screenshots in _build/)"
@@ -35,9 +40,12 @@ $(STAMP): requirements.txt pyproject.toml
 install: $(STAMP)
 
 book: $(STAMP)
-	$(PY) -m cca_lib.book --profile $(PROFILE) --jobs $(JOBS)
+	$(PY) -m cca_lib.book --profile $(PROFILE) --jobs $(JOBS) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 	@echo "Book: file://$(CURDIR)/_build/html/index.html"
+
+plan: $(STAMP)
+	$(PY) -m cca_lib.book --profile $(PROFILE) --plan
 
 chapter: $(STAMP)
 	@test -n "$(NB)" || (echo "usage: make chapter NB=<notebook name> [PROFILE=quick|full]"; exit 2)

@@ -19,12 +19,16 @@ written) is treated the same way by the code that reads it (:func:`discard_entry
 :func:`clear` (or ``python -m cca_lib.cache clear``, or ``make clean-cache``) empties the cache.
 
 Two processes that need the same missing entry (two notebooks run side by side by ``make test``
-or ``make book``) would both build it; :func:`build_lock` lets the second one wait for the first
-and then read its entry instead.
+or ``make book``, or two workers of a cluster whose ``CCA_BOOK_DATA_DIR`` is on shared storage)
+would both build it; :func:`build_lock` lets the second one wait for the first and then read its
+entry instead. The lock is an atomically created file with a heartbeat (:func:`file_lock`), not
+``flock``, so it holds on network filesystems too, and a crashed holder's lock is taken over
+once it has been silent for ``$CCA_BOOK_LOCK_STALE`` seconds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import hashlib
@@ -32,7 +36,10 @@ import json
 import math
 import os
 import shutil
+import socket
 import sys
+import threading
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -43,7 +50,7 @@ from typing import Any
 from cca_lib._paths import cache_dir
 
 __all__ = ["CACHE_VERSION", "build_lock", "canonical", "clear", "config_key", "discard_entry",
-           "entry_path", "list_entries", "open_entry", "write_entry"]
+           "entry_path", "file_lock", "list_entries", "open_entry", "write_entry"]
 
 #: Bump when the engine's output for an unchanged config changes, or when the way keys are formed
 #: changes (invalidates every entry). 2: numbers keyed by value (3 == 3.0); training runs keyed
@@ -216,31 +223,142 @@ def write_entry(kind: str, key: str, writer: Callable[[Path], None], *,
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-@contextmanager
-def build_lock(kind: str, key: str) -> Iterator[None]:
-    """Hold an exclusive, process-wide lock on building entry ``key`` (POSIX ``flock`` on a
-    small ``.lock-<key>`` file beside the entry; a no-op where ``fcntl`` is missing). A process
-    that has to wait says so on stderr. The lock is released when the process dies, so a
-    crashed builder never blocks the next one."""
+#: Environment variable: seconds after its last heartbeat that a lock counts as abandoned.
+LOCK_STALE_ENV = "CCA_BOOK_LOCK_STALE"
+#: Default of :data:`LOCK_STALE_ENV`: generous, so that a slow disk or clock skew between
+#: machines sharing the cache never makes a live holder look dead.
+LOCK_STALE_S = 120.0
+
+
+def _stale_seconds(stale: float | None) -> float:
+    if stale is None:
+        text = os.environ.get(LOCK_STALE_ENV, "").strip()
+        try:
+            stale = float(text) if text else LOCK_STALE_S
+        except ValueError:
+            raise ValueError(f"${LOCK_STALE_ENV} must be a number of seconds, got "
+                             f"{text!r}") from None
+    if not (isinstance(stale, int | float) and math.isfinite(stale) and stale > 0):
+        raise ValueError(f"stale must be a positive number of seconds, got {stale!r}")
+    return float(stale)
+
+
+def _lock_age(path: Path) -> float | None:
+    """Seconds since ``path`` was last touched (None: it is gone)."""
     try:
-        import fcntl
-    except ImportError:  # not POSIX: builders may duplicate work, the atomic rename still holds
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+
+
+def _read_holder(path: Path) -> dict:
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+@contextmanager
+def file_lock(path: Path, *, message: str, stale: float | None = None,
+              poll: float = 0.2) -> Iterator[None]:
+    """Hold an exclusive lock that works across processes and machines sharing a filesystem,
+    network filesystems included (it needs no ``flock``, only an atomic exclusive create).
+
+    The lock is the file ``path``, created with ``O_CREAT | O_EXCL`` and holding the holder's
+    host, pid, start time and a random token. While held, a heartbeat thread touches it every
+    ``stale / 6`` seconds. A lock untouched for ``stale`` seconds (default: ``$CCA_BOOK_LOCK_STALE``
+    or :data:`LOCK_STALE_S`) belongs to a holder that died: the next process removes it and
+    takes over (one at a time: the removal itself is guarded by a ``<path>.break`` lock file).
+    A process that has to wait prints ``message`` (and who holds the lock) on stderr, once."""
+    stale = _stale_seconds(stale)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    holder = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(),
+              "token": token}
+    said = False
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            age = _lock_age(path)
+            if age is not None and age > stale:
+                _break_stale(path, stale)
+                continue
+            if not said:
+                who = _read_holder(path)
+                by = f" (held by pid {who.get('pid')} on {who.get('host')})" if who else ""
+                print(f"{message}{by}", file=sys.stderr, flush=True)
+                said = True
+            time.sleep(poll)
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(holder))
+        break
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(stale / 6):
+            if _read_holder(path).get("token") != token:
+                warnings.warn(f"lock {path} was taken over while held (its heartbeat stopped "
+                              f"for over {stale:g} s)", RuntimeWarning, stacklevel=1)
+                return
+            try:
+                os.utime(path)
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=beat, name=f"lock-heartbeat {path.name}", daemon=True)
+    thread.start()
+    try:
         yield
+    finally:
+        stop.set()
+        thread.join()
+        if _read_holder(path).get("token") == token:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+def _break_stale(path: Path, stale: float) -> None:
+    """Remove the abandoned lock ``path``, unless another process is doing so or it came back
+    to life; guarded by ``<path>.break`` so that two takers never remove a fresh lock."""
+    guard = path.with_name(path.name + ".break")
+    try:
+        fd = os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        age = _lock_age(guard)
+        if age is not None and age > stale:  # a taker died mid-way
+            with contextlib.suppress(FileNotFoundError):
+                guard.unlink()
+        time.sleep(0.05)
         return
+    os.close(fd)
+    try:
+        age = _lock_age(path)  # checked again under the guard: still abandoned?
+        if age is not None and age > stale:
+            who = _read_holder(path)
+            print(f"lock {path}: taking over from pid {who.get('pid')} on {who.get('host')}, "
+                  f"silent for {age:.0f} s", file=sys.stderr, flush=True)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            guard.unlink()
+
+
+@contextmanager
+def build_lock(kind: str, key: str, *, stale: float | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on building entry ``key`` of ``kind``, across processes and
+    machines sharing the cache (a :func:`file_lock` on ``.build-<key>.lock`` beside the entry;
+    it works on network filesystems). A process that has to wait says so on stderr. A holder
+    that dies stops its heartbeat, and after ``stale`` seconds the next builder takes over."""
     _check_kind_key(kind, key)
     folder = cache_dir() / kind
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f".lock-{key}", "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"cache {kind}/{key}: another process is building it; waiting for it",
-                  file=sys.stderr, flush=True)
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(folder / f".build-{key}.lock", stale=stale,
+                   message=f"cache {kind}/{key}: another process is building it; waiting for it"):
+        yield
 
 
 def list_entries(kind: str | None = None) -> list[Path]:

@@ -11,8 +11,10 @@ order:
 3. a download from the canonical URL, with a progress bar, into a temporary file of its own
    (``.<file>.<pid>.<random>.part``) in the cache folder; only after its sha256 matches is it
    renamed to ``<file>`` (atomically), so an interrupted download never looks complete. A
-   per-file lock (``flock`` on ``datasets/.locks/<name>/<file>.lock``) lets one process
-   download while another that needs the same file waits, then uses the verified file. A
+   per-file lock (``datasets/.locks/<name>/<file>.download.lock``, a
+   :func:`cca_lib.cache.file_lock`: it holds on network filesystems and a crashed holder's
+   lock is taken over) lets one process download while another that needs the same file
+   waits, then uses the verified file. A
    download is bounded by :class:`DownloadLimits` (an overall deadline, 1 h, and a minimum
    rate, 10 KiB/s over each 30 s, settable by environment variables), so a server that stalls
    or trickles bytes ends in a :class:`DatasetUnavailableError` instead of a hang.
@@ -43,7 +45,6 @@ import hashlib
 import math
 import os
 import pickle
-import sys
 import tarfile
 import time
 import urllib.error
@@ -379,29 +380,19 @@ def _limit_hint(name: str) -> str:
 
 @contextmanager
 def _download_lock(dest: Path) -> Iterator[bool]:
-    """Hold an exclusive lock on downloading ``dest`` (POSIX ``flock`` on
-    ``<datasets>/.locks/<name>/<file>.lock``, outside the dataset folder). Yields whether a
-    lock is held: without ``fcntl`` two processes may both download, each to its own temporary
-    file, and the atomic rename still never exposes a partial file. A process that has to wait
-    says so on stderr; the lock is released when its holder dies."""
-    try:
-        import fcntl
-    except ImportError:
-        yield False
-        return
+    """Hold an exclusive lock on downloading ``dest`` (a :func:`cca_lib.cache.file_lock` on
+    ``<datasets>/.locks/<name>/<file>.download.lock``, outside the dataset folder; it works
+    across machines sharing the data folder). Yields True once held. A process that has to
+    wait says so on stderr; a holder that dies stops its heartbeat and its lock is taken over
+    after ``$CCA_BOOK_LOCK_STALE`` seconds. The atomic rename of a verified download holds
+    whatever the lock."""
+    from cca_lib.cache import file_lock
+
     lock_dir = dest.parent.parent / ".locks" / dest.parent.name
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"{dest.name}.lock", "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"dataset file {dest}: another process is downloading it; waiting for it",
-                  file=sys.stderr, flush=True)
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(lock_dir / f"{dest.name}.download.lock",
+                   message=f"dataset file {dest}: another process is downloading it; "
+                           f"waiting for it"):
+        yield True
 
 
 def _temp_name(dest: Path) -> Path:

@@ -44,6 +44,7 @@ import time
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -922,12 +923,58 @@ def _train_now(config: TrainConfig, progress: bool) -> TrainResult:
 
 
 def train_many(configs: Sequence[TrainConfig], *, progress: bool = True, cache: bool = True,
-               desc: str = "training") -> list[TrainResult]:
-    """Train a sweep of configs in order (each cached), with one bar over the sweep."""
-    from cca_lib._progress import bar as tqdm_bar
+               desc: str = "training", executor: Any = None) -> list[TrainResult]:
+    """Train a sweep of configs (each cached), with one bar over the sweep; results in the
+    order of ``configs``.
+
+    ``executor`` (see :mod:`cca_lib.executors`): None trains them here one after the other;
+    ``"processes"`` on a local pool of one-thread worker processes; any object with a
+    ``concurrent.futures``-style ``submit`` (a ``concurrent.futures.Executor``, a Dask
+    client's ``get_executor()``, ...) on its workers. Each worker trains into the cache (which
+    must be on storage the workers share) and the results are read back from it; a config
+    whose ``threads`` is None trains with the worker's thread count, which its key records.
+    A failed run does not stop the others: :class:`cca_lib.executors.SweepError` then lists
+    each failed config with its traceback. With ``cache=False`` the checkpoints come back in
+    memory instead."""
+    from cca_lib import executors
 
     configs = list(configs)
-    out = []
-    for cfg in tqdm_bar(configs, desc=desc, progress=progress, unit="net"):
-        out.append(train(cfg, progress=progress, cache=cache))
-    return out
+    for cfg in configs:
+        if not isinstance(cfg, CNNTrainConfig | LMTrainConfig):
+            raise TypeError(f"configs must hold CNNTrainConfig or LMTrainConfig, got "
+                            f"{type(cfg).__name__}")
+    if executor is None:
+        return executors.map_tasks(partial(_train_serial, progress=progress, cache=cache),
+                                   configs, progress=progress, desc=desc, unit="net")
+    remote = executors.map_tasks(partial(_train_remote, cache=cache), configs, executor=executor,
+                                 progress=progress, desc=desc, unit="net")
+    return [_read_back(r) if cache else r for r in remote]
+
+
+def _train_serial(config: TrainConfig, *, progress: bool, cache: bool) -> TrainResult:
+    return train(config, progress=progress, cache=cache)
+
+
+def _train_remote(config: TrainConfig, *, cache: bool) -> TrainResult:
+    """A worker's task: train (or load) ``config``; a cached run comes back without its
+    checkpoints (the caller reads them from the shared cache)."""
+    from cca_lib.executors import TORCH_LOCK
+
+    with TORCH_LOCK:  # torch's RNG is per process: threads of one worker take turns
+        result = train(config, progress=False, cache=cache)
+    if cache and result.path is not None:
+        result._blobs = {}
+    return result
+
+
+def _read_back(remote: TrainResult) -> TrainResult:
+    """The cached run a worker trained, opened (and verified) in this process."""
+    path = _cache.open_entry(RUNS_KIND, remote.key)
+    if path is None:
+        raise RuntimeError(
+            f"run {remote.key} was trained by a worker into {remote.path}, but this process "
+            f"finds no such entry in its cache {_cache.entry_path(RUNS_KIND, remote.key)}: "
+            f"point CCA_BOOK_DATA_DIR at storage shared by the workers and this process")
+    result = _load_result(remote.config, remote.key, path)
+    result.from_cache = remote.from_cache
+    return result

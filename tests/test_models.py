@@ -36,7 +36,7 @@ def test_cnn_bad_arguments():
     with pytest.raises(ValueError, match="width"):
         models.make_cnn(0)
     with pytest.raises(ValueError, match="arch"):
-        models.make_cnn(4, arch="resnet")
+        models.make_cnn(4, arch="vgg")  # "resnet" is a layout now
     with pytest.raises(ValueError, match="depth"):
         models.make_cnn(4, arch="paper", depth=5)
     with pytest.raises(ValueError, match="equal length"):

@@ -13,7 +13,10 @@ from pathlib import Path
 
 EXECUTED = Path("book") / "executed"
 GENERATED = Path("book") / "generated"
-PROFILES = ("quick", "full")
+PROFILES = ("quick", "full", "paper")
+#: Profiles shown as columns of the parameter tables (the paper profile's values are close to
+#: the tables' "paper" column, the values the paper states).
+TABLE_PROFILES = ("quick", "full")
 #: The profile that is every chapter's defaults (no parameter file).
 DEFAULT_PROFILE = "quick"
 

@@ -35,7 +35,14 @@ from pathlib import Path
 
 from cca_lib._progress import PROGRESS_ENV
 from cca_lib.book import scorecard
-from cca_lib.book.chapters import EXECUTED, GENERATED, PROFILES, load_params, toc_chapters
+from cca_lib.book.chapters import (
+    EXECUTED,
+    GENERATED,
+    PROFILES,
+    chapter_module,
+    load_params,
+    toc_chapters,
+)
 from cca_lib.book.schedule import (
     chapter_after,
     load_times,
@@ -99,8 +106,23 @@ def _fold_injected_parameters(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+def with_scheduler(params: dict[str, dict], scheduler: str | None) -> dict[str, dict]:
+    """Chapter name -> papermill parameters, with ``scheduler`` added for every chapter whose
+    ``Config`` has a ``scheduler`` parameter (the others unchanged); the book build's
+    ``--scheduler``."""
+    from cca_lib.executors import check_scheduler
+
+    scheduler = check_scheduler("scheduler", scheduler)
+    out = {}
+    for name, values in params.items():
+        config = getattr(chapter_module(name), "Config", None)
+        takes = config is not None and "scheduler" in config.parameters()
+        out[name] = {**values, "scheduler": scheduler} if takes else values
+    return out
+
+
 def build(root: Path, profile: str, only: Iterable[str] | None = None, *, jobs: int = 2,
-          threads: int = 1, times: Path | None = None) -> None:
+          threads: int = 1, times: Path | None = None, scheduler: str | None = None) -> None:
     """Execute the chapters ``only`` (default: every chapter of the book) in ``profile``, then
     write the scorecard page; raise ``SystemExit`` naming the chapters that failed. The
     measured chapter times are read from and recorded in ``times`` (default:
@@ -115,6 +137,8 @@ def build(root: Path, profile: str, only: Iterable[str] | None = None, *, jobs: 
         raise SystemExit(f"not chapters of the book (see _toc.yml): {', '.join(unknown)}; "
                          f"chapters are: {', '.join(chapters)}")
     params = {name: load_params(root, profile, name) for name in selected}  # fail before running
+    if scheduler is not None:  # the chapters that train many nets take it (never in a key)
+        params = with_scheduler(params, scheduler)
     results_dir = root / EXECUTED / "results"
     os.environ[scorecard.RESULTS_ENV] = str(results_dir)
     os.environ[scorecard.PROFILE_ENV] = profile
@@ -183,8 +207,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m cca_lib.book",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="quick", choices=PROFILES,
-                        help="quick (the chapters' defaults, the default) or full "
-                             "(the overrides in params/full/)")
+                        help="quick (the chapters' defaults, the default), full "
+                             "(the overrides in params/full/) or paper (params/paper/: the "
+                             "paper's setups)")
     parser.add_argument("--only", nargs="+", metavar="CHAPTER",
                         help="execute only these chapters (names as in _toc.yml)")
     parser.add_argument("--jobs", type=int, default=2,
@@ -193,5 +218,19 @@ def main(argv: list[str] | None = None) -> None:
                         help="BLAS/torch threads per chapter, fixed for reproducibility "
                              "(default: 1)")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="book root (default: cwd)")
+    parser.add_argument("--scheduler", default=None,
+                        help='where the chapters that train many networks train them: '
+                             '"processes" (a local pool) or a Dask scheduler address '
+                             '"tcp://host:8786" (default: in each chapter\'s process)')
+    parser.add_argument("--plan", action="store_true",
+                        help="train nothing: print the networks per chapter and an estimate of "
+                             "their cost on this machine's device (cca_lib.plan)")
     args = parser.parse_args(argv)
-    build(args.root.resolve(), args.profile, args.only, jobs=args.jobs, threads=args.threads)
+    if args.plan:
+        from cca_lib.book import plan
+
+        rows = plan.plan(args.root.resolve(), args.profile, chapters=args.only)
+        print(plan.format_plan(rows, args.profile))
+        return
+    build(args.root.resolve(), args.profile, args.only, jobs=args.jobs, threads=args.threads,
+          scheduler=args.scheduler)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numbers
 from pathlib import Path
 
-from cca_lib.book.chapters import PROFILES, chapter_module, load_params
+from cca_lib.book.chapters import TABLE_PROFILES, chapter_module, load_params
 from cca_lib.claims import Claim, Criterion
 
 _UNSET = object()
@@ -64,16 +64,16 @@ def parameter_table(name: str, current: dict | None = None, root: Path | None = 
     root = root if root is not None else project_root()
     if root is None:
         raise FileNotFoundError("parameter_table needs a cca-book checkout (notebooks/, params/)")
-    profiles = {p: load_params(root, p, name) for p in PROFILES}
+    profiles = {p: load_params(root, p, name) for p in TABLE_PROFILES}
     config = getattr(chapter_module(name), "Config", None)
     rows = []
     if config is not None:
         defaults = config.defaults()
-        values = {p: {**defaults, **config._convert(profiles[p])} for p in PROFILES}
+        values = {p: {**defaults, **config._convert(profiles[p])} for p in TABLE_PROFILES}
         for param, f in config.parameters().items():
             row = {"parameter": param, "meaning": f.metadata["help"],
                    "paper": f.metadata["paper"]}
-            row.update({p: repr(values[p][param]) for p in PROFILES})
+            row.update({p: repr(values[p][param]) for p in TABLE_PROFILES})
             rows.append(row)
     else:
         import papermill
@@ -82,7 +82,7 @@ def parameter_table(name: str, current: dict | None = None, root: Path | None = 
         for param, info in inferred.items():
             row = {"parameter": param, "meaning": info["help"].strip(), "paper": ""}
             row.update({p: repr(profiles[p][param]) if param in profiles[p] else info["default"]
-                        for p in PROFILES})
+                        for p in TABLE_PROFILES})
             rows.append(row)
     if current is not None:
         for row in rows:

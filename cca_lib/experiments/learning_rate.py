@@ -42,7 +42,7 @@ from scipy.cluster import hierarchy
 from scipy.spatial.distance import squareform
 from scipy.stats import rankdata
 
-from cca_lib import _checks, analysis, capture, models, plotting, stats, training
+from cca_lib import _checks, analysis, executors, models, plotting, stats, training
 from cca_lib.claims import Claim, Criterion, status, yes_no
 from cca_lib.experiments._params import (
     BATCH,
@@ -64,6 +64,9 @@ LAYERS = tuple(models.cnn_layer_widths())
 MEASURES = (("PWCCA", "PWCCA (symmetric)"), ("linear CKA", "linear CKA"))
 #: The two sets of nets analysed: the nets of similar accuracy (judged) and the whole sweep.
 NET_SETS = ("similar accuracy", "all nets")
+#: Layers of every CNN layout, the names ``layer`` may hold (checked against ``arch``).
+ALL_LAYERS = tuple(dict.fromkeys(name for arch in models.CNN_LAYOUTS
+                                 for name in models.cnn_layer_widths(1, arch=arch)))
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ class Config(ChapterConfig):
                           check=EPOCHS)
     batch_size: int = param(128, "minibatch size", check=BATCH)
     layer: str = param("conv4", "the compared layer", "layer 8 of 11",
-                       check=rule(_checks.text, choices=LAYERS))
+                       check=rule(_checks.text, choices=ALL_LAYERS))
     probe_split: str = param("test", 'images the distances are computed on: "train" or "test"',
                              "not stated", check=rule(_checks.text, choices=("train", "test")))
     probe_size: int = param(2000, "number of probe images (the first ones of that split)",
@@ -97,8 +100,20 @@ class Config(ChapterConfig):
                                   "net) is not a candidate", check=POSITIVE_COUNT)
     seed: int = param(0, "net i of the sweep (learning-rate major) gets seed + i; the "
                       "permutation tests and bootstraps derive their seeds from it", check=SEED)
+    arch: str = param("small", 'CNN layout (cca_lib.models.make_cnn): "small" (4 conv layers), '
+                      '"paper" (the paper\'s 11 conv layers, w..8w channels) or "resnet" '
+                      "(ResNet-20)", 'an 11-layer net',
+                      check=rule(_checks.text, choices=models.CNN_LAYOUTS))
+    optimizer: str = param("sgd", '"sgd" (with momentum 0.9) or "adam"', "Adam",
+                           check=rule(_checks.text, choices=("sgd", "adam")))
+    scheduler: str | None = param(None, executors.SCHEDULER_HELP,
+                                  check=executors.check_scheduler)
 
     def _validate(self) -> None:
+        known = models.cnn_layer_widths(1, arch=self.arch)
+        if self.layer not in known:
+            raise ValueError(f"layer={self.layer!r} is not a layer of arch={self.arch!r}: "
+                             f"{list(known)}")
         n_feat = self.n_features
         if self.probe_size < 10 * n_feat:
             raise ValueError(f"probe_size must be an int >= 10 x the {n_feat} features of "
@@ -114,7 +129,7 @@ class Config(ChapterConfig):
     @property
     def n_features(self) -> int:
         """Features of the compared layer (channels, or 10 classes for the logits)."""
-        return models.cnn_layer_widths(self.width)[self.layer]
+        return models.cnn_layer_widths(self.width, arch=self.arch)[self.layer]
 
     def train_configs(self) -> list[training.CNNTrainConfig]:
         """One training config per net, learning-rate major; net i has seed ``seed + i``."""
@@ -123,7 +138,8 @@ class Config(ChapterConfig):
                                     for s in range(self.n_seeds)):
             out.append(training.CNNTrainConfig(
                 dataset=self.dataset, width=self.width, train_size=self.train_size,
-                epochs=self.epochs, batch_size=self.batch_size, lr=lr, seed=self.seed + i))
+                epochs=self.epochs, batch_size=self.batch_size, lr=lr, seed=self.seed + i,
+                arch=self.arch, optimizer=self.optimizer))
         return out
 
 
@@ -483,16 +499,22 @@ def judged_nets(nets: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, tuple[float
     return similar, judged, kept
 
 
-def run(config: Config = Config(), *, progress: bool = True) -> Result:
+def run(config: Config = Config(), *, progress: bool = True, executor=None) -> Result:
     """Train (or load) the sweep, compare ``config.layer`` across all nets with PWCCA and
-    linear CKA, and analyse the nets of similar accuracy and the whole sweep."""
-    from cca_lib._progress import bar as tqdm_bar
+    linear CKA, and analyse the nets of similar accuracy and the whole sweep. Training and
+    capture run on ``executor`` (default: ``config.scheduler``'s, see
+    :mod:`cca_lib.executors`); the numbers do not depend on it."""
+    with executors.session(executor, config.scheduler) as ex:
+        return _run(config, progress, ex)
 
+
+def _run(config: Config, progress: bool, executor) -> Result:
     cfgs = config.train_configs()
-    runs = training.train_many(cfgs, progress=progress, desc="learning-rate sweep")
+    runs = training.train_many(cfgs, progress=progress, desc="learning-rate sweep",
+                               executor=executor)
     probe = analysis.probe_images(config.dataset, config.probe_split, config.probe_size)
-    acts = [capture.capture_run(r, None, probe.images, [config.layer])[config.layer]
-            .astype(np.float64) for r in tqdm_bar(runs, desc="capture", progress=progress)]
+    acts = [a[config.layer].astype(np.float64) for a in executors.capture_many(
+        runs, None, probe.images, [config.layer], executor=executor, progress=progress)]
     mats = _distance_matrices(acts)
     lrs = np.array([c.lr for c in cfgs], dtype=np.float64)
 

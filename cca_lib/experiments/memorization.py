@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cca_lib import _checks, analysis, capture, data, training
+from cca_lib import _checks, analysis, data, executors, models, training
 from cca_lib.claims import Claim, Criterion, status, yes_no
 from cca_lib.experiments._params import (
     BATCH,
@@ -82,6 +82,14 @@ class Config(ChapterConfig):
                         check=rule(_checks.text, choices=("pwcca", "mean_cca", "svcca", "cka")))
     dataset: str = param("fashion-mnist", '"fashion-mnist" (offline mirror) or "cifar-10" (the '
                          "paper's data; a 170 MB download)", "CIFAR-10", check=IMAGES)
+    arch: str = param("small", 'CNN layout (cca_lib.models.make_cnn): "small" (4 conv layers), '
+                      '"paper" (the paper\'s 11 conv layers, w..8w channels) or "resnet" '
+                      "(ResNet-20)", '11-layer CNN',
+                      check=rule(_checks.text, choices=models.CNN_LAYOUTS))
+    optimizer: str = param("sgd", '"sgd" (with momentum 0.9) or "adam"', "Adam",
+                           check=rule(_checks.text, choices=("sgd", "adam")))
+    scheduler: str | None = param(None, executors.SCHEDULER_HELP,
+                                  check=executors.check_scheduler)
 
     def _validate(self) -> None:
         if self.train_size < self.batch_size:
@@ -101,7 +109,7 @@ class Config(ChapterConfig):
             label_seed=self.label_seed if labels == "random" else None,
             seed=self.seed + offset + i, lr=self.lr, schedule="cosine", epochs=self.epochs,
             batch_size=self.batch_size, eval_size=_HISTORY_EVAL_SIZE,
-            target_train_acc=self.target_train_acc)
+            target_train_acc=self.target_train_acc, arch=self.arch, optimizer=self.optimizer)
 
 
 @dataclass(frozen=True)
@@ -139,13 +147,20 @@ def _pair_kind(row: pd.Series) -> str:
     return "inter"
 
 
-def run(config: Config = Config(), *, progress: bool = True) -> Result:
-    """Train both groups (cached), capture every layer on both probes, compute the distances."""
+def run(config: Config = Config(), *, progress: bool = True, executor=None) -> Result:
+    """Train both groups (cached), capture every layer on both probes, compute the distances.
+    Training and capture run on ``executor`` (default: ``config.scheduler``'s, see
+    :mod:`cca_lib.executors`); the numbers do not depend on it."""
+    with executors.session(executor, config.scheduler) as ex:
+        return _run(config, progress, ex)
+
+
+def _run(config: Config, progress: bool, executor) -> Result:
     from cca_lib._progress import bar as tqdm_bar
 
     runs = {labels: training.train_many(
                 [config.train_config(labels, i) for i in range(config.n_nets)],
-                progress=progress, desc=f"{_GROUP[labels]} nets")
+                progress=progress, desc=f"{_GROUP[labels]} nets", executor=executor)
             for labels in _GROUP}
     nets = analysis.nets_frame(
         [r for results in runs.values() for r in results],
@@ -160,7 +175,8 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
     layers = tuple(runs["true"][0].build_model().layer_names)
     parts = []
     jobs = [(p, layer) for p in PROBES for layer in layers]
-    acts = {p: {labels: [capture.capture_run(r, None, probes[p]) for r in results]
+    acts = {p: {labels: executors.capture_many(results, None, probes[p], executor=executor,
+                                               progress=False)
                 for labels, results in runs.items()} for p in PROBES}
     for probe, layer in tqdm_bar(jobs, desc="pairwise distances", progress=progress):
         groups = {_GROUP[labels]: [a[layer] for a in acts[probe][labels]] for labels in _GROUP}

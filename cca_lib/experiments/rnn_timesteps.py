@@ -124,7 +124,12 @@ class Config(ChapterConfig):
         values = cls._convert(mapping)
         run = {k: v for k, v in values.items() if k in rnn_dynamics.RUN_FIELDS}
         own = {k: v for k, v in values.items() if k not in run or k == "seed"}
-        return cls(training=rnn_dynamics.Config(**run), **own)
+        # the run's probe fields are rnn_dynamics' analysis, unused here: large enough for
+        # the run's own check at any hidden_size (the defaults at the default size)
+        hidden = run.get("hidden_size", rnn_dynamics.Config.defaults()["hidden_size"])
+        probe = rnn_dynamics.Config.defaults()
+        seqs = max(probe["probe_seqs"], -(-10 * hidden // probe["probe_len"]))
+        return cls(training=rnn_dynamics.Config(**run, probe_seqs=seqs), **own)
 
 
 def _curve_rows(acts: np.ndarray, **labels) -> list[dict]:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from cca_lib import _checks, analysis, capture, models, plotting, training
+from cca_lib import _checks, analysis, executors, models, plotting, training
 from cca_lib.claims import Claim, Criterion, status
 from cca_lib.experiments._params import (
     BATCH,
@@ -42,6 +42,9 @@ from cca_lib.similarity import distance
 #: Conv layers of the chapter's net (:func:`cca_lib.models.make_cnn`, default layout) and their
 #: channel multipliers (channels = multiplier x width); the logits have 10 classes.
 LAYER_MULT = {name: n for name, n in models.cnn_layer_widths(1).items() if name != "logits"}
+#: Layers of every CNN layout, the names ``layers`` may hold (checked against ``arch``).
+ALL_LAYERS = tuple(dict.fromkeys(name for arch in models.CNN_LAYOUTS
+                                 for name in models.cnn_layer_widths(1, arch=arch)))
 STATES = ("trained", "init")
 
 
@@ -58,7 +61,7 @@ class Config(ChapterConfig):
                          "5", check=rule(_checks.integer, ge=2, le=_checks.MAX_COUNT))
     layers: tuple[str, ...] = param(
         ("conv4", "logits"), "compared layers", "the last conv layer",
-        check=rule(_checks.texts, choices=(*LAYER_MULT, "logits"), distinct=True))
+        check=rule(_checks.texts, choices=ALL_LAYERS, distinct=True))
     n_features: int = param(32, "random subset of each conv layer's channels per comparison",
                             "128 filters", check=rule(_checks.integer, ge=2,
                                                        le=_checks.MAX_UNITS))
@@ -79,13 +82,25 @@ class Config(ChapterConfig):
     probe_size: int = param(2000, "number of probe images (the first ones of that split)",
                             "not stated", check=SAMPLES)
     seed: int = param(0, "nets of each width use seeds seed .. seed + n_seeds - 1", check=SEED)
+    arch: str = param("small", 'CNN layout (cca_lib.models.make_cnn): "small" (4 conv layers), '
+                      '"paper" (the paper\'s 11 conv layers, w..8w channels) or "resnet" '
+                      "(ResNet-20)", 'the 11-layer net',
+                      check=rule(_checks.text, choices=models.CNN_LAYOUTS))
+    optimizer: str = param("sgd", '"sgd" (with momentum 0.9) or "adam"', "Adam",
+                           check=rule(_checks.text, choices=("sgd", "adam")))
+    scheduler: str | None = param(None, executors.SCHEDULER_HELP,
+                                  check=executors.check_scheduler)
 
     def _validate(self) -> None:
+        mult = models.cnn_layer_widths(1, arch=self.arch)
         for name in self.layers:
-            if name in LAYER_MULT and LAYER_MULT[name] * min(self.widths) < self.n_features:
+            if name not in mult:
+                raise ValueError(f"layers holds {name!r}, not a layer of arch={self.arch!r}: "
+                                 f"{list(mult)}")
+            if name != "logits" and mult[name] * min(self.widths) < self.n_features:
                 raise ValueError(
                     f"n_features={self.n_features} exceeds the "
-                    f"{LAYER_MULT[name] * min(self.widths)} channels of {name} at the smallest "
+                    f"{mult[name] * min(self.widths)} channels of {name} at the smallest "
                     f"width {min(self.widths)}: every width must have that many features")
         if self.probe_size < 10 * self.n_features:
             raise ValueError(f"probe_size must be an int >= 10 x n_features={self.n_features} "
@@ -97,7 +112,8 @@ class Config(ChapterConfig):
     def train_config(self, width: int, seed: int) -> training.CNNTrainConfig:
         return training.CNNTrainConfig(
             dataset=self.dataset, width=width, train_size=self.train_size, epochs=self.epochs,
-            batch_size=self.batch_size, lr=self.lr, seed=seed)
+            batch_size=self.batch_size, lr=self.lr, seed=seed, arch=self.arch,
+            optimizer=self.optimizer)
 
     def features_compared(self, layer: str) -> int:
         """Features of ``layer`` that enter each comparison."""
@@ -145,20 +161,27 @@ class Result:
         return pd.DataFrame(rows).set_index(["layer", "state"])
 
 
-def run(config: Config = Config(), *, progress: bool = True) -> Result:
-    """Train (or load) every group, then measure within-group distances trained and at init."""
+def run(config: Config = Config(), *, progress: bool = True, executor=None) -> Result:
+    """Train (or load) every group, then measure within-group distances trained and at init.
+    Training and capture run on ``executor`` (default: ``config.scheduler``'s, see
+    :mod:`cca_lib.executors`); the numbers do not depend on it."""
+    with executors.session(executor, config.scheduler) as ex:
+        return _run(config, progress, ex)
+
+
+def _run(config: Config, progress: bool, executor) -> Result:
     from cca_lib._progress import bar as tqdm_bar
 
     jobs = [(w, config.seed + s) for w in config.widths for s in range(config.n_seeds)]
     runs = training.train_many([config.train_config(w, s) for w, s in jobs], progress=progress,
-                               desc="width groups")
+                               desc="width groups", executor=executor)
     probe = analysis.probe_images(config.dataset, config.probe_split, config.probe_size)
     rows = []
     for w in tqdm_bar(config.widths, desc="distances", progress=progress):
         members = [r for (width, _), r in zip(jobs, runs, strict=True) if width == w]
         for state, step in (("trained", None), ("init", 0)):
-            acts = [capture.capture_run(r, step, probe.images, list(config.layers))
-                    for r in members]
+            acts = executors.capture_many(members, step, probe.images, list(config.layers),
+                                          executor=executor, progress=False)
             for li, layer in enumerate(config.layers):
                 for i, j in combinations(range(len(members)), 2):
                     if layer == "logits":
