@@ -537,6 +537,19 @@ def test_rnn_timesteps_sanity_checks_the_toy_control():
     assert [c.passed for c in bad] == [False, True, True, True]
 
 
+def test_toy_and_rnn_claims_fill_the_scorecard_fields_in_plain_words():
+    claims = (signal_noise.check(_toy([0.25, 0.55, 1.0], [0.95, 0.97, 1.0]))
+              + rnn_dynamics.check(_rnn(GOOD, GOOD, GOOD)) + rnn_timesteps.check(_timesteps({})))
+    assert [c.id for c in claims] == ["C1", "C8", "C2", "C9"]
+    for c in claims:
+        assert c.ours and c.paper_value and c.figure
+        assert [a for a, _, _ in c.setup] == list(scorecard.SETUP_ASPECTS)
+        for text in [c.ours, c.paper_value, *(t for row in c.setup for t in row)]:
+            assert not re.search(r"\b(True|False|None|nan)\b", text), text
+            assert "_" not in text, text
+    assert claims[2].part == "RNN" and claims[2].cka_agrees is None
+
+
 # ---------------------------------------------------------------------------------------------
 # The notebooks use the checks and decide nothing themselves
 # ---------------------------------------------------------------------------------------------

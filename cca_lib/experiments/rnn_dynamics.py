@@ -626,6 +626,17 @@ def _c2_seed(result: Result, seed: int) -> tuple[str, dict]:
     return status(n_keep >= C2_LAYER_FRACTION * len(shares), n_keep > 0), facts
 
 
+#: The learning-rate schedules in plain words (for the scorecard).
+SCHEDULE_WORDS = {"step_half": "decayed over the first half, then constant",
+                  "cosine": "cosine decay", "constant": "constant"}
+
+
+def training_words(config: Config) -> str:
+    """The optimizer and schedule of ``config``'s runs, in plain words."""
+    return (f"Adam, lr {config.lr:g}, {SCHEDULE_WORDS[config.schedule]}"
+            + ("" if config.schedule == "constant" else f" (to {config.final_lr_frac:g} of it)"))
+
+
 def _setup(result: Result, t_steps: int) -> tuple[tuple[str, str, str], ...]:
     cfg = result.config
     return (
@@ -635,8 +646,8 @@ def _setup(result: Result, t_steps: int) -> tuple[tuple[str, str, str], ...]:
          f"{cfg.n_layers}-layer LSTM, {cfg.hidden_size} units, embedding {cfg.embed_dim}"),
         ("nets and seeds", "one network", f"{len(result.seeds)} networks (seeds "
          f"{', '.join(str(s) for s in result.seeds)})"),
-        ("training", "SGD/ASGD, 500 epochs", f"Adam, lr {cfg.lr:g}, {cfg.schedule} schedule "
-         f"to {cfg.final_lr_frac:g} of it, {t_steps} steps ({cfg.epochs:g} epochs)"),
+        ("training", "SGD/ASGD, 500 epochs",
+         f"{training_words(cfg)}, {t_steps} steps ({cfg.epochs:g} epochs)"),
         ("probe inputs", "validation sequences (not stated in detail)",
          f"{cfg.probe_seqs} validation sequences of {cfg.probe_len} tokens "
          f"({result.n_samples} positions)"),

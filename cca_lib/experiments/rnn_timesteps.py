@@ -547,14 +547,14 @@ def check(result: Result) -> list[Claim]:
         ("architecture", "3-layer LSTM language model (awd-lstm-lm)",
          f"{cfg.n_layers}-layer LSTM, {cfg.hidden_size} units"),
         ("nets and seeds", "one network", f"{len(seeds)} networks, and each one untrained"),
-        ("training", "SGD/ASGD, 500 epochs", f"Adam, {cfg.schedule} schedule, "
-         f"{cfg.epochs:g} epochs"),
+        ("training", "SGD/ASGD, 500 epochs",
+         f"{rnn_dynamics.training_words(cfg)}, {cfg.epochs:g} epochs"),
         ("probe inputs", "windows of 20 timesteps",
          f"{result.n_windows} windows of {w} validation tokens; repeated token "
          f"{result.repeat_token!r} after {result.config.early_prefix} or "
          f"{result.config.late_prefix} tokens"),
     )
-    return [Claim(id="C9", figure="Figures 2 and 4", evidence=evidence, criteria=tuple(rows),
+    return [Claim(id="C9", figure="Figures 2 to 4", evidence=evidence, criteria=tuple(rows),
                   status=verdict,
                   paper_value="not linearly similar until late in the sequence (no number "
                               "stated)",
