@@ -48,7 +48,7 @@ def _toy(mean_cca, pwcca, ones_off=0.0, pwcca2=None, cka=1.0, jitter=0.0):
     """Two noise readings (std 0.1 and 0.3), two draws each (``jitter`` apart); ``pwcca2``:
     PWCCA under the second reading (default: as under the first)."""
     cfg = signal_noise.Config(n_neurons=10, n_points=100, signal_dims=(2, 5, 10), n_repeats=2,
-                              spectrum_dims=(2,), noise_stds=(0.1, 0.3), noise_sweep=())
+                              spectrum_dims=(2,), noise_stds=(0.1, 0.3), noise_sweep=(1.0,))
     rows = []
     for sigma, pw in ((0.1, pwcca), (0.3, pwcca if pwcca2 is None else pwcca2)):
         for k, m, p in zip(cfg.signal_dims, mean_cca, pw, strict=True):

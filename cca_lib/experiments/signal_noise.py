@@ -62,7 +62,7 @@ class Config(ChapterConfig):
     noise_sweep: tuple[float, ...] = param(
         (0.01, 0.03, 1.0),
         "further noise standard deviations tried at the smallest k (not in the paper)",
-        check=rule(_checks.reals, gt=0, min_len=0))
+        check=rule(_checks.reals, gt=0))
     n_repeats: int = param(3, "independent draws per k and noise level (intervals over them)",
                            "not stated", check=rule(_checks.integer, ge=2, le=_checks.MAX_COUNT))
     svcca_keep: float = param(0.99, "SVCCA: fraction of variance kept per layer",
@@ -236,7 +236,8 @@ def plot_signal_noise(result: Result):
     """Similarity vs signal fraction under each noise reading (left; solid: the first of
     ``noise_stds``, dashed: the others; band: the spread over draws; dotted: each measure's
     sampling floor at the smallest k), sorted CCA coefficients (middle), similarity vs noise
-    level at the smallest signal fraction (right). Returns the ``Figure``."""
+    level at the smallest signal fraction (right, if the result has noise rows). Returns the
+    ``Figure``."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -245,8 +246,9 @@ def plot_signal_noise(result: Result):
     cfg = result.config
     frame, spectra, noise = result.to_frame(), result.spectra, result.noise
     errorbar = ("pi", 100) if cfg.n_repeats < FEW_DRAWS else ("ci", 95)
-    fig, axes = plt.subplots(1, 3, figsize=(15.6, 4.2), constrained_layout=True)
-    ax, ax2, ax3 = axes
+    panels = 3 if len(noise) else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.2), constrained_layout=True)
+    ax, ax2 = axes[0], axes[1]
     measures = [m for m in MEASURE_COLORS if m in set(frame["measure"])]
     frame = frame.assign(noise=[f"std {s:.3g}" for s in frame["noise_std"]])
     styles = [f"std {s:.3g}" for s in cfg.noise_stds]
@@ -254,28 +256,32 @@ def plot_signal_noise(result: Result):
                  hue_order=measures, palette=MEASURE_COLORS, style="noise", style_order=styles,
                  marker="o", errorbar=errorbar, ax=ax)
     k_min = min(cfg.signal_dims)
-    fl = result.floors[result.floors["signal_dims"] == k_min].groupby("measure")["floor"].mean()
-    for m, v in fl.items():
-        ax.axhline(v, ls=":", lw=1.2, color=MEASURE_COLORS.get(m, "grey"))
+    if len(result.floors):
+        fl = result.floors[result.floors["signal_dims"] == k_min]
+        for m, v in fl.groupby("measure")["floor"].mean().items():
+            ax.axhline(v, ls=":", lw=1.2, color=MEASURE_COLORS.get(m, "grey"))
     ax.plot([0, 1], [0, 1], ls=(0, (1, 3)), color="black", lw=1, label="signal fraction k/d")
     ax.set(xlabel="signal fraction k / d", ylabel="similarity", xlim=(0, 1.02), ylim=(0, 1.02),
-           title="Similarity vs shared signal (dotted: sampling floors)")
+           title="Similarity vs shared signal")
     ax.legend(loc="lower right", fontsize="x-small")
     if len(spectra):
         sns.lineplot(data=spectra, x="index", y="rho", hue="signal_dims", palette="viridis",
                      errorbar=None, ax=ax2)
         ax2.set(xlabel="canonical direction (sorted)", ylabel=r"CCA coefficient $\rho_i$",
-                ylim=(0, 1.02), title=f"Sorted CCA coefficients (noise std "
-                f"{cfg.noise_stds[0]:.3g})")
-        ax2.legend(title="signal dims k", fontsize="small")
+                ylim=(0, 1.02), title="Sorted CCA coefficients")
+        ax2.legend(title=f"signal dims k (noise std {cfg.noise_stds[0]:.3g})", fontsize="small")
     else:
         ax2.set_visible(False)
-    sns.lineplot(data=noise, x="noise_std", y="similarity", hue="measure", hue_order=measures,
-                 palette=MEASURE_COLORS, marker="o", errorbar=errorbar, ax=ax3, legend=False)
-    for s in cfg.noise_stds:
-        ax3.axvline(s, ls="--", lw=0.8, color="grey")
-    ax3.set(xscale="log", xlabel="noise standard deviation (dashed: the two readings)",
-            ylabel="similarity", ylim=(0, 1.02), title=f"k = {k_min}, varying noise")
+    if panels == 3:
+        ax3 = axes[2]
+        sns.lineplot(data=noise, x="noise_std", y="similarity", hue="measure",
+                     hue_order=measures, palette=MEASURE_COLORS, marker="o", errorbar=errorbar,
+                     ax=ax3, legend=False)
+        for s in cfg.noise_stds:
+            ax3.axvline(s, ls="--", lw=0.8, color="grey")
+        ax3.set(xscale="log", xlabel="noise standard deviation (dashed: the two readings)",
+                ylabel="similarity", ylim=(0, 1.02),
+                title="Smallest signal fraction, varying noise")
     return fig
 
 
