@@ -573,3 +573,15 @@ def test_notebook_check_cell_calls_check_and_defines_no_verdict_helper(name):
         for verdict in scorecard.STATUSES:
             assert f'"{verdict}"' not in cell and f"'{verdict}'" not in cell, \
                 f"{name}: a cell spells out the verdict {verdict!r}"
+
+
+@pytest.mark.parametrize("name", ("signal_noise", "rnn_dynamics", "rnn_timesteps"))
+def test_toy_and_rnn_pages_mention_no_prototypes_threads_or_earlier_builds(name):
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).parents[1] / "notebooks" / f"{name}.ipynb").read_text())
+    text = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    for word in ("FEASIBILITY", "prototype", "thread", "earlier build", "previous build",
+                 "outside this book"):
+        assert word.lower() not in text.lower(), f"{name}: the page mentions {word!r}"

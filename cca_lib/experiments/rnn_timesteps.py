@@ -360,7 +360,8 @@ def plot_curves(result: Result, model: str = "trained"):
         ax.set(title=measure, xlabel="timestep j in the window",
                ylabel=f"distance to O_{result.config.window - 1}" if ax is axes[0] else "")
     axes[0].legend(title="layer", fontsize="small")
-    fig.suptitle(f"{model} LSTMs, {len(result.seeds)} seeds (dashed: sampling floor)",
+    when = "at the final step" if model == "trained" else "at step 0 (untrained)"
+    fig.suptitle(f"{len(result.seeds)} LSTMs {when} (dashed: sampling floor)",
                  fontsize="medium")
     return fig
 
