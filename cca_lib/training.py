@@ -64,7 +64,7 @@ __all__ = ["CNNTrainConfig", "LMTrainConfig", "TrainResult", "checkpoint_steps",
            "training_threads"]
 
 _OPTIMIZERS = ("sgd", "adam", "adamw")
-_SCHEDULES = ("constant", "cosine")
+_SCHEDULES = ("constant", "cosine", "step_half")
 #: Fields not keyed as given: :func:`run_key` keys what they resolve to (the device type, the
 #: thread count used) instead, so ``device="auto"`` and ``"cpu"`` share a CPU run.
 _NON_KEY_FIELDS = ("device", "threads")
@@ -125,7 +125,8 @@ class CNNTrainConfig:
     lr: float = 0.05
     momentum: float = 0.9  #: SGD only
     weight_decay: float = 5e-4
-    schedule: str = "cosine"  #: "cosine" (to lr * final_lr_frac) or "constant"
+    schedule: str = "cosine"  #: "cosine" (to lr * final_lr_frac), "step_half" (the same decay
+    #: over the first half, then constant) or "constant"
     final_lr_frac: float = 0.0
     batch_size: int = 128
     epochs: float = 3.0  #: used when steps is None
@@ -183,7 +184,7 @@ class LMTrainConfig:
     lr: float = 2e-3
     momentum: float = 0.0  #: SGD only
     weight_decay: float = 0.0
-    schedule: str = "cosine"
+    schedule: str = "cosine"  #: as CNNTrainConfig.schedule
     final_lr_frac: float = 0.0
     batch_size: int = 64  #: windows per step
     seq_len: int = 64  #: tokens per window (BPTT length)
@@ -455,7 +456,9 @@ def _lr_lambda(cfg: TrainConfig, total: int):
     if cfg.schedule == "constant":
         return lambda step: 1.0
     f = cfg.final_lr_frac
-    return lambda step: f + (1 - f) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+    # "step_half": the cosine decay is done by T/2, then the rate stays at lr * final_lr_frac
+    span = max(1, total // 2) if cfg.schedule == "step_half" else total
+    return lambda step: f + (1 - f) * 0.5 * (1 + math.cos(math.pi * min(step, span) / span))
 
 
 def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from cca_lib import book
-from cca_lib.claims import STATUSES
+from cca_lib.claims import SETUP_ASPECTS, STATUSES
 from cca_lib.experiments import (
     cnn_dynamics,
     learning_rate,
@@ -45,20 +45,27 @@ def _statuses(claims):
 # signal_noise (C1)
 # ---------------------------------------------------------------------------------------------
 
-def _toy(mean_cca, pwcca, ones_off=0.0):
-    cfg = signal_noise.Config(n_neurons=10, n_points=100, signal_dims=(2, 5, 10), n_repeats=1,
-                              spectrum_dims=(2,), noise_sweep=(0.1,))
+def _toy(mean_cca, pwcca, ones_off=0.0, pwcca2=None, cka=1.0, jitter=0.0):
+    """Two noise readings (std 0.1 and 0.3), two draws each (``jitter`` apart); ``pwcca2``:
+    PWCCA under the second reading (default: as under the first)."""
+    cfg = signal_noise.Config(n_neurons=10, n_points=100, signal_dims=(2, 5, 10), n_repeats=2,
+                              spectrum_dims=(2,), noise_stds=(0.1, 0.3), noise_sweep=(1.0,))
     rows = []
-    for k, m, p in zip(cfg.signal_dims, mean_cca, pwcca, strict=True):
-        for measure, v in (("mean CCA", m), ("PWCCA", p), ("SVCCA", m), ("linear CKA", 1.0)):
-            rows.append({"signal_dims": k, "signal_fraction": k / 10, "repeat": 0,
-                         "measure": measure, "similarity": v})
+    for sigma, pw in ((0.1, pwcca), (0.3, pwcca if pwcca2 is None else pwcca2)):
+        for k, m, p in zip(cfg.signal_dims, mean_cca, pw, strict=True):
+            for repeat, dv in ((0, -jitter), (1, jitter)):
+                for measure, v in (("mean CCA", m), ("PWCCA", p), ("SVCCA", m),
+                                   ("linear CKA", cka)):
+                    rows.append({"noise_std": sigma, "signal_dims": k, "signal_fraction": k / 10,
+                                 "repeat": repeat, "measure": measure, "similarity": v + dv})
     noise = pd.DataFrame([{"noise_std": 0.1, "repeat": 0, "measure": m, "similarity": 0.5}
                           for m in signal_noise.MEASURES])
+    floors = pd.DataFrame([{"noise_std": s, "signal_dims": k, "measure": m, "floor": 0.2}
+                           for s in (0.1, 0.3) for k in (2, 10) for m in signal_noise.MEASURES])
     return signal_noise.Result(
         config=cfg, similarities=pd.DataFrame(rows),
-        spectra=pd.DataFrame(columns=["signal_dims", "repeat", "index", "rho"]), noise=noise,
-        ones={k: k + ones_off for k in cfg.signal_dims})
+        spectra=pd.DataFrame(columns=["noise_std", "signal_dims", "repeat", "index", "rho"]),
+        noise=noise, ones={k: k + ones_off for k in cfg.signal_dims}, floors=floors)
 
 
 def test_signal_noise_check_holds_partly_and_fails():
@@ -75,13 +82,53 @@ def test_signal_noise_check_holds_partly_and_fails():
     assert _statuses(signal_noise.check(_toy(flat, [0.95, 0.97, 1.0]))) == ["does not hold"]
 
 
+def test_signal_noise_holds_only_if_it_holds_under_both_readings():
+    mean = [0.25, 0.55, 1.0]
+    # holds under std 0.1, partly under std 0.3: partly
+    (claim,) = signal_noise.check(_toy(mean, [0.95, 0.97, 1.0], pwcca2=[0.6, 0.8, 1.0]))
+    assert claim.status == "partly"
+    verdicts = [c.measured for c in claim.criteria if c.name.endswith("verdict")]
+    assert verdicts == ["holds", "partly"]
+    # holds under one reading, fails under the other: partly, not holds
+    (claim,) = signal_noise.check(_toy(mean, [0.95, 0.97, 1.0], pwcca2=[0.2, 0.8, 1.0]))
+    assert claim.status == "partly"
+    # fails under both
+    (claim,) = signal_noise.check(_toy(mean, [0.2, 0.8, 1.0], pwcca2=[0.2, 0.8, 1.0]))
+    assert claim.status == "does not hold"
+    assert signal_noise.combine(["holds", "holds"]) == "holds"
+    assert signal_noise.combine(["partly", "does not hold"]) == "partly"
+
+
+def test_signal_noise_criteria_use_the_spread_over_draws():
+    mean = [0.25, 0.55, 1.0]
+    # PWCCA's mean is 0.91 at the smallest k, but one draw sits at 0.89: the low end fails
+    (claim,) = signal_noise.check(_toy(mean, [0.91, 0.97, 1.0], jitter=0.02))
+    rows = {c.name: c for c in claim.criteria}
+    low = rows["noise std 0.1: PWCCA's lowest low end of its spread over k"]
+    assert low.measured == pytest.approx(0.89) and low.passed is False
+    assert claim.status == "partly"
+    assert "range over draws" in claim.evidence and "[" in claim.ours
+
+
+def test_signal_noise_cka_agreement():
+    mean = [0.25, 0.55, 1.0]
+    (claim,) = signal_noise.check(_toy(mean, [0.95, 0.97, 1.0], cka=1.0))
+    assert claim.cka_agrees is True
+    (claim,) = signal_noise.check(_toy(mean, [0.6, 0.8, 1.0], cka=1.0))  # CKA flat: holds
+    assert claim.status == "partly" and claim.cka_agrees is False
+    assert claim.paper_figure == "Fig. 2"
+    assert {a for a, _, _ in claim.setup} == set(SETUP_ASPECTS)
+
+
 def test_signal_noise_check_criteria_rows_carry_the_numbers():
     (claim,) = signal_noise.check(_toy([0.25, 0.55, 1.0], [0.6, 0.8, 1.0]))
     rows = {c.name: c for c in claim.criteria}
-    drop = rows["PWCCA's drop from the largest to the smallest k/d"]
+    drop = rows["noise std 0.1: PWCCA's drop from the largest to the smallest k/d, high end of "
+                "its spread"]
     assert drop.measured == pytest.approx(0.4) and drop.passed is False
     assert str(signal_noise.ROBUST_DROP_RATIO) in drop.threshold
-    assert rows["PWCCA minus mean CCA, smallest over k < d"].measured == pytest.approx(0.25)
+    gap = rows["noise std 0.1: PWCCA minus mean CCA, lowest low end of its spread over k < d"]
+    assert gap.measured == pytest.approx(0.25)
 
 
 def test_signal_noise_sanity_checks_catch_an_inexact_construction():
@@ -346,70 +393,163 @@ def test_learning_rate_check_reports_the_accuracy_spread_without_judging_it():
 # rnn_dynamics (C8, C2)
 # ---------------------------------------------------------------------------------------------
 
-_STEPS = (0, 1, 10, 100, 1000)
-BOTTOM_UP = {1: (0.5, 0.2, 0.05), 2: (0.6, 0.3, 0.1), 3: (0.8, 0.5, 0.2)}  # at steps 1, 10, 100
+_STEPS = (0, 1, 10, 100, 400, 700, 1000)
+#: the loss reaches the unigram level (3.0) at step 1, learns context from step 10 and stays
+#: within 1% of its final value from step 400 (60% of training after it)
+_LOSSES = (4.0, 3.0, 2.5, 2.2, 2.015, 2.01, 2.0)
+_LATE_LOSSES = (4.0, 3.0, 2.5, 2.2, 2.1, 2.05, 2.0)  # within 1% only at T: not testable
+#: distances at the learning checkpoints 10, 100, 400, 700
+BOTTOM_UP = {1: (0.5, 0.2, 0.1, 0.05), 2: (0.6, 0.3, 0.15, 0.1), 3: (0.8, 0.5, 0.3, 0.2)}
+TOP_DOWN = {1: BOTTOM_UP[3], 2: BOTTOM_UP[2], 3: BOTTOM_UP[1]}
+_PLATEAU = {1: 0.99, 2: 0.98, 3: 0.97}  # step 1, reversed: must not count
 
 
-def _rnn(pwcca, mean_cca, shares_below=(0.0, 0.25, 0.0)):
+def _shift(curves, by):
+    return {k: tuple(v + by for v in vs) for k, vs in curves.items()}
+
+
+def _rnn_seed(seed, pwcca=BOTTOM_UP, mean_cca=None, controls=BOTTOM_UP, cka=None,
+              shares=(0.0, 0.25, 0.5), losses=_LOSSES):
+    mean_cca = _shift(pwcca, 0.5) if mean_cca is None else mean_cca
+    cka = pwcca if cka is None else cka
     rows = []
-    for measure, curves in (("PWCCA", pwcca), ("mean CCA", mean_cca), ("cosine", pwcca),
-                            ("Euclidean", pwcca)):
+    for measure, curves in (("PWCCA", pwcca), ("mean CCA", mean_cca), ("linear CKA", cka),
+                            ("cosine", controls), ("Euclidean", controls)):
         for layer, values in curves.items():
-            for step, d in zip(_STEPS, (1.0, *values, 0.0), strict=True):
-                rows.append({"step": step, "epoch": step / 500, "layer": layer,
+            for step, d in zip(_STEPS, (1.0, _PLATEAU[layer], *values, 0.0), strict=True):
+                rows.append({"seed": seed, "step": step, "epoch": step / 500, "layer": layer,
                              "measure": measure, "distance": d})
     spectra = []
-    for layer, share in zip((1, 2, 3), shares_below, strict=True):
-        rho = [0.5] * int(share * 8) + [0.95] * (8 - int(share * 8))
-        spectra += [{"step": 100, "layer": layer, "index": i, "rho": r}
-                    for i, r in enumerate(rho)]
-    history = pd.DataFrame({"step": [0, 80, 1000], "epoch": [0, 0.16, 2],
-                            "valid_ppl": [30.0, 10.4, 10.0], "valid_loss": [3.4, 2.34, 2.3],
-                            "train_loss": [3.4, 2.3, 2.2]})
+    for step in (400, 700):
+        for layer, share in zip((1, 2, 3), shares, strict=True):
+            rho = [0.5] * int(share * 8) + [0.95] * (8 - int(share * 8))
+            spectra += [{"seed": seed, "step": step, "layer": layer, "index": i, "rho": r}
+                        for i, r in enumerate(rho)]
+    history = pd.DataFrame({"seed": seed, "step": _STEPS, "epoch": np.array(_STEPS) / 500,
+                            "valid_loss": losses, "valid_ppl": np.exp(losses)})
+    floors = [{"seed": seed, "layer": layer, "measure": m, "distance": 0.9}
+              for layer in (1, 2, 3) for m in rnn_dynamics.MEASURES]
+    return rows, spectra, history, floors
+
+
+def _rnn(*seeds):
+    """One hand-built network per keyword dict in ``seeds`` (seeds 0, 1, ...)."""
+    parts = [_rnn_seed(i, **kw) for i, kw in enumerate(seeds)]
+    n = len(seeds)
     return rnn_dynamics.Result(
-        config=rnn_dynamics.Config(), distances=pd.DataFrame(rows),
-        spectra=pd.DataFrame(spectra), history=history, steps=_STEPS, steps_per_epoch=500.0,
-        metrics={"valid_ppl": 10.0}, n_samples=10000, train_seconds=1.0)
+        config=rnn_dynamics.Config(n_seeds=n),
+        distances=pd.DataFrame([r for p in parts for r in p[0]]),
+        spectra=pd.DataFrame([r for p in parts for r in p[1]]),
+        history=pd.concat([p[2] for p in parts], ignore_index=True),
+        floors=pd.DataFrame([r for p in parts for r in p[3]]),
+        nets=pd.DataFrame({"seed": range(n), "trained": [True] * n}),
+        steps=_STEPS, steps_per_epoch=500.0,
+        metrics={i: {"unigram_valid_loss": 3.0, "valid_ppl": 7.4} for i in range(n)},
+        n_samples=10000)
+
+
+GOOD = {}
 
 
 def test_rnn_dynamics_check_c8_holds_partly_and_fails():
-    shifted = {k: tuple(v + 0.5 for v in vs) for k, vs in BOTTOM_UP.items()}
-    assert _statuses(rnn_dynamics.check(_rnn(BOTTOM_UP, shifted)))[0] == "holds"
+    assert _statuses(rnn_dynamics.check(_rnn(GOOD, GOOD, GOOD)))[0] == "holds"
     # mean CCA separates the layers as clearly as PWCCA (same curves): partly
-    assert _statuses(rnn_dynamics.check(_rnn(BOTTOM_UP, BOTTOM_UP)))[0] == "partly"
-    # ordered on average, but layers 1 and 2 swap at two of three checkpoints: partly
-    swapped = {1: (0.5, 0.31, 0.11), 2: (0.6, 0.3, 0.1), 3: (0.8, 0.5, 0.2)}
-    c8 = rnn_dynamics.check(_rnn(swapped, shifted))[0]
+    same = {"mean_cca": BOTTOM_UP}
+    assert _statuses(rnn_dynamics.check(_rnn(same, same, same)))[0] == "partly"
+    # ordered on average, but layers 1 and 2 swap at two of four checkpoints: partly
+    swapped = {"pwcca": {1: (0.5, 0.31, 0.16, 0.05), 2: BOTTOM_UP[2], 3: BOTTOM_UP[3]}}
+    c8 = rnn_dynamics.check(_rnn(swapped, swapped, swapped))[0]
     assert c8.status == "partly"
-    assert c8.criteria[1].measured == pytest.approx(1 / 3) and c8.criteria[1].passed is False
-    top_down = {1: BOTTOM_UP[3], 2: BOTTOM_UP[2], 3: BOTTOM_UP[1]}
-    assert _statuses(rnn_dynamics.check(_rnn(top_down, shifted)))[0] == "does not hold"
+    share = next(c for c in c8.criteria if c.name.startswith("seed 0: share"))
+    assert share.measured == pytest.approx(0.5) and share.passed is False
+    top = {"pwcca": TOP_DOWN}
+    assert _statuses(rnn_dynamics.check(_rnn(top, top, top)))[0] == "does not hold"
 
 
-def test_rnn_dynamics_check_c2_holds_or_fails():
-    _, c2 = rnn_dynamics.check(_rnn(BOTTOM_UP, BOTTOM_UP))
-    assert c2.status == "holds" and "step 100" in c2.criteria[0].name  # first step >= 80
-    _, c2 = rnn_dynamics.check(_rnn(BOTTOM_UP, BOTTOM_UP, shares_below=(0.0, 0.125, 0.0)))
-    assert c2.status == "does not hold"  # there is no "partly" for C2 here
+def test_rnn_dynamics_c8_skips_the_untrained_plateau_and_ties_do_not_count():
+    c8 = rnn_dynamics.check(_rnn(GOOD))[0]  # step 1 (reversed) is before learning starts
+    share = next(c for c in c8.criteria if c.name.startswith("seed 0: share"))
+    assert share.measured == 1.0 and "4 learning checkpoints" in c8.criteria[0].name
+    tie = {"pwcca": {1: (0.5, 0.3, 0.1, 0.05), 2: BOTTOM_UP[2], 3: BOTTOM_UP[3]}}
+    c8 = rnn_dynamics.check(_rnn(tie))[0]
+    share = next(c for c in c8.criteria if c.name.startswith("seed 0: share"))
+    assert share.measured == pytest.approx(0.75) and c8.status == "partly"
+
+
+def test_rnn_dynamics_c8_controls_enter_the_verdict():
+    rev = {"controls": TOP_DOWN}
+    c8 = rnn_dynamics.check(_rnn(rev, rev, rev))[0]
+    assert c8.status == "partly"
+    assert "do not show the bottom-up order" in c8.evidence and "reversed" in c8.evidence
+    assert "are bottom-up here too" in rnn_dynamics.check(_rnn(GOOD))[0].evidence
+
+
+def test_rnn_dynamics_c8_is_the_majority_of_the_seeds():
+    top = {"pwcca": TOP_DOWN}
+    c8 = rnn_dynamics.check(_rnn(GOOD, top, GOOD))[0]
+    assert c8.status == "holds"
+    verdicts = [c.measured for c in c8.criteria if c.name.endswith("verdict")]
+    assert verdicts == ["holds", "does not hold", "holds"]
+    assert rnn_dynamics.check(_rnn(GOOD, top, top))[0].status == "does not hold"
+    assert "seeds" in c8.ours
+
+
+def test_rnn_dynamics_c8_cka_agreement():
+    assert rnn_dynamics.check(_rnn(GOOD, GOOD, GOOD))[0].cka_agrees is True
+    flat = {"cka": {1: (0.2,) * 4, 2: (0.2,) * 4, 3: (0.2,) * 4}}
+    assert rnn_dynamics.check(_rnn(flat, flat, flat))[0].cka_agrees is False
+
+
+def test_rnn_dynamics_check_c2_holds_partly_fails_and_not_testable():
+    c2 = rnn_dynamics.check(_rnn(GOOD, GOOD, GOOD))[1]
+    assert c2.part == "RNN" and c2.status == "holds"
+    assert "step 400" in next(c.name for c in c2.criteria if "below" in c.name)
+    frac = next(c for c in c2.criteria if c.name.startswith("seed 0: share of training"))
+    assert frac.measured == pytest.approx(0.6) and frac.passed is True
+    one = {"shares": (0.0, 0.25, 0.0)}  # one layer of three
+    assert rnn_dynamics.check(_rnn(one, one, one))[1].status == "partly"
+    none = {"shares": (0.0, 0.125, 0.0)}
+    assert rnn_dynamics.check(_rnn(none, none, none))[1].status == "does not hold"
+    late = {"losses": _LATE_LOSSES}
+    c2 = rnn_dynamics.check(_rnn(late, late, late))[1]
+    assert c2.status == "does not hold"
+    assert c2.evidence.startswith("Not testable at this scale")
+    assert rnn_dynamics.C2_MIN_AFTER == 0.4 and rnn_dynamics.C2_LOSS_TOL == 0.01
 
 
 # ---------------------------------------------------------------------------------------------
 # rnn_timesteps (C9)
 # ---------------------------------------------------------------------------------------------
 
-def _timesteps(trained, early, late, toy_a0=0.0):
-    """``trained``: PWCCA distance curve over j = 0..3 (every layer the same); ``early`` and
-    ``late``: the repeated-input curves; floors 0.5."""
-    cfg = rnn_timesteps.Config(window=4, toy_blend=(0.0, 1.0))
-    layers = (1, 2)
+LATE = (0.6, 0.55, 0.3, 0.0)  # above 0.9 x floor until j = 1: onset 2 = half the window
+EARLY = (0.6, 0.3, 0.3, 0.0)  # onset at j = 1, before half the window
+REP_LOW, REP_HIGH = (0.05, 0.05, 0.05, 0.0), (0.4, 0.4, 0.4, 0.0)
+REP_MID = (0.15, 0.15, 0.15, 0.0)  # below the late context's, but similarity only 0.85
+
+
+def _ts_seed(seed, trained=LATE, untrained=EARLY, early=REP_LOW, late=REP_HIGH, cka=None):
     curves, floors = [], []
-    for model, curve in (("trained", trained), ("untrained", (0.6, 0.6, 0.3, 0.0))):
-        for layer in layers:
-            for j, d in enumerate(curve):
-                curves.append({"model": model, "layer": layer, "j": j, "measure": "PWCCA",
-                               "distance": d})
-            floors.append({"model": model, "layer": layer, "floor": "permuted rows",
-                           "measure": "PWCCA", "n": 100, "distance": 0.5})
+    for model, curve in (("trained", trained), ("untrained", untrained)):
+        for layer in (1, 2):
+            for measure, values in (("PWCCA", curve), ("linear CKA", cka or curve)):
+                for j, d in enumerate(values):
+                    curves.append({"seed": seed, "model": model, "layer": layer, "j": j,
+                                   "measure": measure, "distance": d})
+                floors.append({"seed": seed, "model": model, "layer": layer,
+                               "floor": "permuted rows", "measure": measure, "n": 100,
+                               "distance": 0.5})
+    repeats = [{"seed": seed, "context": context, "layer": layer, "j": j, "measure": m,
+                "distance": d}
+               for context, curve in (("early", early), ("late", late)) for layer in (1, 2)
+               for m in ("PWCCA", "linear CKA") for j, d in enumerate(curve)]
+    return curves, floors, repeats
+
+
+def _timesteps(*seeds, toy_a0=0.0):
+    """One hand-built network per keyword dict in ``seeds``: window 4, floors 0.5."""
+    cfg = rnn_timesteps.Config(window=4, toy_blend=(0.0, 1.0),
+                               training=rnn_dynamics.Config(n_seeds=len(seeds)))
+    parts = [_ts_seed(i, **kw) for i, kw in enumerate(seeds)]
     toy = []
     for a, pw, coord in ((0.0, toy_a0, 0.3), (1.0, 0.2, 0.3)):
         for j in range(4):
@@ -417,37 +557,73 @@ def _timesteps(trained, early, late, toy_a0=0.0):
                                ("cosine", coord if j < 3 else 0.0),
                                ("Euclidean", coord if j < 3 else 0.0)):
                 toy.append({"a": a, "j": j, "measure": measure, "distance": d})
-    repeats = [{"context": context, "layer": layer, "j": j, "measure": "PWCCA", "distance": d}
-               for context, curve in (("early", early), ("late", late)) for layer in layers
-               for j, d in enumerate(curve)]
+    n = len(seeds)
     return rnn_timesteps.Result(
-        config=cfg, curves=pd.DataFrame(curves), floors=pd.DataFrame(floors),
-        toy=pd.DataFrame(toy), repeats=pd.DataFrame(repeats), repeat_floors=pd.DataFrame(),
-        n_windows=1000, hidden_size=64, repeat_token="e", valid_ppl=5.0)
-
-
-LATE = (0.6, 0.55, 0.3, 0.0)  # above 0.9 x floor until j = 1: onset 2 = half the window
-REP_LOW, REP_HIGH = (0.1, 0.1, 0.1, 0.0), (0.4, 0.4, 0.4, 0.0)
+        config=cfg, curves=pd.DataFrame([r for p in parts for r in p[0]]),
+        floors=pd.DataFrame([r for p in parts for r in p[1]]), toy=pd.DataFrame(toy),
+        repeats=pd.DataFrame([r for p in parts for r in p[2]]), repeat_floors=pd.DataFrame(),
+        n_windows=1000, hidden_size=64, repeat_token="e",
+        nets=pd.DataFrame({"seed": range(n), "trained": [True] * n}))
 
 
 def test_rnn_timesteps_check_holds_partly_and_fails():
-    assert _statuses(rnn_timesteps.check(_timesteps(LATE, REP_LOW, REP_HIGH))) == ["holds"]
-    assert _statuses(rnn_timesteps.check(_timesteps(LATE, REP_HIGH, REP_LOW))) == ["partly"]
-    early_onset = (0.6, 0.3, 0.3, 0.0)  # onset at j = 1, before half the window
-    assert _statuses(rnn_timesteps.check(_timesteps(early_onset, REP_LOW, REP_HIGH))) == \
-        ["partly"]
-    above_floor = (0.6, 0.6, 0.55, 0.0)  # at j = w - 2 still above the floor
-    assert _statuses(rnn_timesteps.check(_timesteps(above_floor, REP_LOW, REP_HIGH))) == \
-        ["partly"]
-    assert _statuses(rnn_timesteps.check(_timesteps(early_onset, REP_HIGH, REP_LOW))) == \
+    ok = {}
+    assert _statuses(rnn_timesteps.check(_timesteps(ok, ok, ok))) == ["holds"]
+    swapped = {"early": REP_HIGH, "late": REP_LOW}
+    assert _statuses(rnn_timesteps.check(_timesteps(swapped, swapped, swapped))) == ["partly"]
+    early = {"trained": EARLY}
+    assert _statuses(rnn_timesteps.check(_timesteps(early, early, early))) == ["partly"]
+    above = {"trained": (0.6, 0.6, 0.55, 0.0)}  # at j = w - 2 still above the floor
+    assert _statuses(rnn_timesteps.check(_timesteps(above, above, above))) == ["partly"]
+    neither = {"trained": EARLY, "early": REP_HIGH, "late": REP_LOW}
+    assert _statuses(rnn_timesteps.check(_timesteps(neither, neither, neither))) == \
         ["does not hold"]
 
 
+def test_rnn_timesteps_the_untrained_network_enters_the_verdict():
+    same = {"untrained": LATE}  # the untrained net shows the same late onset
+    (claim,) = rnn_timesteps.check(_timesteps(same, same, same))
+    assert claim.status == "partly"
+    assert "as late or later in 3 of 3 seeds" in claim.evidence
+    row = next(c for c in claim.criteria if c.name.startswith("seed 0: mean onset"))
+    assert row.measured == 2.0 and row.passed is False
+
+
+def test_rnn_timesteps_early_repeats_must_be_highly_similar():
+    mid = {"early": REP_MID}  # early < late, but mean similarity 0.85 < 0.9
+    (claim,) = rnn_timesteps.check(_timesteps(mid, mid, mid))
+    assert claim.status == "partly"
+    row = next(c for c in claim.criteria if c.name.startswith("seed 0: repeated input after"))
+    assert row.measured == "0.85/0.85" and row.passed is False
+
+
+def test_rnn_timesteps_majority_and_cka():
+    ok, bad = {}, {"trained": EARLY, "early": REP_HIGH, "late": REP_LOW}
+    (claim,) = rnn_timesteps.check(_timesteps(ok, bad, ok))
+    assert claim.status == "holds" and claim.cka_agrees is True
+    assert rnn_timesteps.check(_timesteps(ok, bad, bad))[0].status == "does not hold"
+    cka_early = {"cka": EARLY}
+    (claim,) = rnn_timesteps.check(_timesteps(cka_early, cka_early, cka_early))
+    assert claim.status == "holds" and claim.cka_agrees is False
+
+
 def test_rnn_timesteps_sanity_checks_the_toy_control():
-    assert all(c.passed for c in rnn_timesteps.sanity_checks(_timesteps(LATE, REP_LOW,
-                                                                         REP_HIGH)))
-    bad = rnn_timesteps.sanity_checks(_timesteps(LATE, REP_LOW, REP_HIGH, toy_a0=0.01))
+    assert all(c.passed for c in rnn_timesteps.sanity_checks(_timesteps({})))
+    bad = rnn_timesteps.sanity_checks(_timesteps({}, toy_a0=0.01))
     assert [c.passed for c in bad] == [False, True, True, True]
+
+
+def test_toy_and_rnn_claims_fill_the_scorecard_fields_in_plain_words():
+    claims = (signal_noise.check(_toy([0.25, 0.55, 1.0], [0.95, 0.97, 1.0]))
+              + rnn_dynamics.check(_rnn(GOOD, GOOD, GOOD)) + rnn_timesteps.check(_timesteps({})))
+    assert [c.id for c in claims] == ["C1", "C8", "C2", "C9"]
+    for c in claims:
+        assert c.ours and c.paper_value and c.figure
+        assert [a for a, _, _ in c.setup] == list(SETUP_ASPECTS)
+        for text in [c.ours, c.paper_value, *(t for row in c.setup for t in row)]:
+            assert not re.search(r"\b(True|False|None|nan)\b", text), text
+            assert "_" not in text, text
+    assert claims[2].part == "RNN" and claims[2].cka_agrees is None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -473,3 +649,15 @@ def test_notebook_check_cell_calls_check_and_defines_no_verdict_helper(name):
         for verdict in STATUSES:
             assert f'"{verdict}"' not in cell and f"'{verdict}'" not in cell, \
                 f"{name}: a cell spells out the verdict {verdict!r}"
+
+
+@pytest.mark.parametrize("name", ("signal_noise", "rnn_dynamics", "rnn_timesteps"))
+def test_toy_and_rnn_pages_mention_no_prototypes_threads_or_earlier_builds(name):
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).parents[1] / "notebooks" / f"{name}.ipynb").read_text())
+    text = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    for word in ("FEASIBILITY", "prototype", "thread", "earlier build", "previous build",
+                 "outside this book"):
+        assert word.lower() not in text.lower(), f"{name}: the page mentions {word!r}"

@@ -267,23 +267,23 @@ def test_rnn_chapters_share_one_lstm_run_in_every_profile(profile):
     ts = rnn_timesteps.Config.from_params(book.load_params(ROOT, profile, "rnn_timesteps"))
     for f in rnn_dynamics.RUN_FIELDS:
         assert getattr(ts.training, f) == getattr(dyn, f), (profile, f)
-    assert rnn_dynamics.lm_config(ts.training, 1000) == rnn_dynamics.lm_config(dyn, 1000)
+    assert rnn_dynamics.lm_configs(ts.training, 1000) == rnn_dynamics.lm_configs(dyn, 1000)
     assert set(rnn_dynamics.RUN_FIELDS) <= set(rnn_timesteps.Config.parameters())
 
 
 def test_run_fields_are_exactly_what_defines_the_run():
     """Changing a field outside RUN_FIELDS leaves the engine config alone; every field in it
     changes it (so the timesteps chapter takes all of them, and only those)."""
-    base = rnn_dynamics.lm_config(rnn_dynamics.Config(), 500)
+    base = rnn_dynamics.lm_configs(rnn_dynamics.Config(), 500)
     changed = {"corpus": "ptb", "n_layers": 4, "hidden_size": 32, "embed_dim": 16,
                "dropout": 0.1, "lr": 1e-3, "schedule": "constant", "final_lr_frac": 0.0,
-               "batch_size": 32, "seq_len": 32, "epochs": 2.0, "train_tokens": 10_000,
+               "batch_size": 16, "seq_len": 16, "epochs": 2.0, "train_tokens": 10_000,
                "log_checkpoints": 5, "tail_checkpoints": 2, "tail_frac": 0.5,
-               "eval_points": 10, "seed": 1, "threads": 2, "probe_seqs": 300, "probe_len": 40,
-               "threshold": 0.2}
+               "eval_points": 10, "n_seeds": 2, "seed": 1, "threads": 2, "probe_seqs": 300,
+               "probe_len": 40, "threshold": 0.2}
     assert set(changed) == {f.name for f in dataclasses.fields(rnn_dynamics.Config)}
     for name, value in changed.items():
-        same = rnn_dynamics.lm_config(rnn_dynamics.Config(**{name: value}), 500) == base
+        same = rnn_dynamics.lm_configs(rnn_dynamics.Config(**{name: value}), 500) == base
         assert same == (name not in rnn_dynamics.RUN_FIELDS), name
 
 

@@ -1,6 +1,7 @@
-"""The RNN training-dynamics chapter's experiment, on a tiny LSTM and the synthetic mirror."""
+"""The RNN training-dynamics chapter's experiment, on tiny LSTMs and the synthetic mirror."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from _engine_data import activate
 
@@ -15,7 +16,7 @@ def env(tmp_path, monkeypatch):
 def tiny(**kw):
     base = dict(n_layers=2, hidden_size=8, embed_dim=8, batch_size=8, seq_len=12, epochs=3.0,
                 lr=1e-2, log_checkpoints=4, tail_checkpoints=2, eval_points=4, probe_seqs=10,
-                probe_len=20, threads=1)
+                probe_len=20, threads=1, n_seeds=2)
     base.update(kw)
     return rnn_dynamics.Config(**base)
 
@@ -29,12 +30,27 @@ def test_config_validation():
         rnn_dynamics.Config(tail_frac=1.5)
     with pytest.raises(ValueError, match="schedule"):
         rnn_dynamics.Config(schedule="step")
+    with pytest.raises(ValueError, match="n_seeds"):
+        rnn_dynamics.Config(n_seeds=0)
 
 
 def test_lm_config_adds_a_tail_grid():
     cfg = rnn_dynamics.lm_config(tiny(tail_checkpoints=3, tail_frac=0.5), 100)
     assert cfg.checkpoints == (62, 75, 88)
     assert cfg.hidden_size == 8 and cfg.n_layers == 2 and cfg.eval_every == 25
+
+
+def test_one_run_per_seed_differing_only_in_the_seed():
+    import dataclasses
+
+    cfg = tiny(seed=5, n_seeds=3)
+    assert rnn_dynamics.seeds(cfg) == (5, 6, 7)
+    runs = rnn_dynamics.lm_configs(cfg, 100)
+    assert [r.seed for r in runs] == [5, 6, 7]
+    assert {dataclasses.replace(r, seed=0) for r in runs} == {dataclasses.replace(runs[0],
+                                                                                  seed=0)}
+    with pytest.raises(ValueError, match="seed=8"):
+        rnn_dynamics.lm_config(cfg, 100, seed=8)
 
 
 def test_run_is_deterministic_and_complete(env):
@@ -45,41 +61,85 @@ def test_run_is_deterministic_and_complete(env):
     frame = a.to_frame()
     assert set(frame["measure"]) == set(rnn_dynamics.MEASURES)
     assert sorted(frame["layer"].unique()) == [1, 2]
+    assert a.seeds == (0, 1)
     assert a.n_samples == 200
     final = frame[frame["step"] == a.steps[-1]]
     np.testing.assert_allclose(final["distance"], 0.0, atol=1e-6)
-    t = a.table("PWCCA")
-    assert list(t.index) == list(a.steps) and ((t >= -1e-9) & (t <= 1 + 1e-9)).all().all()
-    assert a.intermediate("PWCCA").index.min() > 0
-    assert 0.0 <= a.ordered_fraction("PWCCA") <= 1.0
-    assert np.isfinite(a.separation("PWCCA"))
-    assert set(a.first_below("PWCCA", 0.5).index) == {1, 2}
-    assert len(a.spectra) == len(a.steps) * 2 * 8
-    assert {"step", "valid_ppl"} <= set(a.history.columns)
+    t0, t1 = a.table("PWCCA", 0), a.table("PWCCA", 1)
+    assert not np.allclose(t0.to_numpy(), t1.to_numpy())  # two networks, not one twice
+    assert list(t0.index) == list(a.steps) and ((t0 >= -1e-9) & (t0 <= 1 + 1e-9)).all().all()
+    assert set(a.first_below("PWCCA", 0, 0.5).index) == {1, 2}
+    assert len(a.spectra) == len(a.steps) * 2 * 8 * 2
+    assert {"seed", "step", "valid_loss", "lr"} <= set(a.history.columns)
+    assert set(a.floors["measure"]) == set(rnn_dynamics.MEASURES)
+    assert ((a.floors["distance"] > 0) & np.isfinite(a.floors["distance"])).all()
+    assert list(a.nets["seed"]) == [0, 1] and a.nets["trained"].dtype == bool
+    assert a.converged_step(0) in set(a.history["step"])
+    assert 0.0 <= a.after_converged_fraction(0) <= 1.0
+    claims = rnn_dynamics.check(a)
+    assert [c.id for c in claims] == ["C8", "C2"] and claims[1].part == "RNN"
+    assert "sampling floor" in rnn_dynamics.floor_note(a)
 
 
-def test_separation_index_on_a_constructed_result():
-    import pandas as pd
-
+def _constructed(distances, history, unigram=3.0):
     rows = []
-    for step in (0, 1, 10, 100, 1000):
-        for layer, scale in ((1, 0.5), (2, 1.0), (3, 1.5)):
-            d = 0.0 if step == 1000 else scale * 0.2
-            rows.append({"step": step, "epoch": 0.0, "layer": layer, "measure": "PWCCA",
-                         "distance": d})
-    r = rnn_dynamics.Result(config=rnn_dynamics.Config(), distances=pd.DataFrame(rows),
-                            spectra=pd.DataFrame(), history=pd.DataFrame(),
-                            steps=(0, 1, 10, 100, 1000), steps_per_epoch=1.0, metrics={},
-                            n_samples=0, train_seconds=0.0)
-    np.testing.assert_allclose(r.area("PWCCA").to_numpy(), [0.1, 0.2, 0.3])
-    assert r.separation("PWCCA") == pytest.approx(1.0)
-    assert r.ordered_fraction("PWCCA") == 1.0
-    assert r.first_below("PWCCA", 0.15).to_dict() == {1: 0, 2: 1000, 3: 1000}
+    steps = (0, 1, 10, 100, 1000)
+    for layer, values in distances.items():
+        for step, d in zip(steps, values, strict=True):
+            rows.append({"seed": 0, "step": step, "epoch": 0.0, "layer": layer,
+                         "measure": "PWCCA", "distance": d})
+    return rnn_dynamics.Result(
+        config=rnn_dynamics.Config(), distances=pd.DataFrame(rows), spectra=pd.DataFrame(),
+        history=history, floors=pd.DataFrame(), nets=pd.DataFrame(), steps=steps,
+        steps_per_epoch=1.0, metrics={0: {"unigram_valid_loss": unigram}}, n_samples=0)
+
+
+def _history(losses, steps=(0, 1, 10, 100, 1000)):
+    return pd.DataFrame({"seed": 0, "step": steps, "valid_loss": losses})
+
+
+def test_learning_steps_skip_the_untrained_plateau():
+    # the loss reaches the unigram level (3.0) at step 1 and learns context from step 10
+    h = _history([4.0, 3.0, 2.5, 2.1, 2.0])
+    r = _constructed({1: (1, .5, .2, .05, 0), 2: (1, .6, .3, .1, 0), 3: (1, .8, .5, .2, 0)}, h)
+    assert r.learning_start(0) == 10  # 2.5 <= 3.0 - 0.1 * (3.0 - 2.0)
+    assert r.learning_steps(0) == (10, 100)
+    np.testing.assert_allclose(r.area("PWCCA", 0).to_numpy(),
+                               [0.125, 0.2, 0.35])  # mean of the two on the log axis
+    assert r.separation("PWCCA", 0) == pytest.approx((0.35 - 0.125) / np.mean([.125, .2, .35]))
+    assert r.ordered_fraction("PWCCA", 0) == 1.0
+    assert r.first_below("PWCCA", 0, 0.15).to_dict() == {1: 100, 2: 100, 3: 1000}
+    # a loss never below the unigram model's: no learning checkpoints
+    r = _constructed({1: (1, .5, .2, .05, 0)}, _history([4.0, 3.5, 3.2, 3.1, 3.05]))
+    assert r.learning_start(0) is None and r.learning_steps(0) == ()
+
+
+def test_a_tie_between_layers_is_not_ordered():
+    h = _history([4.0, 3.0, 2.5, 2.1, 2.0])
+    r = _constructed({1: (1, .5, .2, .1, 0), 2: (1, .6, .3, .1, 0)}, h)
+    assert r.ordered_fraction("PWCCA", 0) == 0.5
+
+
+def test_converged_step_is_where_the_loss_stays_within_one_percent():
+    h = _history([4.0, 2.015, 2.05, 2.01, 2.0])  # 2.05 is 2.5% above the final loss
+    r = _constructed({1: (1, .5, .2, .05, 0)}, h)
+    assert rnn_dynamics.C2_LOSS_TOL == 0.01
+    assert r.converged_step(0) == 100
+    assert r.after_converged_fraction(0) == pytest.approx(0.9)
+
+
+def test_majority():
+    assert rnn_dynamics.majority(["holds", "holds", "partly"]) == "holds"
+    assert rnn_dynamics.majority(["holds", "partly", "does not hold"]) == "partly"
+    assert rnn_dynamics.majority(["holds", "does not hold", "does not hold"]) == "does not hold"
+    assert rnn_dynamics.majority(["partly"]) == "partly"
+    with pytest.raises(ValueError, match="statuses"):
+        rnn_dynamics.majority(["maybe"])
 
 
 def test_total_steps_is_the_engine_count(env):
     from cca_lib import training
 
-    cfg = tiny()
+    cfg = tiny(n_seeds=1)
     assert rnn_dynamics.total_steps(cfg) == training.total_steps(rnn_dynamics.lm_config(cfg))
     assert rnn_dynamics.train(cfg, progress=False).final_step == rnn_dynamics.total_steps(cfg)

@@ -54,19 +54,55 @@ def test_run_tiny_lstm(env):
     training = rnn_dynamics.Config(n_layers=2, hidden_size=8, embed_dim=8, batch_size=8,
                                    seq_len=12, epochs=2.0, lr=1e-2, log_checkpoints=3,
                                    tail_checkpoints=1, eval_points=2, probe_seqs=10,
-                                   probe_len=20, threads=1)
+                                   probe_len=20, threads=1, n_seeds=2)
     cfg = rnn_timesteps.Config(training=training, window=5, n_streams=1, toy_dim=4,
                                toy_samples=100, toy_blend=(0.0, 1.0), repeat_contexts=100,
                                early_prefix=2, late_prefix=20)
     a = rnn_timesteps.run(cfg, progress=False)
     b = rnn_timesteps.run(cfg, progress=False)
     assert a.to_frame().equals(b.to_frame())
-    pw = a.curve("PWCCA")
+    assert a.seeds == (0, 1)
+    pw = a.curve("PWCCA", seed=1)
     assert pw.shape == (5, 2)
     np.testing.assert_allclose(pw.loc[4], 0.0, atol=1e-6)
+    assert not np.allclose(a.curve("PWCCA", seed=0).to_numpy(), pw.to_numpy())
+    assert set(a.curves["measure"]) == set(rnn_timesteps.MEASURES)
     assert a.toy_curve("PWCCA")[0.0].abs().max() < 1e-8
     assert set(a.floors["floor"]) == {"permuted rows", "disjoint halves"}
-    assert a.floor("PWCCA").between(0, 1).all()
-    assert set(a.onset().index) == {1, 2}
+    assert set(a.floors["measure"]) == set(rnn_timesteps.FLOOR_MEASURES)
+    assert a.floor("PWCCA", seed=1).between(0, 1).all()
+    assert set(a.onset(seed=1).index) == {1, 2}
     assert set(a.repeats["context"]) == {"early", "late"}
-    assert a.n_windows * 5 <= len(a.curves) + 1000
+    assert set(a.repeats["seed"]) == {0, 1}
+    assert list(a.nets["seed"]) == [0, 1]
+    (claim,) = rnn_timesteps.check(a)
+    assert claim.id == "C9" and claim.cka_agrees in (True, False)
+
+
+def test_timesteps_reuse_the_dynamics_runs(env):
+    """The timesteps chapter trains nothing of its own: it loads the dynamics chapter's runs."""
+    from cca_lib import training as engine
+
+    training = rnn_dynamics.Config(n_layers=2, hidden_size=8, embed_dim=8, batch_size=8,
+                                   seq_len=12, epochs=1.0, lr=1e-2, log_checkpoints=2,
+                                   tail_checkpoints=0, eval_points=2, probe_seqs=10,
+                                   probe_len=20, threads=1, n_seeds=2)
+    runs = rnn_dynamics.train_all(training, progress=False)
+    keys = {r.key for r in runs}
+    assert len(keys) == 2
+    seen = []
+    original = engine.train
+
+    def spy(config, **kw):
+        result = original(config, **kw)
+        seen.append((engine.run_key(config), result.seconds))
+        return result
+
+    import cca_lib.training
+    cca_lib.training.train = spy
+    try:
+        again = rnn_dynamics.train_all(training, progress=False)
+    finally:
+        cca_lib.training.train = original
+    assert {k for k, _ in seen} == keys
+    assert [r.seconds for r in again] == [r.seconds for r in runs]  # loaded, not retrained

@@ -39,3 +39,25 @@ def test_run_small_config_is_deterministic_and_separates_measures():
     # PWCCA's robustness depends on the noise level: near 1 for very weak noise
     noise = a.noise[a.noise.measure == "PWCCA"].groupby("noise_std")["similarity"].mean()
     assert noise[0.003] > 0.9 > noise[1.0]
+
+
+def test_every_k_is_drawn_under_both_readings_of_the_noise():
+    assert signal_noise.Config().noise_stds == pytest.approx((0.1, 0.1 ** 0.5))
+    cfg = signal_noise.Config(n_neurons=30, n_points=900, signal_dims=(3, 27), n_repeats=2,
+                              spectrum_dims=(3,), noise_stds=(0.1, 0.5), noise_sweep=(1.0,),
+                              seed=2)
+    a = signal_noise.run(cfg, progress=False)
+    assert set(a.similarities["noise_std"]) == {0.1, 0.5}
+    assert len(a.similarities) == 2 * 2 * 2 * len(signal_noise.MEASURES)
+    low = 3 / 30
+    # stronger noise gives the noise directions more weight: PWCCA lower at the smallest k
+    assert a.summary(0.5).loc[low, "PWCCA"] < a.summary(0.1).loc[low, "PWCCA"]
+    assert set(a.noise["noise_std"]) == {0.1, 0.5, 1.0}
+    floors = a.floors.set_index(["noise_std", "signal_dims", "measure"])["floor"]
+    assert set(a.floors["signal_dims"]) == {3, 27}
+    assert 0 < floors[(0.1, 3, "mean CCA")] < a.summary(0.1).loc[low, "mean CCA"]
+    assert 0 < floors[(0.1, 3, "linear CKA")] < 0.5
+    mean, lo, hi = signal_noise.interval(a.draws(0.1, "PWCCA").loc[low], seed=0)
+    assert lo <= mean <= hi
+    with pytest.raises(ValueError, match="noise_sweep repeats"):
+        signal_noise.Config(noise_sweep=(0.1,))

@@ -228,3 +228,13 @@ def test_lm_with_a_huge_or_nan_validation_loss_is_reported_not_raised(env, monke
     nan = training.train(tiny_lm(steps=5, checkpoints=()), progress=False, cache=False)
     assert math.isnan(nan.metrics["valid_loss"])
     assert not nan.converged and "no better than a unigram" in nan.reason
+
+
+def test_step_half_schedule_decays_by_half_then_stays():
+    cfg = training.LMTrainConfig(schedule="step_half", final_lr_frac=0.1)
+    f = training._lr_lambda(cfg, 100)
+    assert f(0) == 1.0
+    assert f(25) == pytest.approx(0.55)  # half-way through the decay
+    assert [f(s) for s in (50, 75, 100)] == pytest.approx([0.1, 0.1, 0.1])
+    cosine = training._lr_lambda(dataclasses.replace(cfg, schedule="cosine"), 100)
+    assert cosine(50) == pytest.approx(0.55) and cosine(100) == pytest.approx(0.1)

@@ -1,22 +1,26 @@
 """Chapter: RNN training dynamics, do LSTM layers converge bottom-up? (paper Fig. 6, A8;
 claims C8, C2).
 
-One multi-layer LSTM language model is trained with checkpoints (log-spaced, plus a finer grid
-over the last part of training, plus the final step ``T``). Every checkpoint is run on the same
-fixed probe set (``probe_seqs`` validation sequences of ``probe_len`` tokens, each from a zero
-state); every (sequence, timestep) position is one sample, so a layer gives an
-``(probe_seqs * probe_len, hidden)`` matrix. For every layer and checkpoint ``t`` we compare the
-layer at ``t`` with the same layer at ``T``:
+``n_seeds`` multi-layer LSTM language models (seeds ``seed, seed + 1, ...``, otherwise the same
+run) are trained with checkpoints (log-spaced, plus a finer grid over the last part of training,
+plus the final step ``T``). Every checkpoint is run on the same fixed probe set (``probe_seqs``
+validation sequences of ``probe_len`` tokens, each from a zero state); every (sequence,
+timestep) position is one sample, so a layer gives an ``(probe_seqs * probe_len, hidden)``
+matrix, analysed in float64. For every seed, layer and checkpoint ``t`` we compare the layer at
+``t`` with the same layer at ``T``:
 
-* PWCCA distance, weights from the final representation: ``distance(L(T), L(t), "pwcca")``;
-* mean CCA distance ``1 - mean(rho)``;
-* cosine and Euclidean distance of the same neurons (controls, paper Fig. A8)
-  (the four are :func:`cca_lib.analysis.reference_distances`);
+* PWCCA distance, weights from the final representation (``1 - compare(L(T), L(t))["PWCCA"]``);
+* mean CCA distance ``1 - mean(rho)`` and linear CKA distance ``1 - CKA`` (same single pass);
+* cosine and Euclidean distance of the same neurons (controls, paper Fig. A8);
 * the sorted CCA coefficients ``rho`` themselves (paper Fig. 1b/c).
 
-:func:`lm_config` builds the engine's :class:`~cca_lib.training.LMTrainConfig`; the timesteps
-chapter (:mod:`cca_lib.experiments.rnn_timesteps`) calls it with the same values, so it reuses the
-cached run.
+The sampling floor of each measure is the distance between ``L(T)`` and itself with whole
+probe sequences shuffled (:func:`cca_lib.stats.permutation_null`): what unrelated inputs give
+at the same ``n`` and ``d``.
+
+:func:`lm_config` builds the engine's :class:`~cca_lib.training.LMTrainConfig` of one seed; the
+timesteps chapter (:mod:`cca_lib.experiments.rnn_timesteps`) calls it with the same values, so
+it reuses the cached runs.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ from cca_lib import _checks
 from cca_lib import analysis as _analysis
 from cca_lib import capture as _capture
 from cca_lib import data as _data
+from cca_lib import stats as _stats
 from cca_lib import training as _training
-from cca_lib.claims import Claim, Criterion, status, yes_no
+from cca_lib.claims import STATUSES, Claim, Criterion, status
 from cca_lib.experiments._params import (
     BATCH,
     COUNT,
@@ -49,15 +54,18 @@ from cca_lib.experiments._params import (
     rule,
 )
 
-MEASURES = _analysis.REFERENCE_MEASURES
+#: The measures, in plotting order: the CCA family and linear CKA, then the neuron-wise controls.
+MEASURES = ("PWCCA", "mean CCA", "linear CKA", "cosine", "Euclidean")
+#: Measures whose distance is ``1 - similarity`` of a :func:`cca_lib.compare` measure.
+_SIMILARITIES = ("PWCCA", "mean CCA", "linear CKA")
 
 
 @dataclass(frozen=True)
 class Config(ChapterConfig):
     """Training and analysis parameters. Defaults are the quick profile.
 
-    The fields in :data:`RUN_FIELDS` define the trained LSTM (its cached run); the timesteps
-    chapter uses the same run."""
+    The fields in :data:`RUN_FIELDS` define the trained LSTMs (their cached runs); the timesteps
+    chapter uses the same runs."""
 
     corpus: str = param("tinyshakespeare", 'training text: "tinyshakespeare" (characters), '
                         '"ptb" or "wikitext-2" (words)', "PTB and WikiText-2, word level",
@@ -68,30 +76,36 @@ class Config(ChapterConfig):
     hidden_size: int = param(64, "units per layer", "1150, awd-lstm-lm", check=UNITS)
     embed_dim: int = param(32, "token embedding size", "400", check=UNITS)
     dropout: float = param(0.0, "dropout between layers", check=rule(_checks.real, ge=0, lt=1))
-    lr: float = param(3e-3, "Adam learning rate", "SGD/ASGD, awd-lstm-lm", check=POSITIVE)
-    schedule: str = param("cosine", '"cosine" (to lr * final_lr_frac) or "constant"',
-                          check=rule(_checks.text, choices=("cosine", "constant")))
-    final_lr_frac: float = param(0.1, "learning rate at the end, as a fraction of lr (0: decays "
-                                 "to zero)", check=LR_FRAC)
-    batch_size: int = param(64, "windows per step", check=BATCH)
-    seq_len: int = param(64, "tokens per window (BPTT length)", check=SAMPLES)
-    epochs: float = param(6.0, "passes over the training text", "500 on PTB", check=EPOCHS)
+    lr: float = param(6e-3, "Adam learning rate", "SGD/ASGD, awd-lstm-lm", check=POSITIVE)
+    schedule: str = param("step_half", '"step_half" (cosine decay to lr * final_lr_frac over '
+                          'the first half, then constant), "cosine" (over all of training) or '
+                          '"constant"', "learning rate decayed, then constant",
+                          check=rule(_checks.text, choices=("step_half", "cosine", "constant")))
+    final_lr_frac: float = param(0.1, "learning rate at the end of the decay, as a fraction of "
+                                 "lr (0: decays to zero)", check=LR_FRAC)
+    batch_size: int = param(32, "windows per step", check=BATCH)
+    seq_len: int = param(32, "tokens per window (BPTT length)", check=SAMPLES)
+    epochs: float = param(1.5, "passes over the training text", "500 on PTB", check=EPOCHS)
     train_tokens: int | None = param(None, "train on the first train_tokens tokens (None: all)",
                                      check=rule(_checks.integer, ge=2, le=10**10, none=True))
     log_checkpoints: int = param(12, "log-spaced checkpoints, plus T/2 and the final step T",
                                  check=rule(_checks.integer, ge=2, le=_checks.MAX_COUNT))
     tail_checkpoints: int = param(6, "extra checkpoints evenly spread over the last tail_frac "
                                   "of training", check=COUNT)
-    tail_frac: float = param(0.3, "part of training covered by the fine grid near the end",
+    tail_frac: float = param(0.6, "part of training covered by the fine grid near the end",
                              check=FRACTION)
     eval_points: int = param(20, "validation evaluations over training (perplexity curve)",
                              check=POSITIVE_COUNT)
+    n_seeds: int = param(3, "networks, seeds seed, seed + 1, ... (the chapter's verdict is the "
+                         "majority of theirs)", "one network per model",
+                         check=rule(_checks.integer, ge=1, le=100))
     probe_seqs: int = param(200, "probe sequences from the validation text (samples: all "
                             "positions)", check=SAMPLES)
     probe_len: int = param(50, "tokens per probe sequence", check=SAMPLES)
     threshold: float = param(0.1, '"converged": distance to the final step below this',
                              check=FRACTION)
-    seed: int = param(0, "initial weights and minibatch order", check=SEED)
+    seed: int = param(0, "initial weights and minibatch order of the first network",
+                      check=SEED)
     threads: int | None = param(None, "torch threads for training (speed only; None: torch's "
                                 "default)", check=rule(_checks.integer, ge=1, le=4096,
                                                         none=True))
@@ -102,22 +116,34 @@ class Config(ChapterConfig):
             raise ValueError(
                 f"probe_seqs * probe_len = {n} samples is fewer than 10 x hidden_size = "
                 f"{10 * self.hidden_size}: CCA distances would sit on the sampling floor")
+        if self.seed + self.n_seeds - 1 > _checks.MAX_SEED:
+            raise ValueError(f"seed={self.seed} + n_seeds={self.n_seeds} - 1 exceeds the "
+                             f"largest seed {_checks.MAX_SEED}")
         _checks.allocation("probe_seqs x probe_len x hidden_size", n * self.hidden_size)
         lm_config(self)  # the engine's own checks of the run
 
 
-#: The fields of :class:`Config` that define the trained LSTM run (:func:`lm_config`); the
-#: timesteps chapter takes exactly these from its parameters, so both chapters share one run.
+#: The fields of :class:`Config` that define the trained LSTM runs (:func:`lm_configs`); the
+#: timesteps chapter takes exactly these from its parameters, so both chapters share the runs.
 RUN_FIELDS = ("corpus", "n_layers", "hidden_size", "embed_dim", "dropout", "lr", "schedule",
               "final_lr_frac", "batch_size", "seq_len", "epochs", "train_tokens",
-              "log_checkpoints", "tail_checkpoints", "tail_frac", "eval_points", "seed",
-              "threads")
+              "log_checkpoints", "tail_checkpoints", "tail_frac", "eval_points", "n_seeds",
+              "seed", "threads")
 
 
-def lm_config(config: Config, total_steps: int | None = None) -> _training.LMTrainConfig:
-    """The engine config of ``config``'s run. ``total_steps`` (the run's ``T``) adds the
-    evaluation grid and the fine checkpoint grid over the tail; without it, a config with
-    neither (used only to validate and to count steps)."""
+def seeds(config: Config) -> tuple[int, ...]:
+    """The training seeds of ``config``'s networks: ``seed, seed + 1, ...`` (``n_seeds``)."""
+    return tuple(config.seed + i for i in range(config.n_seeds))
+
+
+def lm_config(config: Config, total_steps: int | None = None, *, seed: int | None = None
+              ) -> _training.LMTrainConfig:
+    """The engine config of one of ``config``'s runs (``seed``; default ``config.seed``).
+    ``total_steps`` (the run's ``T``) adds the evaluation grid and the fine checkpoint grid over
+    the tail; without it, a config with neither (used only to validate and to count steps)."""
+    seed = config.seed if seed is None else seed
+    if seed not in seeds(config):
+        raise ValueError(f"seed={seed!r} is not one of the chapter's seeds {seeds(config)}")
     extra: tuple[int, ...] = ()
     eval_every = None
     if total_steps is not None:
@@ -127,22 +153,36 @@ def lm_config(config: Config, total_steps: int | None = None) -> _training.LMTra
         eval_every = max(1, total_steps // config.eval_points)
     return _training.LMTrainConfig(
         corpus=config.corpus, embed_dim=config.embed_dim, hidden_size=config.hidden_size,
-        n_layers=config.n_layers, dropout=config.dropout, seed=config.seed, lr=config.lr,
+        n_layers=config.n_layers, dropout=config.dropout, seed=seed, lr=config.lr,
         schedule=config.schedule, final_lr_frac=config.final_lr_frac,
         batch_size=config.batch_size, seq_len=config.seq_len, epochs=config.epochs,
         train_tokens=config.train_tokens, checkpoints=extra,
         log_checkpoints=config.log_checkpoints, eval_every=eval_every, threads=config.threads)
 
 
+def lm_configs(config: Config, total_steps: int | None = None
+               ) -> tuple[_training.LMTrainConfig, ...]:
+    """:func:`lm_config` of every seed, in the order of :func:`seeds`."""
+    return tuple(lm_config(config, total_steps, seed=s) for s in seeds(config))
+
+
 def total_steps(config: Config, *, progress: bool = False) -> int:
-    """Training steps ``T`` of ``config``'s run (:func:`cca_lib.training.total_steps`)."""
+    """Training steps ``T`` of ``config``'s runs (:func:`cca_lib.training.total_steps`; the
+    same for every seed)."""
     return _training.total_steps(lm_config(config), progress=progress)
 
 
-def train(config: Config, *, progress: bool = True) -> _training.TrainResult:
-    """Train (or load from the cache) the LSTM of ``config``, with its checkpoint grid."""
-    return _training.train(lm_config(config, total_steps(config, progress=progress)),
+def train(config: Config, *, seed: int | None = None, progress: bool = True
+          ) -> _training.TrainResult:
+    """Train (or load from the cache) one LSTM of ``config`` (``seed``; default
+    ``config.seed``), with its checkpoint grid."""
+    return _training.train(lm_config(config, total_steps(config, progress=progress), seed=seed),
                            progress=progress)
+
+
+def train_all(config: Config, *, progress: bool = True) -> list[_training.TrainResult]:
+    """Train (or load) every seed's LSTM, in the order of :func:`seeds`."""
+    return [train(config, seed=s, progress=progress) for s in seeds(config)]
 
 
 def probe_ids(config: Config, *, progress: bool = False):
@@ -152,65 +192,158 @@ def probe_ids(config: Config, *, progress: bool = False):
     return _data.windows(corpus.valid, config.probe_len, config.probe_seqs)
 
 
+def nets_table(runs) -> pd.DataFrame:
+    """One row per run: seed, final validation perplexity, the unigram model's, whether it
+    counts as trained (:func:`cca_lib.analysis.trained`: validation loss fell by less than 1%
+    over the last 20% of training) and why, and its training time."""
+    rows = []
+    for r in runs:
+        ok, why = _analysis.trained(r)
+        rows.append({"seed": r.config.seed, "valid_ppl": r.metrics.get("valid_ppl", np.nan),
+                     "unigram_valid_ppl": r.metrics.get("unigram_valid_ppl", np.nan),
+                     "trained": ok, "why": why, "train_seconds": float(r.seconds)})
+    return pd.DataFrame(rows, columns=["seed", "valid_ppl", "unigram_valid_ppl", "trained",
+                                       "why", "train_seconds"])
+
+
+def _distances(ref: np.ndarray, x: np.ndarray) -> dict[str, float]:
+    """Every measure's distance of ``x`` to ``ref`` (float64, same neurons and inputs)."""
+    from cca_lib.similarity import compare
+
+    sims = compare(ref, x)
+    out = {m: 1.0 - float(sims[m]) for m in _SIMILARITIES}
+    out["cosine"] = _analysis.cosine_distance(x, ref)
+    out["Euclidean"] = _analysis.euclidean_distance(x, ref)
+    return out
+
+
+#: Permutations per sampling floor (whole probe sequences shuffled).
+FLOOR_PERMUTATIONS = 20
+
+
+def floor_distances(ref: np.ndarray, groups: np.ndarray, seed: int) -> dict[str, float]:
+    """The sampling floor of every measure: the mean distance of ``ref`` to itself with whole
+    probe sequences shuffled (``groups``: the sequence of each row), at the same ``n`` and
+    ``d`` (:func:`cca_lib.stats.permutation_null`, :data:`FLOOR_PERMUTATIONS` permutations)."""
+    out = {}
+    for m in _SIMILARITIES:
+        null = _stats.permutation_null(ref, ref, m, n_perm=FLOOR_PERMUTATIONS, seed=seed,
+                                       groups=groups)
+        out[m] = 1.0 - null.floor
+    for m, f in (("cosine", _analysis.cosine_distance),
+                 ("Euclidean", _analysis.euclidean_distance)):
+        null = _stats.permutation_null(ref, ref, f, n_perm=FLOOR_PERMUTATIONS, seed=seed,
+                                       groups=groups, alternative="less")
+        out[m] = null.floor
+    return out
+
+
 @dataclass(frozen=True)
 class Result:
-    """Distances of every layer at every checkpoint to its final representation."""
+    """Distances of every layer at every checkpoint to its final representation, per seed."""
 
     config: Config
-    #: long format: step, epoch, layer (1-based int), measure, distance
+    #: long format: seed, step, epoch, layer (1-based int), measure, distance
     distances: pd.DataFrame
-    #: sorted CCA coefficients: step, layer, index, rho
+    #: sorted CCA coefficients with the final step: seed, step, layer, index, rho
     spectra: pd.DataFrame
-    #: validation perplexity over training: step, epoch, valid_ppl, valid_loss, train_loss
+    #: validation loss over training: seed, step, epoch, lr, valid_ppl, valid_loss, train_loss
     history: pd.DataFrame
-    steps: tuple[int, ...]  #: checkpointed steps (0 .. T)
+    #: sampling floor of each distance: seed, layer, measure, distance
+    floors: pd.DataFrame
+    #: one row per network (:func:`nets_table`)
+    nets: pd.DataFrame
+    steps: tuple[int, ...]  #: checkpointed steps (0 .. T), the same for every seed
     steps_per_epoch: float
-    metrics: dict  #: the run's final metrics (valid_ppl, unigram_valid_ppl, ...)
+    #: seed -> the run's final metrics (valid_ppl, valid_loss, unigram_valid_loss, ...)
+    metrics: dict
     n_samples: int  #: probe positions used as samples
-    train_seconds: float  #: training time of the run (of the original run if cached)
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(sorted(self.distances["seed"].unique()))
 
     def to_frame(self) -> pd.DataFrame:
-        """Long-format distances (one row per step, layer and measure), for seaborn."""
+        """Long-format distances (one row per seed, step, layer and measure), for seaborn."""
         return self.distances.copy()
 
-    def table(self, measure: str) -> pd.DataFrame:
-        """Distances of one measure: rows = steps, columns = layers."""
-        sub = self.distances[self.distances["measure"] == measure]
+    def table(self, measure: str, seed: int) -> pd.DataFrame:
+        """Distances of one measure and seed: rows = steps, columns = layers."""
+        d = self.distances
+        sub = d[(d["measure"] == measure) & (d["seed"] == seed)]
+        if sub.empty:
+            raise ValueError(f"no distances for measure={measure!r}, seed={seed!r}")
         return sub.pivot(index="step", columns="layer", values="distance")
 
-    def intermediate(self, measure: str) -> pd.DataFrame:
-        """:meth:`table` without step 0 and the final step."""
-        t = self.table(measure)
-        return t.loc[(t.index > 0) & (t.index < t.index.max())]
+    def _history(self, seed: int) -> pd.DataFrame:
+        h = self.history[self.history["seed"] == seed].sort_values("step")
+        if h.empty:
+            raise ValueError(f"no history for seed={seed!r}")
+        return h
 
-    def ordered_fraction(self, measure: str) -> float:
-        """Fraction of intermediate checkpoints at which distance is non-decreasing with depth
-        (layer 1 <= layer 2 <= ... <= layer K)."""
-        t = self.intermediate(measure).to_numpy()
-        return float(np.mean(np.all(np.diff(t, axis=1) >= 0, axis=1)))
+    def learning_start(self, seed: int) -> int | None:
+        """The first evaluated step at which the validation loss has fallen below the unigram
+        model's by :data:`LEARNING_DROP` of the way from there to the final loss (the model
+        uses context from there on); None if it never does."""
+        h = self._history(seed)
+        unigram = float(self.metrics[seed]["unigram_valid_loss"])
+        final = float(h["valid_loss"].iloc[-1])
+        if not final < unigram:
+            return None
+        level = unigram - LEARNING_DROP * (unigram - final)
+        below = h.loc[h["valid_loss"] <= level, "step"]
+        return int(below.min()) if len(below) else None
 
-    def area(self, measure: str) -> pd.Series:
-        """Per layer: the mean distance over intermediate checkpoints, taken as the area under
-        the curve against log(step), divided by the log-step range (a time-average on the
-        paper's log axis; :func:`cca_lib.analysis.log_step_area`)."""
-        t = self.intermediate(measure)
-        area = _analysis.log_step_area(t.index.to_numpy(), t.to_numpy(), mean=True)
-        return pd.Series(area, index=t.columns, name=measure)
+    def learning_steps(self, seed: int) -> tuple[int, ...]:
+        """The checkpoints where the model is learning: from :meth:`learning_start` on,
+        the final step ``T`` excluded."""
+        start = self.learning_start(seed)
+        if start is None:
+            return ()
+        return tuple(s for s in self.steps if start <= s < self.steps[-1])
 
-    def separation(self, measure: str) -> float:
+    def learning(self, measure: str, seed: int) -> pd.DataFrame:
+        """:meth:`table` at the :meth:`learning_steps`."""
+        return self.table(measure, seed).loc[list(self.learning_steps(seed))]
+
+    def ordered_fraction(self, measure: str, seed: int) -> float:
+        """Share of the learning checkpoints at which the distance strictly increases with
+        depth (layer 1 < layer 2 < ... < layer K; a tie does not count as ordered); NaN if there
+        are none."""
+        t = self.learning(measure, seed).to_numpy()
+        if not len(t):
+            return float("nan")
+        return float(np.mean(np.all(np.diff(t, axis=1) > 0, axis=1)))
+
+    def area(self, measure: str, seed: int) -> pd.Series:
+        """Per layer: the mean distance over the learning checkpoints, on the paper's log step
+        axis (:func:`cca_lib.analysis.log_step_area` divided by the log-step range; the plain
+        mean if there is one checkpoint, NaN if none)."""
+        t = self.learning(measure, seed)
+        if len(t) >= 2:
+            values = _analysis.log_step_area(t.index.to_numpy(), t.to_numpy(), mean=True)
+        elif len(t) == 1:
+            values = t.to_numpy()[0]
+        else:
+            values = np.full(self.config.n_layers, np.nan)
+        return pd.Series(values, index=t.columns if len(t) else
+                         range(1, self.config.n_layers + 1), name=measure)
+
+    def separation(self, measure: str, seed: int) -> float:
         """Separation index: (area of the top layer - area of the bottom layer) / mean area.
 
         Scale-free, so PWCCA and mean CCA (which live on different scales) can be compared:
         0 means the layers' curves coincide on average, larger means the layers are further
         apart relative to the distances themselves. Negative when the order is reversed."""
-        a = self.area(measure)
+        a = self.area(measure, seed)
         return float((a.iloc[-1] - a.iloc[0]) / a.mean())
 
-    def first_below(self, measure: str, threshold: float | None = None) -> pd.Series:
+    def first_below(self, measure: str, seed: int, threshold: float | None = None
+                    ) -> pd.Series:
         """Per layer: the first checkpoint from which the distance stays below ``threshold``
         (default ``config.threshold``) until the end."""
         threshold = self.config.threshold if threshold is None else threshold
-        t = self.table(measure)
+        t = self.table(measure, seed)
         out = {}
         for layer in t.columns:
             above = t.index[t[layer].to_numpy() >= threshold]
@@ -218,57 +351,116 @@ class Result:
             out[layer] = int(later.min())
         return pd.Series(out, name=measure)
 
+    def floor(self, measure: str, seed: int) -> pd.Series:
+        """Per layer: the sampling floor of ``measure``'s distance."""
+        f = self.floors[(self.floors["measure"] == measure) & (self.floors["seed"] == seed)]
+        return f.set_index("layer")["distance"]
+
+    def converged_step(self, seed: int) -> int:
+        """The first evaluated step from which the validation loss stays within
+        :data:`C2_LOSS_TOL` (relative) of its final value."""
+        h = self._history(seed)
+        loss = h["valid_loss"].to_numpy()
+        final = loss[-1]
+        ok = np.abs(loss - final) <= C2_LOSS_TOL * abs(final)
+        i = len(ok) - 1
+        while i > 0 and ok[i - 1]:
+            i -= 1
+        return int(h["step"].iloc[i])
+
+    def after_converged_fraction(self, seed: int) -> float:
+        """The share of training that comes after :meth:`converged_step`."""
+        return 1.0 - self.converged_step(seed) / self.steps[-1]
+
+    def unconverged(self, seed: int, step: int) -> pd.Series:
+        """Per layer: the share of CCA coefficients with the final step below
+        :data:`RHO_LEVEL` at checkpoint ``step``."""
+        sp = self.spectra[(self.spectra["seed"] == seed) & (self.spectra["step"] == step)]
+        if sp.empty:
+            raise ValueError(f"no spectrum at seed={seed!r}, step={step!r}")
+        return sp.groupby("layer")["rho"].apply(lambda r: float(np.mean(r < RHO_LEVEL)))
+
 
 def run(config: Config = Config(), *, progress: bool = True) -> Result:
-    """Train (cached), capture every checkpoint on the probe set (cached), compare each layer
-    with its final representation."""
+    """Train (cached) every seed's LSTM, capture every checkpoint on the probe set (cached),
+    compare each layer with its final representation, and compute the sampling floors."""
     from cca_lib._progress import bar as tqdm_bar
     from cca_lib.similarity import cca
 
-    res = train(config, progress=progress)
+    runs = train_all(config, progress=progress)
     probe = probe_ids(config)
-    n_steps = res.final_step
-    per_epoch = (n_steps / res.config.epochs) if res.config.steps is None else float(n_steps)
-    final = _capture.flatten_timesteps(_capture.capture_run(res, n_steps, probe))
-    names = list(final)
-    rows, spectra = [], []
-    for step in tqdm_bar(res.steps, desc="checkpoints", progress=progress):
-        acts = final if step == n_steps else _capture.flatten_timesteps(
-            _capture.capture_run(res, step, probe))
+    groups = np.repeat(np.arange(probe.shape[0]), probe.shape[1])
+    rows, spectra, hist, floors = [], [], [], []
+    metrics = {}
+    steps = tuple(runs[0].steps)
+    for res in runs:
+        seed = res.config.seed
+        if tuple(res.steps) != steps:
+            raise ValueError(f"seed {seed} has checkpoints {res.steps}, seed "
+                             f"{runs[0].config.seed} {steps}: the runs must share one grid")
+        n_steps = res.final_step
+        per_epoch = (n_steps / res.config.epochs) if res.config.steps is None else float(n_steps)
+
+        def acts_at(step: int, res=res) -> dict[str, np.ndarray]:
+            acts = _capture.flatten_timesteps(_capture.capture_run(res, step, probe))
+            return {k: v.astype(np.float64) for k, v in acts.items()}
+
+        final = acts_at(n_steps)
+        names = list(final)
         for li, name in enumerate(names, start=1):
-            for measure, value in _analysis.reference_distances(final[name],
-                                                                acts[name]).items():
-                rows.append({"step": step, "epoch": step / per_epoch, "layer": li,
-                             "measure": measure, "distance": value})
-            rho = np.sort(cca(acts[name].astype(np.float64), final[name].astype(np.float64),
-                              variates=False).rho)[::-1]
-            spectra.extend({"step": step, "layer": li, "index": i, "rho": float(r)}
-                           for i, r in enumerate(rho))
-    hist = res.history[["step", "epoch", "valid_ppl", "valid_loss", "train_loss"]].copy()
+            for measure, value in floor_distances(final[name], groups, seed).items():
+                floors.append({"seed": seed, "layer": li, "measure": measure,
+                               "distance": value})
+        for step in tqdm_bar(res.steps, desc=f"checkpoints (seed {seed})", progress=progress):
+            acts = final if step == n_steps else acts_at(step)
+            for li, name in enumerate(names, start=1):
+                for measure, value in _distances(final[name], acts[name]).items():
+                    rows.append({"seed": seed, "step": step, "epoch": step / per_epoch,
+                                 "layer": li, "measure": measure, "distance": value})
+                rho = np.sort(cca(acts[name], final[name], variates=False).rho)[::-1]
+                spectra.extend({"seed": seed, "step": step, "layer": li, "index": i,
+                                "rho": float(r)} for i, r in enumerate(rho))
+        h = res.history[["step", "epoch", "lr", "valid_ppl", "valid_loss", "train_loss"]].copy()
+        h.insert(0, "seed", seed)
+        hist.append(h)
+        metrics[seed] = dict(res.metrics)
     return Result(config=config, distances=pd.DataFrame(rows), spectra=pd.DataFrame(spectra),
-                  history=hist.reset_index(drop=True), steps=tuple(res.steps),
-                  steps_per_epoch=per_epoch, metrics=dict(res.metrics),
-                  n_samples=int(probe.numel()), train_seconds=float(res.seconds))
+                  history=pd.concat(hist, ignore_index=True), floors=pd.DataFrame(floors),
+                  nets=nets_table(runs), steps=steps, steps_per_epoch=per_epoch,
+                  metrics=metrics, n_samples=int(probe.numel()))
 
 
 # ---------------------------------------------------------------------------------------------
 # Figures
 # ---------------------------------------------------------------------------------------------
 
+def _range(values):
+    return float(np.min(values)), float(np.max(values))
+
+
 def plot_distances(result: Result):
     """The paper's Fig. 6 and A8: distance to the final representation vs training step, one
-    line per layer, one panel per measure (log step axis; step 0 left out)."""
+    line per layer (mean over seeds, band: across-seed range), one panel per measure (log step
+    axis; step 0 left out). Dashed: each layer's sampling floor (mean over seeds); grey: the
+    checkpoints before the model learns (before the earliest :meth:`Result.learning_start`)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     frame = result.to_frame()
     frame = frame[frame["step"] > 0]
-    fig, axes = plt.subplots(1, len(MEASURES), figsize=(14, 3.6), constrained_layout=True)
-    palette = sns.color_palette("viridis_r", frame["layer"].nunique())
+    fig, axes = plt.subplots(1, len(MEASURES), figsize=(17, 3.6), constrained_layout=True)
+    layers = sorted(frame["layer"].unique())
+    palette = dict(zip(layers, sns.color_palette("viridis_r", len(layers)), strict=True))
+    starts = [s for s in (result.learning_start(seed) for seed in result.seeds) if s]
     for ax, measure in zip(axes, MEASURES, strict=True):
         sub = frame[frame["measure"] == measure]
         sns.lineplot(data=sub, x="step", y="distance", hue="layer", palette=palette,
-                     marker="o", markersize=4, ax=ax, legend=ax is axes[0])
+                     marker="o", markersize=4, errorbar=_range, ax=ax, legend=ax is axes[0])
+        fl = result.floors[result.floors["measure"] == measure].groupby("layer")["distance"]
+        for layer, val in fl.mean().items():
+            ax.axhline(val, ls="--", lw=1, color=palette[layer])
+        if starts:
+            ax.axvspan(max(1, sub["step"].min()), min(starts), color="0.85", zorder=0)
         ax.set_xscale("log")
         ax.set(title=measure, xlabel="training step (log)",
                ylabel="distance to final step" if ax is axes[0] else "")
@@ -276,13 +468,15 @@ def plot_distances(result: Result):
     return fig
 
 
-def plot_spectra(result: Result, steps: tuple[int, ...] | None = None):
+def plot_spectra(result: Result, steps: tuple[int, ...] | None = None,
+                 seed: int | None = None):
     """The paper's Fig. 1b/c: sorted CCA coefficients between each layer at step t and at the
-    final step, one panel per layer, one line per checkpoint."""
+    final step, one panel per layer, one line per checkpoint (one seed, default the first)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    spec = result.spectra
+    seed = result.seeds[0] if seed is None else seed
+    spec = result.spectra[result.spectra["seed"] == seed]
     all_steps = sorted(set(spec["step"]) - {0})
     if steps is None:
         idx = np.unique(np.linspace(0, len(all_steps) - 1, 6).round().astype(int))
@@ -296,7 +490,8 @@ def plot_spectra(result: Result, steps: tuple[int, ...] | None = None):
         sns.lineplot(data=sub, x="index", y="rho", hue="step", palette="magma_r",
                      hue_norm=matplotlib_lognorm(min(steps), max(steps)), ax=ax,
                      legend=layer == layers[-1])
-        ax.set(title=f"layer {layer}", xlabel="CCA direction (sorted)",
+        ax.axhline(RHO_LEVEL, ls=":", color="grey", lw=1)
+        ax.set(title=f"layer {layer} (seed {seed})", xlabel="CCA direction (sorted)",
                ylabel=r"$\rho_i$ with the final step", ylim=(0, 1.02))
     np.atleast_1d(axes)[-1].legend(title="step", fontsize="small", loc="center left",
                                    bbox_to_anchor=(1.02, 0.5))
@@ -310,16 +505,21 @@ def matplotlib_lognorm(lo: float, hi: float):
 
 
 def plot_perplexity(result: Result):
-    """Validation perplexity over training (log step axis)."""
+    """Validation perplexity over training (log step axis), one line per seed, with the
+    unigram model and each seed's converged step (:meth:`Result.converged_step`, dotted)."""
     import matplotlib.pyplot as plt
 
-    h = result.history[result.history["step"] > 0]
-    fig, ax = plt.subplots(figsize=(5.5, 3.4), constrained_layout=True)
-    ax.plot(h["step"], h["valid_ppl"], marker="o", ms=4, color="black", label="validation")
-    ax.axhline(result.metrics.get("unigram_valid_ppl", np.nan), ls=":", color="grey",
-               label="unigram model")
+    fig, ax = plt.subplots(figsize=(6, 3.6), constrained_layout=True)
+    for i, seed in enumerate(result.seeds):
+        h = result._history(seed)
+        h = h[h["step"] > 0]
+        line, = ax.plot(h["step"], h["valid_ppl"], marker="o", ms=3, label=f"seed {seed}")
+        ax.axvline(result.converged_step(seed), ls=":", color=line.get_color(), lw=1)
+        if i == 0:
+            ax.axhline(np.exp(result.metrics[seed]["unigram_valid_loss"]), ls="--",
+                       color="grey", label="unigram model")
     ax.set(xscale="log", xlabel="training step (log)", ylabel="perplexity",
-           title="Validation perplexity")
+           title="Validation perplexity (dotted: loss within 1% of its final value from here)")
     ax.legend(fontsize="small")
     return fig
 
@@ -328,15 +528,40 @@ def plot_perplexity(result: Result):
 # Check (claims C8 and C2)
 # ---------------------------------------------------------------------------------------------
 
-#: C8 holds only if the layers are ordered bottom-up at at least this share of the intermediate
-#: checkpoints (besides on average); the average order alone is "partly".
+#: C8 is judged where the model learns: from the first evaluation at which the validation loss
+#: is below the unigram model's by this share of the way to the final loss (before it, the net
+#: predicts token frequencies at best and every layer sits on the untrained plateau).
+LEARNING_DROP = 0.1
+#: C8 holds only if the layers are strictly ordered bottom-up at at least this share of the
+#: learning checkpoints (besides on average); the average order alone is "partly".
 ORDERED_FRACTION_MIN = 0.8
-#: C2: validation perplexity has converged once it is within this factor of the final one.
-PPL_CONVERGED_RATIO = 1.05
+#: C2: the validation loss has converged from the first evaluation where it stays within this
+#: (relative) of its final value: the trained rule's tolerance (cca_lib.analysis).
+C2_LOSS_TOL = _analysis.TRAINED_LOSS_DROP
+#: C2 is testable only if at least this share of training comes after convergence (the paper:
+#: accuracy converged at 45k of 80k steps, 44% after).
+C2_MIN_AFTER = 0.4
 #: C2: a CCA coefficient with the final step below this counts as unconverged.
 RHO_LEVEL = 0.9
-#: C2 holds if some layer has at least this share of unconverged coefficients then.
+#: C2: a layer keeps an unconverged part if at least this share of its coefficients is below
+#: RHO_LEVEL at the first checkpoint after convergence.
 C2_SHARE_BELOW = 0.25
+#: C2 holds (per network) if at least this share of the layers keeps one (partly: one layer).
+C2_LAYER_FRACTION = 0.5
+#: A distance at or above this share of its sampling floor counts as "at the floor".
+NEAR_FLOOR = 0.9
+
+
+def majority(statuses) -> str:
+    """The chapter's verdict from per-network verdicts: "holds" if more than half hold, else
+    "partly" if more than half at least partly hold, else "does not hold"."""
+    statuses = list(statuses)
+    if not statuses or any(s not in STATUSES for s in statuses):
+        raise ValueError(f"statuses must be a non-empty list of {STATUSES}, got {statuses!r}")
+    n = len(statuses)
+    holds = sum(s == "holds" for s in statuses)
+    partly = holds + sum(s == "partly" for s in statuses)
+    return status(holds > n / 2, partly > n / 2)
 
 
 def _slashed(values) -> str:
@@ -344,73 +569,244 @@ def _slashed(values) -> str:
 
 
 def _increasing(values: pd.Series) -> bool:
-    return bool(np.all(np.diff(values.to_numpy()) > 0))
+    v = values.to_numpy()
+    return bool(np.all(np.isfinite(v)) and np.all(np.diff(v) > 0))
+
+
+def _order_word(values: pd.Series) -> str:
+    v = values.to_numpy()
+    if _increasing(values):
+        return "bottom-up"
+    if np.all(np.isfinite(v)) and np.all(np.diff(v) < 0):
+        return "reversed (top-down)"
+    return "not ordered"
+
+
+def _spread(values, fmt: str = "{:.2f}") -> str:
+    """Mean with the across-seed range: "0.50 (seeds 0.40 to 0.60)"."""
+    v = np.asarray(list(values), dtype=float)
+    if len(v) == 1:
+        return fmt.format(v[0])
+    return (f"{fmt.format(np.mean(v))} (seeds {fmt.format(np.min(v))} to "
+            f"{fmt.format(np.max(v))})")
+
+
+def _c8_seed(result: Result, seed: int, measure: str) -> tuple[str, dict]:
+    """One network's C8 verdict with ``measure`` (PWCCA, or linear CKA for the agreement)."""
+    area = {m: result.area(m, seed) for m in MEASURES}
+    frac = result.ordered_fraction(measure, seed)
+    s_main, s_mean = result.separation(measure, seed), result.separation("mean CCA", seed)
+    facts = {
+        "area": area[measure], "ordered": _increasing(area[measure]), "fraction": frac,
+        "often": bool(frac >= ORDERED_FRACTION_MIN), "separation": s_main,
+        "separation_mean": s_mean, "clearer": bool(s_main > s_mean),
+        "controls": {m: _order_word(area[m]) for m in ("cosine", "Euclidean")},
+        "n_learning": len(result.learning_steps(seed)),
+    }
+    facts["controls_ok"] = all(w == "bottom-up" for w in facts["controls"].values())
+    verdict = status(facts["ordered"] and facts["often"] and facts["clearer"]
+                     and facts["controls_ok"], facts["ordered"])
+    return verdict, facts
+
+
+def _c2_seed(result: Result, seed: int) -> tuple[str, dict]:
+    t_conv = result.converged_step(seed)
+    after = result.after_converged_fraction(seed)
+    later = [s for s in result.steps if s >= t_conv and s < result.steps[-1]]
+    facts = {"t_conv": t_conv, "after": after, "testable": bool(after >= C2_MIN_AFTER and later)}
+    if not later:
+        return "does not hold", {**facts, "t_star": None, "shares": None, "mean_after": None}
+    t_star = later[0]
+    shares = result.unconverged(seed, t_star)
+    mean_after = pd.concat([result.unconverged(seed, s) for s in later], axis=1).mean(axis=1)
+    n_keep = int((shares >= C2_SHARE_BELOW).sum())
+    facts.update(t_star=t_star, shares=shares, mean_after=mean_after, n_keep=n_keep)
+    if not facts["testable"]:
+        return "does not hold", facts
+    return status(n_keep >= C2_LAYER_FRACTION * len(shares), n_keep > 0), facts
+
+
+#: The learning-rate schedules in plain words (for the scorecard).
+SCHEDULE_WORDS = {"step_half": "decayed over the first half, then constant",
+                  "cosine": "cosine decay", "constant": "constant"}
+
+
+def training_words(config: Config) -> str:
+    """The optimizer and schedule of ``config``'s runs, in plain words."""
+    return (f"Adam, lr {config.lr:g}, {SCHEDULE_WORDS[config.schedule]}"
+            + ("" if config.schedule == "constant" else f" (to {config.final_lr_frac:g} of it)"))
+
+
+def _setup(result: Result, t_steps: int) -> tuple[tuple[str, str, str], ...]:
+    cfg = result.config
+    return (
+        ("dataset", "PTB and WikiText-2, word level", f"{cfg.corpus}, "
+         f"{'character' if cfg.corpus == 'tinyshakespeare' else 'word'} level"),
+        ("architecture", "3-layer LSTM language model, 1150 units (awd-lstm-lm)",
+         f"{cfg.n_layers}-layer LSTM, {cfg.hidden_size} units, embedding {cfg.embed_dim}"),
+        ("nets and seeds", "one network", f"{len(result.seeds)} networks (seeds "
+         f"{', '.join(str(s) for s in result.seeds)})"),
+        ("training", "SGD/ASGD, 500 epochs",
+         f"{training_words(cfg)}, {t_steps} steps ({cfg.epochs:g} epochs)"),
+        ("probe inputs", "validation sequences (not stated in detail)",
+         f"{cfg.probe_seqs} validation sequences of {cfg.probe_len} tokens "
+         f"({result.n_samples} positions)"),
+    )
+
+
+def _undertrained(result: Result) -> str:
+    missed = result.nets.loc[~result.nets["trained"].astype(bool), "seed"].tolist()
+    if not missed:
+        return ""
+    return (f"; tested on under-trained nets: seed(s) {', '.join(str(s) for s in missed)} "
+            f"missed the trained rule (validation loss fell by 1% or more over the last 20%)")
 
 
 def check(result: Result) -> list[Claim]:
-    """Claims C8 and C2, on the intermediate checkpoints (step 0 and ``T`` excluded).
+    """Claims C8 and C2, per network (seed); each chapter verdict is the :func:`majority`.
 
-    C8: the time-averaged PWCCA distance to the final step (:meth:`Result.area`) increases with
-    depth; the layers are ordered at ``ORDERED_FRACTION_MIN`` of the checkpoints; and PWCCA's
-    separation index exceeds mean CCA's. Holds if all three pass, partly if the average order
-    does. Mean CCA's order, the threshold crossings and the cosine and Euclidean controls are
-    reported, not judged.
+    C8, on the checkpoints where the model learns (:meth:`Result.learning_steps`): (1) the
+    time-averaged PWCCA distance to the final step (:meth:`Result.area`) strictly increases
+    with depth; (2) the layers are strictly ordered at ``ORDERED_FRACTION_MIN`` of those
+    checkpoints; (3) PWCCA's separation index exceeds mean CCA's; (4) the paper's controls,
+    cosine and Euclidean distance, show the same bottom-up order on average (the paper: with
+    far more noise). A network holds if all four pass, partly if (1) does. CKA agrees if the
+    same rules with linear CKA in place of PWCCA give the same chapter verdict.
 
-    C2: at the first checkpoint whose validation perplexity is within ``PPL_CONVERGED_RATIO``
-    of the final one, the share of coefficients below ``RHO_LEVEL`` per layer. Holds if some
-    layer has at least ``C2_SHARE_BELOW``; there is no "partly"."""
+    C2: the validation loss has converged at the first evaluation from which it stays within
+    ``C2_LOSS_TOL`` of its final value; the claim is testable on a network only if at least
+    ``C2_MIN_AFTER`` of training comes after that. At the first checkpoint ``t*`` from there,
+    per layer, the share of coefficients with the final step below ``RHO_LEVEL``; a network
+    holds if at least ``C2_LAYER_FRACTION`` of its layers have ``C2_SHARE_BELOW`` or more,
+    partly if one does. A network where it is not testable counts as "does not hold", and the
+    evidence says the claim was not testable."""
     cfg = result.config
-    area = {m: result.area(m) for m in MEASURES}
-    ordered = {m: _increasing(area[m]) for m in MEASURES}
-    frac = result.ordered_fraction("PWCCA")
-    s_pw, s_mean = result.separation("PWCCA"), result.separation("mean CCA")
-    crossings = result.first_below("PWCCA")
-    c8_rows = (
-        Criterion("time-averaged PWCCA distance to the final step, layers 1 to K",
-                  "increasing with depth", _slashed(area["PWCCA"]), ordered["PWCCA"]),
-        Criterion("share of intermediate checkpoints with PWCCA distance ordered by depth",
-                  f"at least {ORDERED_FRACTION_MIN:g}", frac, bool(frac >= ORDERED_FRACTION_MIN)),
-        Criterion("separation index of PWCCA", f"above mean CCA's ({s_mean:.3f})", s_pw,
-                  bool(s_pw > s_mean)),
-        Criterion("time-averaged mean CCA distance, layers 1 to K", "increasing with depth",
-                  _slashed(area["mean CCA"]), None),
-        Criterion(f"first checkpoint from which PWCCA distance stays below {cfg.threshold:g}, "
-                  "layers 1 to K", "not decreasing with depth",
-                  "/".join(str(v) for v in crossings),
-                  None),
-        *(Criterion(f"time-averaged {m} distance, layers 1 to K", "increasing with depth",
-                    _slashed(area[m]), None) for m in ("cosine", "Euclidean")),
-    )
-    c8_status = status(all(c.passed for c in c8_rows[:3]), ordered["PWCCA"])
-    final_ppl = result.metrics["valid_ppl"]
+    seeds_ = result.seeds
+    t_steps = result.steps[-1]
+    setup = _setup(result, t_steps)
+    under = _undertrained(result)
+
+    c8 = {s: _c8_seed(result, s, "PWCCA") for s in seeds_}
+    c8_cka = {s: _c8_seed(result, s, "linear CKA")[0] for s in seeds_}
+    c8_status = majority(v for v, _ in c8.values())
+    rows = []
+    for s, (verdict, f) in c8.items():
+        rows += [
+            Criterion(f"seed {s}: time-averaged PWCCA distance over the {f['n_learning']} "
+                      "learning checkpoints, layers 1 to K", "strictly increasing with depth",
+                      _slashed(f["area"]), f["ordered"]),
+            Criterion(f"seed {s}: share of learning checkpoints with PWCCA distance strictly "
+                      "ordered by depth", f"at least {ORDERED_FRACTION_MIN:g}",
+                      f["fraction"], f["often"]),
+            Criterion(f"seed {s}: separation index of PWCCA",
+                      f"above mean CCA's ({f['separation_mean']:.3f})", f["separation"],
+                      f["clearer"]),
+            Criterion(f"seed {s}: order of the time-averaged cosine and Euclidean distances",
+                      "bottom-up for both", " and ".join(f["controls"].values()),
+                      f["controls_ok"]),
+            Criterion(f"seed {s}: verdict", "holds if all four rows above pass, partly if the "
+                      "first does", verdict, None),
+        ]
+    for s in seeds_:
+        crossings = result.first_below("PWCCA", s)
+        rows.append(Criterion(f"seed {s}: first checkpoint from which PWCCA distance stays "
+                              f"below {cfg.threshold:g}, layers 1 to K",
+                              "not decreasing with depth",
+                              "/".join(str(v) for v in crossings), None))
+    fractions = [f["fraction"] for _, f in c8.values()]
+    controls = {m: [f["controls"][m] for _, f in c8.values()] for m in ("cosine", "Euclidean")}
+    reversed_ = [m for m, words in controls.items()
+                 if sum(w != "bottom-up" for w in words) > len(seeds_) / 2]
+    control_text = ("the paper's controls (cosine and Euclidean distance, bottom-up with more "
+                    "noise in the paper) are bottom-up here too" if not reversed_ else
+                    f"unlike the paper, {' and '.join(reversed_)} distance do not show the "
+                    f"bottom-up order in most networks (orders: " + "; ".join(
+                        f"{m} {', '.join(w)}" for m, w in controls.items()) + ")")
     c8_evidence = (
-        f"{cfg.corpus} LSTM {cfg.n_layers}x{cfg.hidden_size}, {result.steps[-1]} steps, "
-        f"validation perplexity {final_ppl:.2f}: time-averaged distance to the final step, "
-        f"layers 1 to K, PWCCA {_slashed(area['PWCCA'])}, mean CCA {_slashed(area['mean CCA'])}; "
-        f"PWCCA ordered at {frac:.0%} of intermediate checkpoints; separation index PWCCA "
-        f"{s_pw:.2f} against mean CCA {s_mean:.2f}; ordered bottom-up by cosine distance: "
-        f"{yes_no(ordered['cosine'])}, by Euclidean distance: {yes_no(ordered['Euclidean'])}")
+        f"{len(seeds_)} {cfg.corpus} LSTMs {cfg.n_layers}x{cfg.hidden_size}, {t_steps} steps; "
+        f"per-seed verdicts {', '.join(v for v, _ in c8.values())}: on the checkpoints where "
+        f"the model learns, PWCCA distances strictly ordered bottom-up at "
+        f"{_spread(fractions)} of them (needs {ORDERED_FRACTION_MIN:g}); separation index "
+        f"PWCCA {_spread(f['separation'] for _, f in c8.values())} against mean CCA "
+        f"{_spread(f['separation_mean'] for _, f in c8.values())}; {control_text}; linear "
+        f"CKA in place of PWCCA gives {majority(c8_cka.values())}{under}")
+    c8_claim = Claim(
+        id="C8", figure="Figure 2", status=c8_status, evidence=c8_evidence,
+        criteria=tuple(rows), paper_value="layers converge bottom-up (no number stated)",
+        ours=f"ordered at {_spread(fractions)} of learning checkpoints",
+        cka_agrees=majority(c8_cka.values()) == c8_status, setup=setup)
 
-    h = result.history
-    t_conv = int(h.loc[h["valid_ppl"] <= PPL_CONVERGED_RATIO * final_ppl, "step"].min())
-    t_spec = min(s for s in result.steps if s >= t_conv)
-    spec = result.spectra[result.spectra["step"] == t_spec]
-    unconverged = spec.groupby("layer")["rho"].apply(lambda r: float(np.mean(r < RHO_LEVEL)))
-    c2_rows = tuple(
-        Criterion(f"share of coefficients below {RHO_LEVEL:g} at step {t_spec} (layer {layer})",
-                  f"at least {C2_SHARE_BELOW:g} in some layer", share,
-                  bool(share >= C2_SHARE_BELOW)) for layer, share in unconverged.items())
-    c2_evidence = (f"at step {t_spec} (validation perplexity within "
-                   f"{PPL_CONVERGED_RATIO - 1:.0%} of the final one from step {t_conv}) share "
-                   f"of CCA coefficients below {RHO_LEVEL:g} with the final step, per layer: "
-                   f"{_slashed(unconverged)}")
-    return [
-        Claim(id="C8", figure="Figure 2", status=c8_status, evidence=c8_evidence,
-              criteria=c8_rows),
-        Claim(id="C2", figure="Figure 3", status=status(bool(unconverged.max() >= C2_SHARE_BELOW)),
-              evidence=c2_evidence, criteria=c2_rows),
-    ]
+    c2 = {s: _c2_seed(result, s) for s in seeds_}
+    c2_status = majority(v for v, _ in c2.values())
+    rows = []
+    for s, (verdict, f) in c2.items():
+        rows.append(Criterion(
+            f"seed {s}: share of training after the validation loss converged (step "
+            f"{f['t_conv']} of {t_steps})", f"at least {C2_MIN_AFTER:g} to be testable",
+            f["after"], f["testable"]))
+        if f["shares"] is not None:
+            rows.append(Criterion(
+                f"seed {s}: share of coefficients below {RHO_LEVEL:g} at step {f['t_star']}, "
+                "layers 1 to K", f"at least {C2_SHARE_BELOW:g} in at least "
+                f"{C2_LAYER_FRACTION:.0%} of the layers", _slashed(f["shares"]),
+                bool(f["n_keep"] >= C2_LAYER_FRACTION * len(f["shares"]))))
+            rows.append(Criterion(
+                f"seed {s}: mean share below {RHO_LEVEL:g} over the checkpoints from step "
+                f"{f['t_star']} to the last before {t_steps}, layers 1 to K",
+                "reported", _slashed(f["mean_after"]), None))
+        rows.append(Criterion(f"seed {s}: verdict", "holds if enough layers keep an "
+                              "unconverged part, partly if one does; not testable counts as "
+                              "does not hold", verdict if f["testable"] else "not testable",
+                              None))
+    afters = [f["after"] for _, f in c2.values()]
+    shares_all = [float(f["shares"].mean()) for _, f in c2.values() if f["shares"] is not None]
+    n_testable = sum(f["testable"] for _, f in c2.values())
+    share_text = (f"share of coefficients below {RHO_LEVEL:g} at the first checkpoint after "
+                  f"convergence, mean over layers, {_spread(shares_all)}"
+                  if shares_all else "no checkpoint between convergence and the last step")
+    base = (f"validation loss within {C2_LOSS_TOL:.0%} of its final value for the last "
+            f"{_spread(afters, '{:.0%}')} of training in {len(seeds_)} networks (needs "
+            f"{C2_MIN_AFTER:.0%})")
+    if n_testable <= len(seeds_) / 2:
+        c2_evidence = (f"Not testable at this scale: {base}, so most networks converge too late "
+                       f"to watch their coefficients afterwards; {share_text}{under}")
+    else:
+        c2_evidence = (f"{base}, testable in {n_testable} of {len(seeds_)}; per-seed verdicts "
+                       f"{', '.join(v for v, _ in c2.values())}; {share_text}{under}")
+    c2_claim = Claim(
+        id="C2", part="RNN", figure="Figure 3", status=c2_status, evidence=c2_evidence,
+        criteria=tuple(rows),
+        paper_value="accuracy converged at 45k of 80k steps; many coefficients below 1 after",
+        ours=(f"{_spread(shares_all)} of coefficients below {RHO_LEVEL:g} after convergence; "
+              f"{_spread(afters, '{:.0%}')} of training after it") if shares_all else
+             f"{_spread(afters, '{:.0%}')} of training after convergence",
+        cka_agrees=None, setup=setup)
+    return [c8_claim, c2_claim]
 
 
-__all__ = ["MEASURES", "Config", "Result", "check", "lm_config", "plot_distances",
-           "plot_perplexity", "plot_spectra", "probe_ids", "run", "total_steps", "train"]
+def floor_note(result: Result, measure: str = "PWCCA") -> str:
+    """A sentence, from the numbers, on where ``measure``'s distances sit at the sampling floor
+    (at least :data:`NEAR_FLOOR` of it): per layer, the latest such checkpoint after step 0
+    over all seeds, or that none does."""
+    parts = []
+    for layer in range(1, result.config.n_layers + 1):
+        last = []
+        for seed in result.seeds:
+            t = result.table(measure, seed)[layer]
+            near = t.index[(t.index > 0) & (t.to_numpy() >= NEAR_FLOOR
+                                            * result.floor(measure, seed)[layer])]
+            if len(near):
+                last.append(int(near.max()))
+        parts.append(f"layer {layer}: up to step {max(last)}" if last else
+                     f"layer {layer}: at no checkpoint after step 0")
+    floors = result.floors[result.floors["measure"] == measure]["distance"]
+    return (f"The {measure} sampling floor (whole probe sequences shuffled) is a distance of "
+            f"{floors.min():.3f} to {floors.max():.3f} over layers and seeds. Distances at or "
+            f"above {NEAR_FLOOR:.0%} of it, i.e. no more related to the final representation "
+            f"than unrelated inputs: " + "; ".join(parts) + ".")
+
+
+__all__ = ["MEASURES", "RUN_FIELDS", "Config", "Result", "check", "floor_distances",
+           "floor_note", "lm_config", "lm_configs", "majority", "nets_table", "plot_distances",
+           "plot_perplexity", "plot_spectra", "probe_ids", "run", "seeds", "total_steps",
+           "train", "train_all"]

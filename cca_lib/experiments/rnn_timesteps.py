@@ -1,12 +1,12 @@
 """Chapter: across timesteps, are an LSTM's hidden states linearly similar over time? (paper
 App. A.3, Figs. A2-A4; claim C9).
 
-A trained LSTM language model (the run of :mod:`cca_lib.experiments.rnn_dynamics`, same config,
-so the cached run is reused) is unrolled over a long probe text in consecutive windows of
-``window`` tokens. ``O_j`` is a layer's output at position ``j`` of every window (one row per
-window); each ``O_j`` is compared with the last one, ``O_{window-1}``, by PWCCA (weights from
-``O_{window-1}``), mean CCA, and the cosine and Euclidean distance of the same neurons
-(:func:`cca_lib.analysis.reference_distances`).
+The trained LSTM language models of :mod:`cca_lib.experiments.rnn_dynamics` (one per seed, same
+config, so the cached runs are reused) are unrolled over a long probe text in consecutive
+windows of ``window`` tokens. ``O_j`` is a layer's output at position ``j`` of every window (one
+row per window, float64); each ``O_j`` is compared with the last one, ``O_{window-1}``, by PWCCA
+(weights from ``O_{window-1}``), mean CCA, linear CKA, and the cosine and Euclidean distance of
+the same neurons.
 
 Controls that make the curves readable:
 
@@ -16,9 +16,11 @@ Controls that make the curves readable:
   ``a > 0`` blends in a nonlinearity;
 * repeated-input probes: the same token ``window`` times, after a short (early) or a long
   (late) context;
-* the sampling floor: the distance between ``O_{window-1}`` and a row-permuted copy of itself
-  (unrelated rows, same ``n`` and ``d``), and between the first and second half of the windows;
-* the untrained network (step 0) through the same analysis.
+* the sampling floor: the distance between ``O_{window-1}`` and itself with its rows shuffled
+  (:func:`cca_lib.stats.permutation_null`; unrelated rows, same ``n`` and ``d``), and between
+  the first and second half of the windows;
+* the untrained network (step 0 of each run) through the same analysis: the verdict compares
+  the trained pattern with it.
 """
 
 from __future__ import annotations
@@ -31,14 +33,14 @@ import pandas as pd
 import torch
 
 from cca_lib import _checks
-from cca_lib import analysis as _analysis
 from cca_lib import capture as _capture
 from cca_lib import data as _data
+from cca_lib import stats as _stats
 from cca_lib.claims import Claim, Criterion, status
 from cca_lib.experiments import rnn_dynamics
 from cca_lib.experiments._params import SAMPLES, SEED, UNITS, ChapterConfig, param, rule
 
-MEASURES = _analysis.REFERENCE_MEASURES
+MEASURES = rnn_dynamics.MEASURES
 
 
 def _lstm_run(name: str, value):
@@ -85,8 +87,8 @@ class Config(ChapterConfig):
     late_prefix: int = param(200, 'context tokens before the repeats, "late"', check=SAMPLES)
     repeat_token: str | None = param(None, "the repeated token (None: the corpus' most "
                                      "frequent)", check=rule(_checks.text, none=True))
-    seed: int = param(0, "the LSTM's initial weights and minibatch order, and the seed of the "
-                      "toy weights, context positions and row permutation", check=SEED)
+    seed: int = param(0, "the first LSTM's initial weights and minibatch order, and the seed "
+                      "of the toy weights, context positions and row permutations", check=SEED)
 
     def _validate(self) -> None:
         if self.late_prefix <= self.early_prefix:
@@ -133,26 +135,36 @@ class Config(ChapterConfig):
 
 
 def _curve_rows(acts: np.ndarray, **labels) -> list[dict]:
-    """acts ``(n, window, d)`` -> rows of the distances of every O_j to O_last."""
+    """acts ``(n, window, d)`` float64 -> rows of the distances of every O_j to O_last."""
     ref = acts[:, -1]
     rows = []
     for j in range(acts.shape[1]):
-        for measure, value in _analysis.reference_distances(ref, acts[:, j]).items():
+        for measure, value in rnn_dynamics._distances(ref, acts[:, j]).items():
             rows.append({**labels, "j": j, "measure": measure, "distance": value})
     return rows
 
 
-def _floor_rows(o_last: np.ndarray, rng: np.random.Generator, **labels) -> list[dict]:
-    from cca_lib.similarity import distance
+#: The measures given a sampling floor (those whose distance is 1 - a similarity).
+FLOOR_MEASURES = ("PWCCA", "mean CCA", "linear CKA")
+#: Permutations per permuted-rows floor.
+FLOOR_PERMUTATIONS = 20
 
-    perm = o_last[rng.permutation(len(o_last))]
+
+def _floor_rows(o_last: np.ndarray, perm_seed: int, **labels) -> list[dict]:
+    """The floors of ``o_last`` ``(n, d)``: against itself with rows shuffled (the mean over
+    :data:`FLOOR_PERMUTATIONS` permutations), and its first half of rows against the second."""
+    from cca_lib.similarity import compare
+
     half = len(o_last) // 2
-    a, b = o_last[:half], o_last[half:2 * half]
+    halves = compare(o_last[:half], o_last[half:2 * half])
     rows = []
-    for kind, (x, y) in {"permuted rows": (o_last, perm), "disjoint halves": (a, b)}.items():
-        for measure, method in (("PWCCA", "pwcca"), ("mean CCA", "mean_cca")):
-            rows.append({**labels, "floor": kind, "measure": measure, "n": len(x),
-                         "distance": float(distance(x, y, method=method))})
+    for measure in FLOOR_MEASURES:
+        null = _stats.permutation_null(o_last, o_last, measure, n_perm=FLOOR_PERMUTATIONS,
+                                       seed=perm_seed)
+        rows.append({**labels, "floor": "permuted rows", "measure": measure, "n": len(o_last),
+                     "distance": 1.0 - null.floor})
+        rows.append({**labels, "floor": "disjoint halves", "measure": measure, "n": half,
+                     "distance": 1.0 - float(halves[measure])})
     return rows
 
 
@@ -192,46 +204,61 @@ def repeated_probes(config: Config, valid: torch.Tensor, token: int, prefix: int
 
 @dataclass(frozen=True)
 class Result:
-    """Distance curves of O_j to the last timestep, with controls."""
+    """Distance curves of O_j to the last timestep, with controls, per seed."""
 
     config: Config
-    #: trained and untrained LSTM: model ("trained"/"untrained"), layer, j, measure, distance
-    curves: pd.DataFrame
-    #: sampling floor: model, layer, floor ("permuted rows"/"disjoint halves"), measure, n,
+    #: trained and untrained LSTMs: seed, model ("trained"/"untrained"), layer, j, measure,
     #: distance
+    curves: pd.DataFrame
+    #: sampling floor: seed, model, layer, floor ("permuted rows"/"disjoint halves"), measure,
+    #: n, distance
     floors: pd.DataFrame
     #: toy RNN: a, j, measure, distance
     toy: pd.DataFrame
-    #: repeated input (trained model): context ("early"/"late"), layer, j, measure, distance
+    #: repeated input (trained models): seed, context ("early"/"late"), layer, j, measure,
+    #: distance
     repeats: pd.DataFrame
-    repeat_floors: pd.DataFrame  #: context, layer, floor, measure, n, distance
+    repeat_floors: pd.DataFrame  #: seed, context, layer, floor, measure, n, distance
     n_windows: int
     hidden_size: int
     repeat_token: str
-    valid_ppl: float
+    #: one row per network (:func:`cca_lib.experiments.rnn_dynamics.nets_table`)
+    nets: pd.DataFrame
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(sorted(self.curves["seed"].unique()))
 
     def to_frame(self) -> pd.DataFrame:
-        """The LSTM curves in long format (one row per model, layer, j and measure)."""
+        """The LSTM curves in long format (one row per seed, model, layer, j and measure)."""
         return self.curves.copy()
 
-    def curve(self, measure: str = "PWCCA", model: str = "trained") -> pd.DataFrame:
-        """Rows = j, columns = layers."""
-        c = self.curves[(self.curves["measure"] == measure) & (self.curves["model"] == model)]
+    def curve(self, measure: str = "PWCCA", model: str = "trained", seed: int | None = None
+              ) -> pd.DataFrame:
+        """Rows = j, columns = layers (one seed, default the first)."""
+        seed = self.seeds[0] if seed is None else seed
+        c = self.curves[(self.curves["measure"] == measure) & (self.curves["model"] == model)
+                        & (self.curves["seed"] == seed)]
+        if c.empty:
+            raise ValueError(f"no curve for measure={measure!r}, model={model!r}, seed={seed!r}")
         return c.pivot(index="j", columns="layer", values="distance")
 
     def floor(self, measure: str = "PWCCA", model: str = "trained",
-              kind: str = "permuted rows") -> pd.Series:
+              kind: str = "permuted rows", seed: int | None = None) -> pd.Series:
         """Per layer: the sampling floor (distance of unrelated rows)."""
+        seed = self.seeds[0] if seed is None else seed
         f = self.floors[(self.floors["measure"] == measure) & (self.floors["model"] == model)
-                        & (self.floors["floor"] == kind)]
+                        & (self.floors["floor"] == kind) & (self.floors["seed"] == seed)]
         return f.set_index("layer")["distance"]
 
-    def onset(self, measure: str = "PWCCA", model: str = "trained", frac: float = 0.9
-              ) -> pd.Series:
-        """Per layer: the first j from which the distance stays below ``frac`` x the permuted
-        floor up to the last step (the start of measurable linear similarity)."""
-        c = self.curve(measure, model)
-        fl = self.floor(measure, model)
+    def onset(self, measure: str = "PWCCA", model: str = "trained",
+              frac: float | None = None, seed: int | None = None) -> pd.Series:
+        """Per layer: the first j from which the distance stays below ``frac`` (default
+        :data:`ONSET_FLOOR_FRACTION`) x the permuted floor up to the last step (the start of
+        measurable linear similarity)."""
+        frac = ONSET_FLOOR_FRACTION if frac is None else frac
+        c = self.curve(measure, model, seed)
+        fl = self.floor(measure, model, seed=seed)
         out = {}
         for layer in c.columns:
             above = c.index[c[layer].to_numpy() >= frac * fl[layer]]
@@ -243,62 +270,71 @@ class Result:
         t = self.toy[self.toy["measure"] == measure]
         return t.pivot(index="j", columns="a", values="distance")
 
-    def repeat_curve(self, measure: str = "PWCCA", context: str = "early") -> pd.DataFrame:
+    def repeat_curve(self, measure: str = "PWCCA", context: str = "early",
+                     seed: int | None = None) -> pd.DataFrame:
+        """Repeated input: rows = j, columns = layers (one seed, default the first)."""
+        seed = self.seeds[0] if seed is None else seed
         r = self.repeats[(self.repeats["measure"] == measure)
-                         & (self.repeats["context"] == context)]
+                         & (self.repeats["context"] == context) & (self.repeats["seed"] == seed)]
         return r.pivot(index="j", columns="layer", values="distance")
 
 
 def run(config: Config = Config(), *, progress: bool = True) -> Result:
-    """Unroll the trained (cached) and untrained LSTM over the validation text in windows,
-    compute the O_j-vs-O_last curves, the floors, the toy RNN and the repeated-input probes."""
+    """Unroll every seed's trained (cached) and untrained LSTM over the validation text in
+    windows, compute the O_j-vs-O_last curves and floors, the toy RNN and the repeated-input
+    probes."""
     from cca_lib._progress import bar as tqdm_bar
 
     tcfg = config.training
-    res = rnn_dynamics.train(tcfg, progress=progress)
+    runs = rnn_dynamics.train_all(tcfg, progress=progress)
     corpus = _data.load_text(tcfg.corpus, progress=progress)
     valid = corpus.valid
     windowed = {"window": config.window, "carry_state": config.carry_state,
                 "n_streams": config.n_streams, "n_windows": config.n_windows}
-    rng = np.random.default_rng(config.seed)
-
-    curves, floors = [], []
-    jobs = [("trained", res.final_step), ("untrained", 0)]
-    n_windows = 0
-    for model, step in tqdm_bar(jobs, desc="unrolled models", progress=progress):
-        acts = _capture.capture_run(res, step, valid, windowed=windowed)
-        for li, name in enumerate(acts, start=1):
-            a = acts[name].astype(np.float64)
-            n_windows = a.shape[0]
-            curves.extend(_curve_rows(a, model=model, layer=li))
-            floors.extend(_floor_rows(a[:, -1], rng, model=model, layer=li))
-
-    toy = []
-    for a in tqdm_bar(config.toy_blend, desc="toy RNN", progress=progress):
-        states = toy_states(config.toy_dim, config.toy_samples, config.window, a, config.seed)
-        toy.extend(_curve_rows(states, a=a))
-
     if config.repeat_token is None:
         token = int(torch.bincount(corpus.train).argmax())
     else:
         if config.repeat_token not in corpus.vocab.stoi:
             raise ValueError(f"repeat_token {config.repeat_token!r} is not in the vocabulary")
         token = corpus.vocab.stoi[config.repeat_token]
-    model_final = res.load(res.final_step)
-    repeats, repeat_floors = [], []
-    for context, prefix in (("early", config.early_prefix), ("late", config.late_prefix)):
-        ids = repeated_probes(config, valid, token, prefix)
-        acts = _capture.capture(model_final, ids)
+    probes = {context: (prefix, repeated_probes(config, valid, token, prefix))
+              for context, prefix in (("early", config.early_prefix),
+                                      ("late", config.late_prefix))}
+
+    curves, floors, repeats, repeat_floors = [], [], [], []
+    n_windows = 0
+    jobs = [(res, model, step) for res in runs
+            for model, step in (("trained", res.final_step), ("untrained", 0))]
+    for res, model, step in tqdm_bar(jobs, desc="unrolled models", progress=progress):
+        seed = res.config.seed
+        acts = _capture.capture_run(res, step, valid, windowed=windowed)
         for li, name in enumerate(acts, start=1):
-            a = acts[name][:, prefix:].astype(np.float64)
-            repeats.extend(_curve_rows(a, context=context, layer=li))
-            repeat_floors.extend(_floor_rows(a[:, -1], rng, context=context, layer=li))
+            a = acts[name].astype(np.float64)
+            n_windows = a.shape[0]
+            curves.extend(_curve_rows(a, seed=seed, model=model, layer=li))
+            floors.extend(_floor_rows(a[:, -1], config.seed + li, seed=seed, model=model,
+                                      layer=li))
+        if model != "trained":
+            continue
+        net = res.load(step)
+        for context, (prefix, ids) in probes.items():
+            acts = _capture.capture(net, ids)
+            for li, name in enumerate(acts, start=1):
+                a = acts[name][:, prefix:].astype(np.float64)
+                repeats.extend(_curve_rows(a, seed=seed, context=context, layer=li))
+                repeat_floors.extend(_floor_rows(a[:, -1], config.seed + li, seed=seed,
+                                                 context=context, layer=li))
+
+    toy = []
+    for a in tqdm_bar(config.toy_blend, desc="toy RNN", progress=progress):
+        states = toy_states(config.toy_dim, config.toy_samples, config.window, a, config.seed)
+        toy.extend(_curve_rows(states, a=a))
 
     return Result(config=config, curves=pd.DataFrame(curves), floors=pd.DataFrame(floors),
                   toy=pd.DataFrame(toy), repeats=pd.DataFrame(repeats),
                   repeat_floors=pd.DataFrame(repeat_floors), n_windows=n_windows,
                   hidden_size=tcfg.hidden_size, repeat_token=corpus.vocab.itos[token],
-                  valid_ppl=float(res.metrics.get("valid_ppl", np.nan)))
+                  nets=rnn_dynamics.nets_table(runs))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,26 +342,32 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
 # ---------------------------------------------------------------------------------------------
 
 def plot_curves(result: Result, model: str = "trained"):
-    """The paper's Figs. A2/A3: distance of O_j to the last step vs j, one line per layer, one
-    panel per measure; the CCA panels show the permuted-rows sampling floor (dashed)."""
+    """The paper's Figs. A2/A3: distance of O_j to the last step vs j, one line per layer (mean
+    over seeds, band: across-seed range), one panel per measure; the CCA and CKA panels show
+    the permuted-rows sampling floor (dashed, mean over seeds)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     c = result.curves[result.curves["model"] == model]
     layers = sorted(c["layer"].unique())
     palette = dict(zip(layers, sns.color_palette("viridis_r", len(layers)), strict=True))
-    fig, axes = plt.subplots(1, len(MEASURES), figsize=(14, 3.5), constrained_layout=True)
+    fig, axes = plt.subplots(1, len(MEASURES), figsize=(17, 3.5), constrained_layout=True)
+    f = result.floors[(result.floors["model"] == model)
+                      & (result.floors["floor"] == "permuted rows")]
     for ax, measure in zip(axes, MEASURES, strict=True):
         sub = c[c["measure"] == measure]
         sns.lineplot(data=sub, x="j", y="distance", hue="layer", palette=palette, marker="o",
-                     markersize=4, ax=ax, legend=ax is axes[0])
-        if measure in ("PWCCA", "mean CCA"):
-            for layer, val in result.floor(measure, model).items():
+                     markersize=4, errorbar=rnn_dynamics._range, ax=ax, legend=ax is axes[0])
+        if measure in FLOOR_MEASURES:
+            for layer, val in f[f["measure"] == measure].groupby("layer")["distance"].mean(
+                    ).items():
                 ax.axhline(val, ls="--", lw=1, color=palette[layer])
         ax.set(title=measure, xlabel="timestep j in the window",
                ylabel=f"distance to O_{result.config.window - 1}" if ax is axes[0] else "")
     axes[0].legend(title="layer", fontsize="small")
-    fig.suptitle(f"{model} LSTM (dashed: sampling floor)", fontsize="medium")
+    when = "at the final step" if model == "trained" else "at step 0 (untrained)"
+    fig.suptitle(f"{len(result.seeds)} LSTMs {when} (dashed: sampling floor)",
+                 fontsize="medium")
     return fig
 
 
@@ -334,7 +376,7 @@ def plot_toy(result: Result):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    fig, axes = plt.subplots(1, len(MEASURES), figsize=(14, 3.3), constrained_layout=True)
+    fig, axes = plt.subplots(1, len(MEASURES), figsize=(17, 3.3), constrained_layout=True)
     for ax, measure in zip(axes, MEASURES, strict=True):
         sub = result.toy[result.toy["measure"] == measure]
         sns.lineplot(data=sub, x="j", y="distance", hue="a", palette="rocket_r", marker="o",
@@ -347,7 +389,8 @@ def plot_toy(result: Result):
 
 
 def plot_repeats(result: Result, measure: str = "PWCCA"):
-    """Repeated input: distance of O_j to the last repeat, early vs late context, per layer."""
+    """Repeated input: distance of O_j to the last repeat, early vs late context, per layer
+    (mean over seeds, band: across-seed range; dashed: sampling floor)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -355,19 +398,22 @@ def plot_repeats(result: Result, measure: str = "PWCCA"):
     layers = sorted(r["layer"].unique())
     fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers), 3.3),
                              constrained_layout=True, sharey=True)
+    f = result.repeat_floors
     for ax, layer in zip(np.atleast_1d(axes), layers, strict=True):
         sub = r[r["layer"] == layer]
         sns.lineplot(data=sub, x="j", y="distance", hue="context", marker="o", markersize=4,
-                     hue_order=["early", "late"], ax=ax, legend=layer == layers[0])
-        f = result.repeat_floors
+                     hue_order=["early", "late"], errorbar=rnn_dynamics._range, ax=ax,
+                     legend=layer == layers[0])
         for context, color in zip(["early", "late"], sns.color_palette()[:2], strict=True):
             val = f[(f["layer"] == layer) & (f["context"] == context) & (f["measure"] == measure)
-                    & (f["floor"] == "permuted rows")]["distance"].iloc[0]
+                    & (f["floor"] == "permuted rows")]["distance"].mean()
             ax.axhline(val, ls="--", lw=1, color=color)
+        ax.axhline(1 - REPEAT_SIMILARITY_MIN, ls=":", lw=1, color="black")
         ax.set(title=f"layer {layer}", xlabel="repeat j",
                ylabel=f"{measure} distance to the last repeat" if layer == layers[0] else "")
     fig.suptitle(f"The token {result.repeat_token!r} repeated {result.config.window} times "
-                 f"(dashed: sampling floor)", fontsize="medium")
+                 f"(dashed: sampling floor; dotted: similarity {REPEAT_SIMILARITY_MIN:g})",
+                 fontsize="medium")
     return fig
 
 
@@ -387,6 +433,9 @@ TOY_NONLINEAR_MIN = 1e-4
 ONSET_FLOOR_FRACTION = 0.9
 #: "Not similar until late": every layer's onset is at or after this fraction of the window.
 LATE_ONSET_FRACTION = 0.5
+#: "Highly similar" early repeats: the mean PWCCA similarity (1 - distance) of the repeated
+#: steps to the last repeat is at least this, in every layer.
+REPEAT_SIMILARITY_MIN = 0.9
 
 
 def sanity_checks(result: Result) -> tuple[Criterion, ...]:
@@ -408,57 +457,117 @@ def sanity_checks(result: Result) -> tuple[Criterion, ...]:
     return tuple(rows)
 
 
-def check(result: Result) -> list[Claim]:
-    """Claim C9. Not similar until late: every layer's onset (:meth:`Result.onset` at
-    ``ONSET_FLOOR_FRACTION`` of the floor) is at or after ``LATE_ONSET_FRACTION`` of the
-    window, and the PWCCA distance at ``j = w - 2`` is below the floor in every layer. Early
-    repeats more similar: the mean PWCCA distance over the window (last step excluded) is
-    smaller after the short context than after the long one, in every layer. Holds if both
-    pass, partly if one does. The untrained network's onsets are reported, not judged."""
+def _seed_facts(result: Result, seed: int, measure: str) -> dict:
+    """One network's C9 numbers and verdict with ``measure`` (PWCCA; linear CKA for the
+    agreement)."""
     w = result.config.window
-    pw = result.curve("PWCCA")
-    fl = result.floor("PWCCA")
-    onset = result.onset("PWCCA", frac=ONSET_FLOOR_FRACTION)
     late_from = int(LATE_ONSET_FRACTION * w)
-    untrained = result.onset("PWCCA", "untrained", frac=ONSET_FLOOR_FRACTION)
-    rep = {c: result.repeat_curve("PWCCA", c).iloc[:-1].mean() for c in ("early", "late")}
+    curve = result.curve(measure, seed=seed)
+    fl = result.floor(measure, seed=seed)
+    onset = result.onset(measure, seed=seed)
+    untrained = result.onset(measure, "untrained", seed=seed)
+    rep = {c: result.repeat_curve(measure, c, seed).iloc[:-1].mean() for c in ("early", "late")}
+    early_sim = 1.0 - rep["early"]
+    f = {"onset": onset, "untrained": untrained, "late_from": late_from,
+         "at_end": curve.loc[w - 2], "floor": fl, "rep": rep, "early_sim": early_sim}
+    f["late_only"] = bool((onset >= late_from).all() and (curve.loc[w - 2] < fl).all())
+    f["from_training"] = bool(onset.mean() > untrained.mean())
+    f["high"] = bool((early_sim >= REPEAT_SIMILARITY_MIN).all())
+    f["early_lower"] = bool((rep["early"] < rep["late"]).all())
+    f["repeats"] = f["high"] and f["early_lower"]
+    f["status"] = status(f["late_only"] and f["from_training"] and f["repeats"],
+                         f["late_only"] or f["repeats"])
+    return f
+
+
+def _fmt(values) -> str:
+    return "/".join(f"{v:.2f}" for v in values)
+
+
+def _ints(values) -> str:
+    return "/".join(str(int(v)) for v in values)
+
+
+def check(result: Result) -> list[Claim]:
+    """Claim C9, per network (seed); the chapter verdict is the majority
+    (:func:`cca_lib.experiments.rnn_dynamics.majority`).
+
+    Per network: (a) not similar until late: every layer's onset (:meth:`Result.onset`) is at
+    or after ``LATE_ONSET_FRACTION`` of the window and the PWCCA distance at ``j = w - 2`` is
+    below the floor in every layer; (b) that pattern comes from training: the trained onsets
+    are later than the untrained network's (mean over layers; a tie is not later); (c) early
+    repeats highly similar: the mean PWCCA similarity of the repeated steps to the last repeat
+    after the short context is at least ``REPEAT_SIMILARITY_MIN`` in every layer, and the
+    distance is smaller than after the long context in every layer. Holds if (a), (b) and (c),
+    partly if (a) or (c). CKA agrees if the same rules with linear CKA give the same chapter
+    verdict."""
+    w = result.config.window
+    seeds = result.seeds
+    facts = {s: _seed_facts(result, s, "PWCCA") for s in seeds}
+    cka = {s: _seed_facts(result, s, "linear CKA")["status"] for s in seeds}
+    verdict = rnn_dynamics.majority(f["status"] for f in facts.values())
+    cka_verdict = rnn_dynamics.majority(cka.values())
     rows = []
-    for layer in pw.columns:
-        rows.append(Criterion(f"onset of linear similarity, first j (layer {layer})",
-                              f"at least {late_from}", int(onset[layer]),
-                              bool(onset[layer] >= late_from)))
-    for layer in pw.columns:
-        rows.append(Criterion(f"PWCCA distance at j = {w - 2} (layer {layer})",
-                              f"below the sampling floor ({fl[layer]:.3f})", pw.loc[w - 2, layer],
-                              bool(pw.loc[w - 2, layer] < fl[layer])))
-    for layer in pw.columns:
-        rows.append(Criterion(f"repeated input after a short context, mean PWCCA distance "
-                              f"(layer {layer})",
-                              f"below that after a long context ({rep['late'][layer]:.3f})",
-                              rep["early"][layer], bool(rep["early"][layer] < rep["late"][layer])))
-    for layer in untrained.index:
-        rows.append(Criterion(f"untrained network: onset of linear similarity (layer {layer})",
-                              "compare with the trained onset", int(untrained[layer]), None))
-    late_only = bool((onset >= late_from).all() and (pw.loc[w - 2] < fl).all())
-    early_more_similar = bool((rep["early"] < rep["late"]).all())
-
-    def fmt(values) -> str:
-        return "/".join(f"{v:.2f}" for v in values)
-
-    toy = sanity_checks(result)
+    for s, f in facts.items():
+        rows += [
+            Criterion(f"seed {s}: onset of linear similarity, first j, layers 1 to K",
+                      f"at least {f['late_from']} in every layer", _ints(f["onset"]),
+                      bool((f["onset"] >= f["late_from"]).all())),
+            Criterion(f"seed {s}: PWCCA distance at j = {w - 2}, layers 1 to K",
+                      f"below the sampling floor ({_fmt(f['floor'])})", _fmt(f["at_end"]),
+                      bool((f["at_end"] < f["floor"]).all())),
+            Criterion(f"seed {s}: mean onset over layers, trained against untrained",
+                      f"later than the untrained network's ({f['untrained'].mean():.2f})",
+                      float(f["onset"].mean()), f["from_training"]),
+            Criterion(f"seed {s}: repeated input after a short context, mean PWCCA similarity "
+                      "to the last repeat, layers 1 to K",
+                      f"at least {REPEAT_SIMILARITY_MIN:g} in every layer",
+                      _fmt(f["early_sim"]), f["high"]),
+            Criterion(f"seed {s}: repeated input, mean PWCCA distance after a short context, "
+                      "layers 1 to K",
+                      f"below that after a long context ({_fmt(f['rep']['late'])})",
+                      _fmt(f["rep"]["early"]), f["early_lower"]),
+            Criterion(f"seed {s}: verdict", "holds if all rows above pass, partly if the first "
+                      "two or the last two do", f["status"], None),
+        ]
+    onsets = [float(f["onset"].mean()) for f in facts.values()]
+    untrained = [float(f["untrained"].mean()) for f in facts.values()]
+    same = sum(not f["from_training"] for f in facts.values())
     cfg = result.config.training
-    evidence = (f"{cfg.corpus} LSTM {cfg.n_layers}x{cfg.hidden_size}, {result.n_windows} "
-                f"windows of {w}: PWCCA distance of step j to the last step per layer at j = 0 "
-                f"{fmt(pw.loc[0])}, j = {w // 2} {fmt(pw.loc[w // 2])}, j = {w - 2} "
-                f"{fmt(pw.loc[w - 2])}, sampling floor {fmt(fl)}, onset j "
-                f"{'/'.join(str(v) for v in onset)} (untrained "
-                f"{'/'.join(str(v) for v in untrained)}); repeated input mean distance early "
-                f"{fmt(rep['early'])} against late {fmt(rep['late'])}; toy linear RNN CCA "
-                f"distance {toy[0].measured:.1e}, cosine at least {toy[1].measured:.2f}")
-    return [Claim(id="C9", figure="Figures 2 and 4", evidence=evidence, criteria=tuple(rows),
-                  status=status(late_only and early_more_similar,
-                                late_only or early_more_similar))]
+    nets = result.nets
+    missed = nets.loc[~nets["trained"].astype(bool), "seed"].tolist()
+    under = (f"; tested on under-trained nets: seed(s) {', '.join(str(s) for s in missed)} "
+             "missed the trained rule" if missed else "")
+    evidence = (
+        f"{len(seeds)} {cfg.corpus} LSTMs {cfg.n_layers}x{cfg.hidden_size}, {result.n_windows} "
+        f"windows of {w}; per-seed verdicts {', '.join(f['status'] for f in facts.values())}: "
+        f"onset of linear similarity (mean over layers) j = "
+        f"{rnn_dynamics._spread(onsets, '{:.1f}')} trained against "
+        f"{rnn_dynamics._spread(untrained, '{:.1f}')} untrained, the untrained network as late "
+        f"or later in {same} of {len(seeds)} seeds; early repeated input, mean PWCCA "
+        f"similarity {rnn_dynamics._spread(float(f['early_sim'].mean()) for f in facts.values())}"
+        f" (needs {REPEAT_SIMILARITY_MIN:g}); linear CKA in place of PWCCA gives "
+        f"{cka_verdict}{under}")
+    setup = (
+        ("dataset", "PTB and WikiText-2, word level", f"{cfg.corpus}"),
+        ("architecture", "3-layer LSTM language model (awd-lstm-lm)",
+         f"{cfg.n_layers}-layer LSTM, {cfg.hidden_size} units"),
+        ("nets and seeds", "one network", f"{len(seeds)} networks, and each one untrained"),
+        ("training", "SGD/ASGD, 500 epochs",
+         f"{rnn_dynamics.training_words(cfg)}, {cfg.epochs:g} epochs"),
+        ("probe inputs", "windows of 20 timesteps",
+         f"{result.n_windows} windows of {w} validation tokens; repeated token "
+         f"{result.repeat_token!r} after {result.config.early_prefix} or "
+         f"{result.config.late_prefix} tokens"),
+    )
+    return [Claim(id="C9", figure="Figures 2 to 4", evidence=evidence, criteria=tuple(rows),
+                  status=verdict,
+                  paper_value="not linearly similar until late in the sequence (no number "
+                              "stated)",
+                  ours=f"onset j = {rnn_dynamics._spread(onsets, '{:.1f}')} of {w} (untrained "
+                       f"{rnn_dynamics._spread(untrained, '{:.1f}')})",
+                  cka_agrees=cka_verdict == verdict, setup=setup)]
 
 
-__all__ = ["MEASURES", "Config", "Result", "check", "plot_curves", "plot_repeats", "plot_toy",
-           "repeated_probes", "run", "sanity_checks", "toy_states"]
+__all__ = ["FLOOR_MEASURES", "MEASURES", "Config", "Result", "check", "plot_curves",
+           "plot_repeats", "plot_toy", "repeated_probes", "run", "sanity_checks", "toy_states"]
