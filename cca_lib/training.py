@@ -63,7 +63,7 @@ __all__ = ["CNNTrainConfig", "LMTrainConfig", "TrainResult", "checkpoint_steps",
            "training_threads"]
 
 _OPTIMIZERS = ("sgd", "adam", "adamw")
-_SCHEDULES = ("constant", "cosine")
+_SCHEDULES = ("constant", "cosine", "half_cosine")
 #: Fields not keyed as given: :func:`run_key` keys what they resolve to (the device type, the
 #: thread count used) instead, so ``device="auto"`` and ``"cpu"`` share a CPU run.
 _NON_KEY_FIELDS = ("device", "threads")
@@ -124,7 +124,9 @@ class CNNTrainConfig:
     lr: float = 0.05
     momentum: float = 0.9  #: SGD only
     weight_decay: float = 5e-4
-    schedule: str = "cosine"  #: "cosine" (to lr * final_lr_frac) or "constant"
+    #: "cosine" (to lr * final_lr_frac at T), "half_cosine" (to it at T/2, then constant) or
+    #: "constant"
+    schedule: str = "cosine"
     final_lr_frac: float = 0.0
     batch_size: int = 128
     epochs: float = 3.0  #: used when steps is None
@@ -454,6 +456,9 @@ def _lr_lambda(cfg: TrainConfig, total: int):
     if cfg.schedule == "constant":
         return lambda step: 1.0
     f = cfg.final_lr_frac
+    if cfg.schedule == "half_cosine":  # cosine to f over the first half of the steps, then f
+        half = total / 2
+        return lambda step: f + (1 - f) * 0.5 * (1 + math.cos(math.pi * min(step / half, 1)))
     return lambda step: f + (1 - f) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
 
 

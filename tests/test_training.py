@@ -228,3 +228,20 @@ def test_lm_with_a_huge_or_nan_validation_loss_is_reported_not_raised(env, monke
     nan = training.train(tiny_lm(steps=5, checkpoints=()), progress=False, cache=False)
     assert math.isnan(nan.metrics["valid_loss"])
     assert not nan.converged and "no better than a unigram" in nan.reason
+
+
+def test_half_cosine_schedule_decays_by_half_then_stays_constant():
+    total, f = 100, 0.2
+    half = training._lr_lambda(tiny_cnn(schedule="half_cosine", final_lr_frac=f), total)
+    assert half(0) == pytest.approx(1.0)
+    assert half(25) == pytest.approx(f + (1 - f) * 0.5 * (1 + math.cos(math.pi / 2)))
+    for step in (50, 51, 75, 100, 120):
+        assert half(step) == pytest.approx(f)
+    values = [half(s) for s in range(51)]
+    assert all(a > b for a, b in zip(values, values[1:], strict=False))  # strictly decaying
+    # the other schedules are unchanged
+    cos = training._lr_lambda(tiny_cnn(schedule="cosine", final_lr_frac=f), total)
+    assert cos(50) == pytest.approx(f + (1 - f) * 0.5) and cos(100) == pytest.approx(f)
+    assert training._lr_lambda(tiny_cnn(schedule="constant"), total)(60) == 1.0
+    with pytest.raises(ValueError, match="schedule"):
+        tiny_cnn(schedule="half-cosine")
