@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from cca_lib import book
-from cca_lib.claims import STATUSES
+from cca_lib.claims import SETUP_ASPECTS, STATUSES
 from cca_lib.experiments import (
     cnn_dynamics,
     learning_rate,
@@ -223,6 +223,9 @@ def test_cnn_dynamics_c3_reports_whether_cka_agrees_and_the_interval():
     loss = [c for c in agree.criteria if c.name.startswith("similarity B lost")][0]
     assert loss.measured == pytest.approx(0.4 - 3 * 0.05)
     assert "[0.200, 0.300]" in loss.threshold and loss.passed
+    for claim in (agree, _c2([0.5], [GOOD_S], [GOOD_B])):  # the setup in plain words
+        assert {r[0] for r in claim.setup} == set(SETUP_ASPECTS)
+        assert all("_" not in v for row in claim.setup for v in row), claim.setup
 
 
 # ---------------------------------------------------------------------------------------------
