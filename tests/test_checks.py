@@ -141,54 +141,138 @@ def test_signal_noise_sanity_checks_catch_an_inexact_construction():
 # cnn_dynamics (C2, C3)
 # ---------------------------------------------------------------------------------------------
 
-def _cnn(shares_below, s_sims, b_sims):
-    """Layers with the given share of coefficients below 0.9 at t* and S/B similarities at
-    (t_early, T)."""
-    layers = tuple(f"conv{i + 1}" for i in range(len(shares_below)))
-    steps = (0, 10, 20, 40)
-    spectra = []
-    for layer, share in zip(layers, shares_below, strict=True):
-        rho = [0.5] * int(round(share * 20)) + [0.95] * (20 - int(round(share * 20)))
-        spectra += [{"layer": layer, "step": 10, "index": i, "rho": r} for i, r in enumerate(rho)]
-    sb = []
-    for layer, s, b in zip(layers, s_sims, b_sims, strict=True):
-        for subset, sims in (("S", s), ("B", b)):
-            for step, v in zip((10, 20, 40), (sims[0], 1.0, sims[1]), strict=True):
-                sb.append({"layer": layer, "step": step, "subset": subset, "k": 4,
-                           "similarity": v})
+def _cnn(shares_below, s_sims, b_sims, *, after=0.5, n_seeds=3, spread=0.05, trained=True,
+         cka=None):
+    """``n_seeds`` nets whose layers have the given share of coefficients below 0.9 at t*
+    (one list for every seed, or one list per seed) and S/B mean CCA (before T/2, at T) on the
+    held-out rows (one list of pairs per layer, or one per seed); ``after``: the share of
+    training after accuracy converged (one value or one per seed); the contrast's bootstrap
+    interval is its value +- ``spread``. ``cka``: the S/B pairs by linear CKA (default: those
+    of mean CCA)."""
+    seeds = tuple(range(n_seeds))
+
+    def per_seed(value, nested):
+        return list(value) if nested(value) else [value] * n_seeds
+
+    shares = per_seed(shares_below, lambda v: isinstance(v[0], (list, tuple)))
+    s_all = per_seed(s_sims, lambda v: isinstance(v[0][0], (list, tuple)))
+    b_all = per_seed(b_sims, lambda v: isinstance(v[0][0], (list, tuple)))
+    afters = per_seed(after, lambda v: isinstance(v, (list, tuple)))
+    layers = tuple(f"conv{i + 1}" for i in range(len(shares[0])))
+    steps, half, total = (0, 10, 20, 30, 40), 20, 40
+    spectra, sb, tests = [], [], []
+    for seed in seeds:
+        conv_ckpt = int(round((1 - afters[seed]) * total))
+        for layer, share in zip(layers, shares[seed], strict=True):
+            rho = [0.5] * int(round(share * 20)) + [0.95] * (20 - int(round(share * 20)))
+            spectra += [{"seed": seed, "layer": layer, "step": conv_ckpt, "index": i, "rho": r}
+                        for i, r in enumerate(rho)]
+        for measure, s_l, b_l in (("mean CCA", s_all[seed], b_all[seed]),
+                                  ("linear CKA", *(cka or (s_all[seed], b_all[seed])))):
+            for layer, s, b in zip(layers, s_l, b_l, strict=True):
+                for subset, (pre, at_t) in (("S", s), ("B", b)):
+                    values = (pre, pre, 1.0, (1.0 + at_t) / 2, at_t)
+                    sb += [{"seed": seed, "layer": layer, "step": st, "subset": subset,
+                            "measure": measure, "k": 4, "similarity": v}
+                           for st, v in zip(steps, values, strict=True)]
+                loss_s, loss_b = 1 - s[1], 1 - b[1]
+                c = loss_b - cnn_dynamics.B_LOSS_RATIO * loss_s
+                tests.append({"seed": seed, "layer": layer, "measure": measure,
+                              "loss_S": loss_s, "loss_B": loss_b, "contrast": c,
+                              "low": c - spread, "high": c + spread})
+    nets = pd.DataFrame({"seed": seeds, "final_acc": 0.9,
+                         "conv_step": [int(round((1 - a) * total)) for a in afters],
+                         "conv_ckpt": [int(round((1 - a) * total)) for a in afters],
+                         "after_frac": afters, "trained": trained,
+                         "trained_why": "test accuracy changed by 0.1 points"}).set_index("seed")
     return cnn_dynamics.Result(
-        config=cnn_dynamics.Config(), layers=layers, widths=dict.fromkeys(layers, 20),
-        steps=steps, history=pd.DataFrame(), final_acc=0.9, conv_step=10, conv_ckpt=10,
-        early_step=10, half_step=20, spectra=pd.DataFrame(spectra), sb=pd.DataFrame(sb),
-        convergence=pd.DataFrame())
+        config=cnn_dynamics.Config(n_seeds=n_seeds), layers=layers,
+        widths=dict.fromkeys(layers, 20), steps=steps, early_step=10, half_step=half,
+        nets=nets, history=pd.DataFrame(), spectra=pd.DataFrame(spectra),
+        sb=pd.DataFrame(sb), sb_tests=pd.DataFrame(tests), convergence=pd.DataFrame(),
+        floors=pd.DataFrame())
 
 
-GOOD_S, GOOD_B = (0.95, 0.95), (0.5, 0.6)  # B loses 0.4 >= 3 x 0.05, margin 0.4
+GOOD_S, GOOD_B = (0.95, 0.95), (0.5, 0.6)  # B loses 0.4 >= 3 x 0.05, margin > 0.1
+
+
+def _c2(*args, **kw):
+    return cnn_dynamics.check(_cnn(*args, **kw))[0]
+
+
+def _c3(*args, **kw):
+    return cnn_dynamics.check(_cnn(*args, **kw))[1]
 
 
 def test_cnn_dynamics_check_c2_holds_partly_and_fails():
-    def c2(shares):
-        n = len(shares)
-        return _statuses(cnn_dynamics.check(_cnn(shares, [GOOD_S] * n, [GOOD_B] * n)))[0]
+    def c2(shares, **kw):
+        n = len(shares if not isinstance(shares[0], list) else shares[0])
+        return _statuses([_c2(shares, [GOOD_S] * n, [GOOD_B] * n, **kw)])[0]
 
-    assert c2([0.25, 0.5, 0.0, 0.0]) == "holds"  # half of the layers
+    assert c2([0.25, 0.5, 0.0, 0.0]) == "holds"  # half of the layers, every seed
     assert c2([0.0, 0.3, 0.0]) == "partly"  # one layer of three
     assert c2([0.2, 0.1, 0.0]) == "does not hold"
+    # the majority of the nets decides
+    assert c2([[0.3, 0.3, 0.0], [0.3, 0.3, 0.0], [0.0, 0.0, 0.0]]) == "holds"
+    assert c2([[0.3, 0.3, 0.0], [0.3, 0.0, 0.0], [0.0, 0.0, 0.0]]) == "partly"
+    assert c2([[0.3, 0.3, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]) == "does not hold"
+    # fewer than MIN_SEEDS nets never make it hold
+    assert c2([0.3, 0.3], n_seeds=2) == "partly"
+
+
+def test_cnn_dynamics_c2_is_not_testable_with_little_training_after_convergence():
+    claim = _c2([0.5, 0.5], [GOOD_S] * 2, [GOOD_B] * 2, after=0.35)
+    assert claim.status == "does not hold" and claim.part == "CNN"
+    assert claim.evidence.startswith("Not testable at this scale: 35% of training")
+    rows = [c for c in claim.criteria if c.name.startswith("share of training after")]
+    assert [c.passed for c in rows] == [False] * 3 and rows[0].threshold == "at least 0.4"
+    assert _c2([0.5, 0.5], [GOOD_S] * 2, [GOOD_B] * 2, after=0.4).status == "holds"
+    # one untestable net counts as not holding; two make the claim untestable
+    mixed = _c2([0.5, 0.5], [GOOD_S] * 2, [GOOD_B] * 2, after=[0.5, 0.5, 0.1])
+    assert mixed.status == "holds" and "seed 2 not testable" in mixed.evidence
+    most = _c2([0.5, 0.5], [GOOD_S] * 2, [GOOD_B] * 2, after=[0.5, 0.1, 0.1])
+    assert most.status == "does not hold" and most.evidence.startswith("Not testable")
+    assert "under-trained" in _c2([0.5], [GOOD_S], [GOOD_B], trained=False).evidence
 
 
 def test_cnn_dynamics_check_c3_holds_partly_and_fails():
-    def c3(s, b):
-        return _statuses(cnn_dynamics.check(_cnn([0.5] * len(s), s, b)))[1]
+    def c3(s, b, **kw):
+        return _statuses([_c3([0.5] * len(s[0] if isinstance(s[0][0], tuple) else s),
+                              s, b, **kw)])[0]
 
     assert c3([GOOD_S, GOOD_S], [GOOD_B, GOOD_B]) == "holds"
-    assert c3([GOOD_S, (0.8, 0.95)], [GOOD_B, GOOD_B]) == "partly"  # S falls below 0.85
-    assert c3([GOOD_S, GOOD_S], [GOOD_B, (0.9, 0.9)]) == "partly"  # margin 0.05 < 0.1
-    # B loses 0.2, less than 3 x S's 0.1
-    assert c3([GOOD_S, (0.95, 0.9)], [GOOD_B, (0.5, 0.8)]) == "partly"
-    assert c3([(0.8, 0.95)] * 2, [GOOD_B] * 2) == "does not hold"
-    (_, claim) = cnn_dynamics.check(_cnn([0.5], [(0.95, 0.9)], [(0.5, 0.8)]))
-    loss = [c for c in claim.criteria if c.name.startswith("similarity B lost")][0]
-    assert loss.measured == pytest.approx(0.2) and "(0.300)" in loss.threshold
+    assert c3([GOOD_S, (0.95, 0.8)], [GOOD_B, (0.2, 0.2)]) == "partly"  # S falls below 0.85
+    assert c3([GOOD_S, GOOD_S], [GOOD_B, (0.9, 0.9)]) == "partly"  # B loses 0.1 < 3 x 0.05
+    assert c3([(0.95, 0.8)] * 2, [GOOD_B] * 2) == "does not hold"
+    # the headline needs its whole interval above 0: B loses 0.4, 3 x S's 0.36
+    assert c3([(0.95, 0.88)], [(0.5, 0.6)], spread=0.01) == "holds"
+    assert c3([(0.95, 0.88)], [(0.5, 0.6)], spread=0.05) == "does not hold"
+    # the majority of the nets decides
+    bad = [(0.95, 0.8)] * 2
+    assert c3([[GOOD_S] * 2, [GOOD_S] * 2, bad], [[GOOD_B] * 2] * 3) == "holds"
+    assert c3([[GOOD_S] * 2, bad, bad], [[GOOD_B] * 2] * 3) == "does not hold"
+
+
+def test_cnn_dynamics_c3_judges_only_the_checkpoints_after_half():
+    # S weak before T/2 (0.5 at t_early, where B was chosen) does not decide: only t > T/2
+    claim = _c3([0.5], [(0.5, 0.95)], [(0.1, 0.6)])
+    assert claim.status == "holds"
+    lowest = [c for c in claim.criteria if c.name.startswith("lowest similarity of S")]
+    assert lowest[0].measured == pytest.approx(0.95)  # min over steps 30 and 40
+
+
+def test_cnn_dynamics_c3_reports_whether_cka_agrees_and_the_interval():
+    agree = _c3([0.5], [GOOD_S], [GOOD_B])
+    assert agree.cka_agrees is True and "B lost 0.40" in agree.ours
+    differ = _c3([0.5], [GOOD_S], [GOOD_B], cka=([(0.95, 0.8)], [GOOD_B]))
+    assert differ.status == "holds" and differ.cka_agrees is False
+    assert "By linear CKA: does not hold" in differ.evidence
+    loss = [c for c in agree.criteria if c.name.startswith("similarity B lost")][0]
+    assert loss.measured == pytest.approx(0.4 - 3 * 0.05)
+    assert "[0.200, 0.300]" in loss.threshold and loss.passed
+    for claim in (agree, _c2([0.5], [GOOD_S], [GOOD_B])):  # the setup in plain words
+        assert {r[0] for r in claim.setup} == set(SETUP_ASPECTS)
+        assert all("_" not in v for row in claim.setup for v in row), claim.setup
 
 
 # ---------------------------------------------------------------------------------------------

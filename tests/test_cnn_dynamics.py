@@ -50,32 +50,100 @@ def test_config_validation():
         cnn_dynamics.Config(early_frac=0.6)
     with pytest.raises(ValueError, match="sb_fraction"):
         cnn_dynamics.Config(sb_fraction=0.7)
-    with pytest.raises(ValueError, match="acc_window"):
-        cnn_dynamics.Config(acc_window=0)
+    with pytest.raises(ValueError, match="n_seeds"):
+        cnn_dynamics.Config(n_seeds=0)
+    with pytest.raises(ValueError, match="schedule"):
+        cnn_dynamics.Config(schedule="step")
+    with pytest.raises(ValueError, match="n_probe must exceed 256"):
+        cnn_dynamics.Config(n_probe=256)  # halves of 128 rows; conv4 has 64 neurons
+    assert cnn_dynamics.Config(n_seeds=2, seed=5).seeds == (5, 6)
+
+
+def test_convergence_tolerance_is_the_trained_rule():
+    from cca_lib import analysis
+
+    assert cnn_dynamics.ACC_TOL == analysis.TRAINED_ACC_CHANGE
+
+
+def test_probe_split_is_disjoint_complete_and_fixed_by_seed():
+    fit, held = cnn_dynamics.probe_split(11, seed=3)
+    assert len(fit) == 5 and len(held) == 6
+    assert sorted(np.concatenate([fit, held])) == list(range(11))
+    again = cnn_dynamics.probe_split(11, seed=3)
+    np.testing.assert_array_equal(fit, again[0])
+    assert not np.array_equal(fit, cnn_dynamics.probe_split(11, seed=4)[0])
+
+
+def test_sb_contrast_is_the_loss_of_b_minus_three_times_that_of_s():
+    rng = np.random.default_rng(0)
+    half = rng.standard_normal((400, 6))
+    s, b = half[:, :2], half[:, 4:]
+    # at T: S's columns kept, B's replaced by noise
+    final = np.hstack([half[:, :4], rng.standard_normal((400, 2))])
+    x = np.hstack([s, b, half])
+    got = cnn_dynamics._sb_contrast(x, final, k=2, measure="mean CCA")
+    want = (1 - similarity.mean_cca(b, final)) - 3 * (1 - similarity.mean_cca(s, final))
+    assert got == pytest.approx(want) and got > 0.7
+    assert cnn_dynamics._sb_contrast(x, half, k=2, measure="linear CKA") == pytest.approx(0)
+
+
+def test_majority_over_nets():
+    m = cnn_dynamics.majority
+    assert m(["holds", "holds", "does not hold"]) == "holds"
+    assert m(["holds", "partly", "does not hold"]) == "partly"
+    assert m(["holds", "does not hold", "does not hold"]) == "does not hold"
+    assert m(["holds", "holds"]) == "partly"  # fewer than MIN_SEEDS nets
 
 
 def test_run_tiny(env):
     cfg = cnn_dynamics.Config(width=2, train_size=N_TRAIN, epochs=8.0, log_checkpoints=4,
                               n_linear=3, eval_every=2, eval_size=N_TEST, n_probe=N_TEST,
-                              early_frac=0.2)
+                              early_frac=0.2, n_seeds=2)
     res = cnn_dynamics.run(cfg, progress=False)
     T = res.final_step
-    assert res.steps[0] == 0 and T == 16 and res.half_step == 8
-    assert res.early_step in res.steps and res.conv_ckpt in res.steps
-    assert res.conv_step <= res.conv_ckpt or res.conv_ckpt == T
-    # CCA of L(T) with itself: all coefficients 1, distance 0
+    assert res.steps[0] == 0 and T == 16 and res.half_step == 8 and res.seeds == (0, 1)
+    assert res.early_step in res.steps
+    for _, net in res.nets.iterrows():
+        assert net["conv_ckpt"] in res.steps
+        assert net["conv_step"] <= net["conv_ckpt"] or net["conv_ckpt"] == T
+        assert net["after_frac"] == pytest.approx((T - net["conv_ckpt"]) / T)
+    # CCA of L(T) with itself: all coefficients 1, distance 0 (float64 analysis)
     fin = res.spectra[res.spectra["step"] == T]
-    np.testing.assert_allclose(fin["rho"], 1, atol=1e-3)  # float32 activations of a tiny net
+    np.testing.assert_allclose(fin["rho"], 1, atol=1e-8)
     conv = res.to_frame()
-    np.testing.assert_allclose(conv[conv["step"] == T]["distance"], 0, atol=1e-3)
-    # S and B are linear functions of L(T/2): similarity 1 there
+    assert set(conv["measure"]) == set(cnn_dynamics.MEASURES)
+    np.testing.assert_allclose(conv[conv["step"] == T]["distance"], 0, atol=1e-8)
+    # S and B are linear functions of L(T/2) on the held-out rows too: similarity 1 there
     half = res.sb[res.sb["step"] == res.half_step]
-    np.testing.assert_allclose(half["similarity"], 1, atol=1e-3)
+    np.testing.assert_allclose(half["similarity"], 1, atol=1e-8)
+    assert set(res.sb["measure"]) == set(cnn_dynamics.SB_MEASURES)
+    tests = res.sb_tests
+    assert len(tests) == 2 * len(res.layers) * len(cnn_dynamics.SB_MEASURES)
+    assert (tests["low"] <= tests["contrast"]).all() and (tests["contrast"] <= tests["high"]).all()
     assert set(res.sb_summary().index.get_level_values("subset")) == {"S", "B"}
-    assert list(res.unconverged().index) == list(res.layers)
+    assert list(res.unconverged(1).index) == list(res.layers)
+    floors = res.floors.set_index(["layer", "measure"])["floor"]
+    assert len(floors) == len(res.layers) * 3 and ((floors > 0) & (floors < 1)).all()
+    for section in ("accuracy", "spectra", "sb", "convergence"):
+        assert cnn_dynamics.describe(res, section)
     for plot in (cnn_dynamics.plot_accuracy, cnn_dynamics.plot_spectra, cnn_dynamics.plot_sb,
                  cnn_dynamics.plot_convergence):
         assert plot(res).axes
+    claims = cnn_dynamics.check(res)
+    assert [c.id for c in claims] == ["C2", "C3"] and claims[0].part == "CNN"
+
+
+def test_held_out_split_removes_the_selection_bias():
+    """B chosen as the least correlated directions of pure noise: on the rows it was chosen on,
+    its correlation is biased low; on the held-out rows it is what noise gives."""
+    rng = np.random.default_rng(0)
+    early, half = rng.standard_normal((2, 600, 20))
+    fit, held = cnn_dynamics.probe_split(600, seed=0)
+    res = similarity.cca(early[fit], half[fit], variates=False)
+    h = (half - half[fit].mean(0)) @ res.y_weights
+    top = similarity.mean_cca(h[fit, :5], early[fit])
+    top_held = similarity.mean_cca(h[held, :5], early[held])
+    assert top > top_held + 0.1  # the selection inflates S on its own rows only
 
 
 def test_linear_checkpoints_follow_the_engine_step_count(env):
@@ -88,3 +156,15 @@ def test_linear_checkpoints_follow_the_engine_step_count(env):
     assert total == int(np.ceil(3.0 * (N_TRAIN // cnn_dynamics.BATCH_SIZE)))
     assert tc.checkpoints == tuple(int(s) for s in np.linspace(0, total, 6)[1:-1])
     assert tc.batch_size == cnn_dynamics.BATCH_SIZE
+    assert tc.schedule == "step_half" and cfg.train_config(7).seed == 7
+
+
+def test_notebook_markdown_states_no_result_and_no_build_history():
+    import json
+    import re
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).parents[1] / "notebooks" / "cnn_dynamics.ipynb").read_text())
+    text = " ".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    for word in ("prototype", "feasibility", "thread", "build", "our quick", "our full"):
+        assert not re.search(word, text, re.I), word

@@ -141,7 +141,7 @@ def test_plan_counts_networks_and_times_steps(capsys):
     rows = plan.plan(ROOT, "paper", budget_s=0, reference="cheapest", timing_batch=1)
     by = {r.chapter: r for r in rows}
     assert by["width"].networks == 65 and by["learning_rate"].networks == 200
-    assert by["memorization"].networks == 10 and by["rnn_dynamics"].networks == 1
+    assert by["memorization"].networks == 10 and by["rnn_dynamics"].networks == 3
     assert by["signal_noise"].networks == 0 and by["rnn_timesteps"].networks == 0
     for r in rows:
         if r.networks:
@@ -161,5 +161,5 @@ def test_bookbuild_plan_option_trains_nothing(capsys, tmp_path, monkeypatch):
     bookbuild.main(["--profile", "paper", "--plan", "--only", "cnn_dynamics", "--root",
                     str(ROOT)])
     out = capsys.readouterr().out
-    assert "1 network to train" in out and "cnn_dynamics" in out
+    assert "3 networks to train" in out and "cnn_dynamics" in out
     assert not (tmp_path / "data" / "cache" / "runs").exists()

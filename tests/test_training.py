@@ -238,3 +238,20 @@ def test_step_half_schedule_decays_by_half_then_stays():
     assert [f(s) for s in (50, 75, 100)] == pytest.approx([0.1, 0.1, 0.1])
     cosine = training._lr_lambda(dataclasses.replace(cfg, schedule="cosine"), 100)
     assert cosine(50) == pytest.approx(0.55) and cosine(100) == pytest.approx(0.1)
+
+
+def test_step_half_schedule_on_a_cnn_config():
+    total, f = 100, 0.2  # an even total: the decay ends at step 50
+    half = training._lr_lambda(tiny_cnn(schedule="step_half", final_lr_frac=f), total)
+    assert half(0) == pytest.approx(1.0)
+    assert half(25) == pytest.approx(f + (1 - f) * 0.5 * (1 + math.cos(math.pi / 2)))
+    for step in (50, 51, 75, 100, 120):
+        assert half(step) == pytest.approx(f)
+    values = [half(s) for s in range(51)]
+    assert all(a > b for a, b in zip(values, values[1:], strict=False))  # strictly decaying
+    # the other schedules are unchanged
+    cos = training._lr_lambda(tiny_cnn(schedule="cosine", final_lr_frac=f), total)
+    assert cos(50) == pytest.approx(f + (1 - f) * 0.5) and cos(100) == pytest.approx(f)
+    assert training._lr_lambda(tiny_cnn(schedule="constant"), total)(60) == 1.0
+    with pytest.raises(ValueError, match="schedule"):
+        tiny_cnn(schedule="half-cosine")

@@ -62,9 +62,9 @@ def networks(name: str, module: Any, config: Any) -> list[training.TrainConfig]:
         return [config.train_config(labels, i) for labels in ("true", "random")
                 for i in range(config.n_nets)]
     if name == "cnn_dynamics":
-        return [config._base_config()]
+        return [config._base_config(seed) for seed in config.seeds]
     if name == "rnn_dynamics":
-        return [module.lm_config(config)]
+        return [module.lm_config(config, seed=seed) for seed in module.seeds(config)]
     return []
 
 
