@@ -285,84 +285,185 @@ _MEM_GOOD = {  # (probe, layer) -> (gen, mem, inter) mean distances
     ("train", "logits"): (0.1, 0.1, 0.8),
     ("test", "logits"): (0.1, 0.7, 0.8),
 }
+_MEM_N = 4  # nets per group: 70 labelings, so a permutation p can fall below 0.05
 
 
-def _mem(overrides=None, converged=True):
+def _mem(overrides=None, fit=True, gen_trained=True, cka=None):
+    """Hand-built C4 result: every pair of a kind at its mean +- 0.01 (deterministic)."""
     means = {**_MEM_GOOD, **(overrides or {})}
+    cka_means = {**means, **(cka or {})}
     layers = ("conv1", "conv2", "conv3", "logits")
+    groups = ["generalizing"] * _MEM_N + ["memorizing"] * _MEM_N
     rows = []
     for (probe, layer), values in means.items():
-        for pair, v in zip(memorization.PAIRS, values, strict=True):
-            for n, eps in enumerate((-0.01, 0.01)):  # two pairs each: sd 0.014
+        for a in range(2 * _MEM_N):
+            for b in range(a + 1, 2 * _MEM_N):
+                kind = groups[a] if groups[a] == groups[b] else "inter"
+                k = memorization.PAIRS.index(kind)
+                eps = 0.01 * ((a + b) % 3 - 1)
                 rows.append({"layer": layer, "depth": layers.index(layer) + 1, "probe": probe,
-                             "pair": pair, "i": n, "j": n + 1, "distance": v + eps})
-    nets = pd.DataFrame({"group": ["generalizing"] * 2 + ["memorizing"] * 2,
-                         "seed": range(4), "train_acc": [1.0, 1.0, 1.0, 0.5],
-                         "test_acc": [0.8, 0.8, 0.1, 0.1],
-                         "converged": [True, True, True, converged], "reason": [""] * 4})
-    return memorization.Result(config=memorization.Config(n_nets=2), layers=layers, nets=nets,
-                               distances=pd.DataFrame(rows))
+                             "pair": kind, "i": a % _MEM_N, "j": b % _MEM_N, "a": a, "b": b,
+                             "distance": values[k] + eps,
+                             "cka": cka_means[(probe, layer)][k] + eps})
+    floors = pd.DataFrame([{"probe": p, "layer": layer, "measure": m, "floor": 0.9,
+                            "low": 0.88, "high": 0.92}
+                           for p in ("train", "test") for layer in layers
+                           for m in ("distance", "cka")])
+    nets = pd.DataFrame({"group": groups, "seed": range(2 * _MEM_N),
+                         "train_acc": [1.0] * (2 * _MEM_N), "test_acc": [0.8] * _MEM_N
+                         + [0.1] * _MEM_N, "converged": [True] * (2 * _MEM_N),
+                         "reason": [""] * (2 * _MEM_N),
+                         "trained": [gen_trained] + [True] * (_MEM_N - 1)
+                         + [True] * (_MEM_N - 1) + [fit],
+                         "trained_rule": ["rule"] * (2 * _MEM_N)})
+    return memorization.Result(config=memorization.Config(n_nets=_MEM_N), layers=layers,
+                               nets=nets, distances=pd.DataFrame(rows), floors=floors)
 
 
 def test_memorization_check_holds_partly_and_fails():
-    assert _statuses(memorization.check(_mem())) == ["holds"]
+    (claim,) = _plain(memorization.check(_mem()))
+    assert claim.status == "holds" and claim.cka_agrees is True
+    assert claim.ours and claim.paper_value and {r[0] for r in claim.setup} == set(
+        claims_setup_aspects())
     # memorizing pairs much closer than inter pairs on training inputs: statement 2 fails
     assert _statuses(memorization.check(_mem({("train", "conv3"): (0.2, 0.5, 0.8)}))) == \
         ["partly"]
     # the memorizing group does not agree at the logits on training inputs: statement 4 fails
     assert _statuses(memorization.check(_mem({("train", "logits"): (0.1, 0.6, 0.8)}))) == \
         ["partly"]
+    # on test inputs the memorizing group agrees at the logits too: statement 4 fails
+    assert _statuses(memorization.check(_mem({("test", "logits"): (0.1, 0.1, 0.8)}))) == \
+        ["partly"]
     # first layer differs by more than 0.05: statement 3 fails
     assert _statuses(memorization.check(_mem({("test", "conv1"): (0.1, 0.2, 0.2)}))) == \
         ["partly"]
-    # generalizing error bars overlap the memorizing ones: the headline fails
-    assert _statuses(memorization.check(_mem({("test", "conv2"): (0.45, 0.47, 0.5)}))) == \
+    # no gap between generalizing and memorizing pairs: the permutation test fails
+    assert _statuses(memorization.check(_mem({("test", "conv2"): (0.47, 0.47, 0.5)}))) == \
         ["does not hold"]
-    # a net did not fit its labels: not a valid comparison
-    assert _statuses(memorization.check(_mem(converged=False))) == ["does not hold"]
+    # a memorizing net did not fit its labels: not a valid comparison
+    assert _statuses(memorization.check(_mem(fit=False))) == ["does not hold"]
+
+
+def claims_setup_aspects():
+    from cca_lib.claims import SETUP_ASPECTS
+
+    return SETUP_ASPECTS
+
+
+def test_memorization_check_uses_a_permutation_test_and_an_equivalence_margin():
+    (claim,) = memorization.check(_mem())
+    perm = [c for c in claim.criteria if "permutation p-value" in c.name]
+    assert len(perm) == 4 and all(c.measured == pytest.approx(1 / 70) for c in perm)
+    equiv = [c for c in claim.criteria if c.name.startswith("inter minus memorizing")]
+    assert len(equiv) == 4 and all(c.passed for c in equiv)
+    # inter 0.1 farther than memorizing, gap 0.3: inside the margin 0.15; 0.2 is not
+    assert _statuses(memorization.check(_mem({("train", "conv3"): (0.2, 0.5, 0.6)}))) == \
+        ["holds"]
+    assert _statuses(memorization.check(_mem({("train", "conv3"): (0.2, 0.5, 0.7)}))) == \
+        ["partly"]
+
+
+def test_memorization_check_caps_under_trained_generalizers_and_compares_cka():
+    (claim,) = memorization.check(_mem(gen_trained=False))
+    assert claim.status == "partly" and "under-trained" in claim.evidence
+    # CKA sees no gap in conv3: its verdict differs from PWCCA's
+    (claim,) = memorization.check(_mem(cka={("train", "conv3"): (0.5, 0.5, 0.52)}))
+    assert claim.status == "holds" and claim.cka_agrees is False
 
 
 # ---------------------------------------------------------------------------------------------
 # width (C5, C6)
 # ---------------------------------------------------------------------------------------------
 
-def _width(trained, init, acc=(0.80, 0.85, 0.90)):
-    """``trained`` / ``init``: layer -> mean within-group distance per width."""
-    cfg = width.Config(widths=(8, 10, 12), n_seeds=2)
+_W = (6, 8, 12, 16, 24)
+
+
+def _width(trained, init, acc=(0.80, 0.82, 0.85, 0.87, 0.90), seeds=3, all_trained=True,
+           cka=None):
+    """``trained`` / ``init``: layer -> mean within-group distance per width (each pair at it
+    +- 0.002, deterministic)."""
+    cfg = width.Config(widths=_W, n_seeds=seeds)
     rows = []
     for state, values in (("trained", trained), ("init", init)):
         for layer, ds in values.items():
-            for w, d in zip(cfg.widths, ds, strict=True):
-                rows.append({"width": w, "layer": layer, "state": state, "i": 0, "j": 1,
-                             "distance": d})
-    nets = pd.DataFrame({"width": [w for w in cfg.widths for _ in range(2)],
-                         "seed": [0, 1] * 3, "test_acc": [a for a in acc for _ in range(2)],
-                         "train_acc": [1.0] * 6, "converged": [True] * 6})
-    return width.Result(config=cfg, nets=nets, distances=pd.DataFrame(rows))
+            alt = (cka or {}).get((state, layer), ds)
+            for w, d, dc in zip(cfg.widths, ds, alt, strict=True):
+                for i in range(seeds):
+                    for j in range(i + 1, seeds):
+                        eps = 0.002 * ((i + j + w) % 3 - 1)
+                        rows.append({"width": w, "layer": layer, "state": state, "i": i,
+                                     "j": j, "distance": d + eps, "cka": dc + eps})
+    n = len(_W) * seeds
+    nets = pd.DataFrame({"width": [w for w in cfg.widths for _ in range(seeds)],
+                         "seed": list(range(seeds)) * len(_W),
+                         "test_acc": [a + 0.001 * s for a in acc for s in range(seeds)],
+                         "train_acc": [1.0] * n, "converged": [True] * n,
+                         "trained": [all_trained] + [True] * (n - 1),
+                         "trained_rule": ["rule"] * n})
+    floors = pd.DataFrame([{"layer": layer, "measure": m, "floor": 0.9, "low": 0.88,
+                            "high": 0.92} for layer in cfg.layers for m in ("distance", "cka")])
+    return width.Result(config=cfg, nets=nets, distances=pd.DataFrame(rows), floors=floors)
 
 
-FALLING, FLAT_INIT = (0.5, 0.4, 0.3), (0.6, 0.6, 0.59)
+FALLING, FLAT_INIT = (0.5, 0.45, 0.4, 0.35, 0.3), (0.6, 0.6, 0.6, 0.6, 0.6)
+FALLING_INIT = (0.6, 0.55, 0.5, 0.45, 0.4)
 
 
 def test_width_check_holds_partly_and_fails():
     good = _width({"conv4": FALLING, "logits": FALLING}, {"conv4": FLAT_INIT, "logits": FLAT_INIT})
-    assert _statuses(width.check(good)) == ["holds", "holds"]
-    rising = _width({"conv4": FALLING, "logits": (0.3, 0.35, 0.4)},
-                    {"conv4": FLAT_INIT, "logits": FLAT_INIT})
-    assert _statuses(width.check(rising)) == ["partly", "partly"]
-    # the control at initialization falls as much as the trained distance: not training's work
+    claims = _plain(width.check(good))
+    assert _statuses(claims) == ["holds", "holds"]
+    assert all(c.cka_agrees is True and c.ours and c.setup for c in claims)
+    # the control at initialization falls as much as the trained distance: not training's work;
+    # C6 keeps its correlation part only
     control = _width({"conv4": FALLING, "logits": FALLING},
-                     {"conv4": (0.6, 0.4, 0.2), "logits": (0.6, 0.4, 0.2)})
-    assert _statuses(width.check(control)) == ["does not hold", "does not hold"]
+                     {"conv4": FALLING_INIT, "logits": FLAT_INIT})
+    assert _statuses(width.check(control)) == ["does not hold", "partly"]
+    # nets that missed the trained rule: at most partly, and the evidence says so
+    under = width.check(_width({"conv4": FALLING, "logits": FALLING},
+                               {"conv4": FLAT_INIT, "logits": FLAT_INIT}, all_trained=False))
+    assert _statuses(under) == ["partly", "partly"]
+    assert all("under-trained" in c.evidence for c in under)
+
+
+def test_width_check_is_decided_on_hidden_layers_not_the_logits():
+    # the logits rise with width while conv4 falls: the logits are reported, not judged
+    res = _width({"conv4": FALLING, "logits": FALLING[::-1]},
+                 {"conv4": FLAT_INIT, "logits": FLAT_INIT})
+    c5, c6 = width.check(res)
+    assert (c5.status, c6.status) == ("holds", "holds")
+    logit_rows = [c for c in c5.criteria + c6.criteria if "logits" in c.name]
+    assert logit_rows and all(c.passed is None and "near-circular" in c.name
+                              for c in logit_rows)
+    # and conv4 flat while the logits fall: nothing holds
+    res = _width({"conv4": FLAT_INIT, "logits": FALLING},
+                 {"conv4": FLAT_INIT, "logits": FLAT_INIT})
+    assert _statuses(width.check(res)) == ["does not hold", "does not hold"]
 
 
 def test_width_check_c6_needs_a_significant_correlation():
-    # falls with width, but accuracy does not follow: Spearman passes, Pearson does not
+    # falls with width, but accuracy does not follow: C5 holds, C6's correlation fails
     res = _width({"conv4": FALLING, "logits": FALLING}, {"conv4": FLAT_INIT, "logits": FLAT_INIT},
-                 acc=(0.85, 0.80, 0.86))
+                 acc=(0.85, 0.80, 0.86, 0.81, 0.84))
     c5, c6 = width.check(res)
     assert (c5.status, c6.status) == ("holds", "does not hold")
     assert any(c.name.startswith("Pearson r") and c.passed is False for c in c6.criteria)
+    p = [c for c in c6.criteria if c.name.startswith("permutation p-value")
+         and "conv4" in c.name][0]
+    assert p.passed is False and "120 orderings" in p.threshold
+
+
+def test_width_check_init_slope_interval_and_cka():
+    # a small init slope (0.005 per doubling) is within the margin, a larger one is not
+    small = tuple(0.6 - 0.005 * np.log2(w / 6) for w in _W)
+    large = tuple(0.6 - 0.03 * np.log2(w / 6) for w in _W)
+    for init, expected in ((small, "holds"), (large, "partly")):
+        res = _width({"conv4": FALLING, "logits": FALLING}, {"conv4": init, "logits": FLAT_INIT})
+        assert width.check(res)[1].status == expected
+    # CKA sees a flat trained curve: its verdict differs
+    res = _width({"conv4": FALLING, "logits": FALLING}, {"conv4": FLAT_INIT, "logits": FLAT_INIT},
+                 cka={("trained", "conv4"): FLAT_INIT})
+    assert [c.cka_agrees for c in width.check(res)] == [False, False]
 
 
 # ---------------------------------------------------------------------------------------------

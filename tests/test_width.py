@@ -13,7 +13,7 @@ def env(tmp_path, monkeypatch):
 
 
 def tiny(**kw):
-    base = dict(widths=(2, 3, 4), n_seeds=2, layers=("conv4", "logits"), n_features=4,
+    base = dict(widths=(2, 3, 4), n_seeds=3, layers=("conv4", "logits"), n_features=4,
                 n_subsets=2, train_size=N_TRAIN, epochs=2.0, probe_split="train",
                 probe_size=100, seed=3)
     base.update(kw)
@@ -23,6 +23,14 @@ def tiny(**kw):
 def test_config_validation():
     with pytest.raises(ValueError, match="widths"):
         width.Config(widths=(8, 16))
+    # the quick profile spans at least 4x, the full one at least 8x
+    assert max(width.Config().widths) / min(width.Config().widths) >= 4
+    from pathlib import Path
+
+    from cca_lib import book
+
+    full = width.Config.from_params(book.load_params(Path(__file__).parents[1], "full", "width"))
+    assert max(full.widths) / min(full.widths) >= 8
     with pytest.raises(ValueError, match="n_seeds"):
         width.Config(n_seeds=1)
     with pytest.raises(ValueError, match="exceeds"):
@@ -43,16 +51,56 @@ def test_tiny_run_is_deterministic_and_complete(env):
     pd_equal = a.to_frame().equals(b.to_frame())
     assert pd_equal
     frame = a.to_frame()
-    # one pair per width (2 seeds), 2 layers, 2 states
-    assert len(frame) == 3 * 1 * 2 * 2
+    # three pairs per width (3 seeds), 2 layers, 2 states
+    assert len(frame) == 3 * 3 * 2 * 2
     assert set(frame["state"]) == {"trained", "init"}
     assert np.all((frame["distance"] >= 0) & (frame["distance"] <= 1))
-    assert len(a.nets) == 6 and a.nets["test_acc"].between(0, 1).all()
+    assert np.all((frame["cka"] >= 0) & (frame["cka"] <= 1))
+    assert len(a.nets) == 9 and a.nets["test_acc"].between(0, 1).all()
+    assert set(a.nets.columns) >= {"trained", "trained_rule"}
+    assert len(a.floors) == 2 * 2 and a.floors["floor"].between(0, 1).all()
     summary = a.summary()
     assert list(summary.index) == [2, 3, 4]
     assert {"test acc", "conv4 trained", "conv4 init", "logits trained"} <= set(summary.columns)
     trend = a.trend()
-    assert trend.shape[0] == 4 and trend["p"].between(0, 1).all()
+    assert list(trend.index) == ["conv4", "logits"] and trend["p"].between(0, 1).all()
+    for name in ("trained slope", "init slope", "slope difference", "r"):
+        assert (trend[f"{name} low"] <= trend[f"{name} high"]).all()
+    claims = width.check(a)
+    assert [c.id for c in claims] == ["C5", "C6"]
+    assert len(width.plot_width(a).axes) == 4 and len(width.plot_accuracy(a).axes) == 2
+    assert width.describe(a)
+
+
+def test_step0_control_is_captured_through_capture_run(env, monkeypatch):
+    """The initialization control goes through capture_run (batch-norm statistics recomputed on
+    training batches), for every net, and enters the measures in float64."""
+    from cca_lib import capture
+
+    calls = []
+    orig = capture.capture_run
+
+    def spy(run, step, *a, **kw):
+        out = orig(run, step, *a, **kw)
+        calls.append((run.config.width, run.config.seed, step))
+        assert all(v.dtype == np.float32 for v in out.values())
+        return out
+
+    monkeypatch.setattr(capture, "capture_run", spy)
+    dtypes = []
+    real = width.compare
+
+    def compare_spy(x, y, **kw):
+        dtypes.append((x.dtype, y.dtype))
+        return real(x, y, **kw)
+
+    monkeypatch.setattr(width, "compare", compare_spy)
+    cfg = tiny()
+    width.run(cfg, progress=False)
+    nets = {(w, cfg.seed + s) for w in cfg.widths for s in range(cfg.n_seeds)}
+    assert {(w, s) for w, s, step in calls if step == 0} == nets
+    assert {(w, s) for w, s, step in calls if step is None} == nets
+    assert dtypes and all(a == np.float64 and b == np.float64 for a, b in dtypes)
 
 
 def test_subset_seeds_are_fixed_per_net_and_draw():
@@ -60,3 +108,11 @@ def test_subset_seeds_are_fixed_per_net_and_draw():
     s = width._subset_seed(cfg, 8, 0, 1, 0)
     assert s == width._subset_seed(cfg, 8, 0, 1, 0)
     assert len({width._subset_seed(cfg, 8, 0, n, r) for n in range(3) for r in range(3)}) == 9
+
+
+def test_history_has_a_row_at_80_percent_for_the_trained_rule():
+    cfg = width.Config()
+    tc = cfg.train_config(cfg.widths[0], 0)
+    total = int(cfg.epochs * (cfg.train_size // cfg.batch_size))
+    last_before_tail = (0.8 * total // tc.eval_every) * tc.eval_every
+    assert 0.75 * total <= last_before_tail <= 0.8 * total
