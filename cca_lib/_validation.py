@@ -139,22 +139,23 @@ def warn_few_samples(n: int, d1: int, d2: int, *, n_inputs: int | None = None,
     independent inputs that ``n`` rows come from, e.g. images in ``"positions"`` mode) are
     fewer than 5 per feature; the message gives the similarity that unrelated Gaussian data of
     that size would score (:func:`cca_lib.stats.expected_floors`, closed form, cached).
-    Returns whether it warned."""
+    ``stacklevel`` as for ``warnings.warn`` called here (2: this function's caller). Returns
+    whether it warned."""
     count = n if n_inputs is None else n_inputs
     if count >= SAMPLES_PER_FEATURE_WARN * max(d1, d2):
         return False
     what = "samples" if n_inputs is None else f"independent inputs ({n} rows)"
     warnings.warn(f"only {count} {what} for {max(d1, d2)} features (< "
                   f"{SAMPLES_PER_FEATURE_WARN} per feature): similarities are biased upward; "
-                  f"{_null_note(count, d1, d2)}", FewSamplesWarning, stacklevel=stacklevel + 1)
+                  f"{_null_note(count, d1, d2)}", FewSamplesWarning, stacklevel=stacklevel)
     return True
 
 
 def _null_note(n: int, d1: int, d2: int) -> str:
     """What unrelated data of this size scores, for the few-samples warning."""
     if n <= d1 + d2:
-        return (f"with n={n} <= d1 + d2 = {d1 + d2}, unrelated data has canonical correlations "
-                "of exactly 1")
+        return (f"with n={n} <= d1 + d2 = {d1 + d2} samples, CCA of unrelated data is "
+                "exactly 1 in some directions")
     from cca_lib.stats import expected_floors  # lazy: stats imports this module
 
     f = expected_floors(n, d1, d2)

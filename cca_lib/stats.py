@@ -86,7 +86,15 @@ import numpy as np
 from scipy import integrate, special
 from scipy.stats import rankdata
 
-from cca_lib._validation import FewSamplesWarning, check_keep, check_pair, check_rtol, is_torch
+from cca_lib import similarity as _sim
+from cca_lib._validation import (
+    FewSamplesWarning,
+    check_keep,
+    check_pair,
+    check_rtol,
+    is_torch,
+    warn_few_samples,
+)
 from cca_lib.similarity import linear_cka, mean_cca, pwcca, svcca
 
 __all__ = [
@@ -806,11 +814,10 @@ def permutation_test(values: Any, labels: Any, *, statistic: Callable | None = N
 # Measures: permutation null (sampling floor) and bootstrap over inputs
 # ---------------------------------------------------------------------------------------------
 
-# The fast path below recomputes, with numpy, the few pieces of cca_lib.similarity it needs
-# (the default rtol per dtype, the rank-revealing whitening and SVCCA's count of kept
-# directions), because similarity exposes no entry point that takes fixed x'x, y'y and a new
-# x'y. The tests check it against the public functions to 1e-10 on permuted data.
-_DEFAULT_RTOL_F64, _DEFAULT_RTOL_F32 = 1e-6, 3e-3
+# The fast path below takes every piece of the computation from cca_lib.similarity: the
+# moment pass (scaling, dead neurons, default rtol per dtype), the whitenings by the rank rule
+# and SVCCA's principal directions and kept count; only the product x'y[p] is its own. The
+# tests check it against the public functions to 1e-10 on permuted data.
 
 
 def _named(measure: str, keep: float | int, rtol: float | None,
@@ -869,31 +876,28 @@ def _group_blocks(groups: Any, n: int) -> np.ndarray:
 
 class _FastNull:
     """A named measure of ``(x, y[p])`` for many row permutations ``p``: ``x'x`` and ``y'y`` (and
-    so the whitenings and the kept SVCCA directions) are computed once; each permutation costs
-    one product of the whitened (or centered) data, ``n d1 d2`` flops, and a small SVD."""
+    so the whitenings and the kept SVCCA directions) are computed once, by the code of
+    :mod:`cca_lib.similarity` (its moment pass, rank rule and SVCCA reduction); each
+    permutation costs one product of the whitened (or centered) data, ``n d1 d2`` flops, and a
+    small SVD."""
 
     def __init__(self, x: Any, y: Any, measure: str, keep: float | int, rtol: float | None):
         self.measure = measure
-        xs, ys = (np.asarray(a.detach().cpu().numpy() if is_torch(a) else a) for a in (x, y))
-        rx, ry = (rtol if rtol is not None else
-                  (_DEFAULT_RTOL_F32 if a.dtype == np.float32 else _DEFAULT_RTOL_F64)
-                  for a in (xs, ys))
-        xc = xs.astype(np.float64) - xs.mean(axis=0, dtype=np.float64)
-        yc = ys.astype(np.float64) - ys.mean(axis=0, dtype=np.float64)
-        sxx, syy = xc.T @ xc, yc.T @ yc
-        sxx, syy = (sxx + sxx.T) / 2, (syy + syy.T) / 2
+        g = _sim._grams(x, y, rtol)
+        xc, yc = _centred_scaled(x, g.exp_x, g.mean_x), _centred_scaled(y, g.exp_y, g.mean_y)
         if measure == "linear CKA":
+            _sim._cka_from_grams(g)  # raises as linear_cka does on an input without variance
             self.left, self.right = xc, yc
-            self.den = np.linalg.norm(sxx) * np.linalg.norm(syy)
-            if not self.den > 0:
-                raise ValueError("x or y has no variance: every neuron is constant")
+            self.den = np.linalg.norm(g.sxx) * np.linalg.norm(g.syy)
             return
-        wx, lx = _eig_whitener(sxx, rx, "x")
-        wy, ly = _eig_whitener(syy, ry, "y")
+        wx, wy = _sim._whiteners(g)
         if measure == "SVCCA":
-            wx, wy = wx[:, :_kept(lx, keep, "x")], wy[:, :_kept(ly, keep, "y")]
+            (lx, ux), (ly, uy) = (_sim._principal(w.T @ m) for w, m in ((wx, g.sxx),
+                                                                       (wy, g.syy)))
+            wx = wx @ ux[:, :_sim._svd_reduce(lx, keep, "x")]
+            wy = wy @ uy[:, :_sim._svd_reduce(ly, keep, "y")]
         self.left, self.right = xc @ wx, yc @ wy  # orthonormal columns
-        self.gx, self.gy = sxx @ wx, syy @ wy  # x'x W_x: PWCCA's weights are |x'x W_x A|
+        self.gx, self.gy = g.sxx @ wx, g.syy @ wy  # x'x W_x: PWCCA's weights are |x'x W_x A|
 
     def __call__(self, perms: np.ndarray) -> np.ndarray:
         # left' right[p] for every p in one GEMM: the permuted copies side by side, (n, c * d2)
@@ -913,31 +917,18 @@ class _FastNull:
         return 0.5 * (forward + _pw(rho, np.abs(self.gy @ bt.transpose(0, 2, 1)).sum(axis=1)))
 
 
+def _centred_scaled(a: Any, e: int, mean: np.ndarray) -> np.ndarray:
+    """``a * 2**-e`` centered, a new float64 host array (the scaling of similarity's moment
+    pass, whose covariances it matches)."""
+    host = a.detach().cpu().numpy() if is_torch(a) else np.asarray(a)
+    ac = _sim._scaled64(host, e)
+    ac -= mean
+    ac -= ac.mean(axis=0)  # the residual mean left by rounding
+    return ac
+
+
 def _pw(rho: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.clip((alpha * rho).sum(axis=1) / alpha.sum(axis=1), 0.0, 1.0)
-
-
-def _eig_whitener(s: np.ndarray, rtol: float, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(w, vals)``: ``w.T @ s @ w = I`` over the eigen-directions kept by similarity's rule
-    (eigenvalue above ``rtol**2`` times the largest), largest first."""
-    vals, vecs = np.linalg.eigh(s)
-    vals, vecs = vals[::-1], vecs[:, ::-1]
-    if not (vals.size and vals[0] > 0):
-        raise ValueError(f"{name} has no variance: every neuron is constant over the samples")
-    keep = vals > rtol * rtol * vals[0]
-    return vecs[:, keep] / np.sqrt(vals[keep]), vals[keep]
-
-
-def _kept(vals: np.ndarray, keep: float | int, name: str) -> int:
-    """SVCCA's number of top directions: ``keep`` of them (int) or the fewest whose variance
-    reaches the fraction ``keep`` (float), as in :func:`cca_lib.svcca`."""
-    if isinstance(keep, int):
-        if keep > vals.size:
-            raise ValueError(f"keep={keep} exceeds the number of independent directions of "
-                             f"{name} ({vals.size})")
-        return keep
-    frac = np.cumsum(vals) / vals.sum()
-    return int(min(np.searchsorted(frac, keep - 1e-12) + 1, vals.size))
 
 
 def permutation_null(x: Any, y: Any, measure: Any, *, n_perm: int = 999, seed: int,
@@ -958,6 +949,9 @@ def permutation_null(x: Any, y: Any, measure: Any, *, n_perm: int = 999, seed: i
     under the permutations, ``floor`` their mean, ``p_value`` of the observed value
     (``alternative="greater"``: similarity above the floor).
 
+    The few-samples warning (named measures; once, not per permutation) counts the groups when
+    ``groups`` is given: rows of one input are not independent samples.
+
     Named measures take a fast path: a row permutation leaves ``x'x`` and ``y'y`` unchanged,
     so the whitenings are computed once and each permutation recomputes only the cross
     product (in float64), then a ``d1 x d2`` SVD; linear CKA needs only
@@ -971,10 +965,10 @@ def permutation_null(x: Any, y: Any, measure: Any, *, n_perm: int = 999, seed: i
                          "inputs, one row each")
     n_perm = _check_count(n_perm, "n_perm")
     alternative = _check_choice(alternative, "alternative", _ALTERNATIVES)
-    if name is not None:
-        check_pair(x, y, allow_few_samples=allow_few_samples)  # warns once, not per permutation
     blocks = None if groups is None else _group_blocks(groups, n)
     n_units = n if blocks is None else blocks.shape[0]
+    if name is not None:  # warns once, not per permutation, counting inputs (groups)
+        _check_and_warn(x, y, allow_few_samples, None if groups is None else n_units)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FewSamplesWarning)
         observed = _scalar(f(x, y), "measure")
@@ -1003,6 +997,13 @@ def permutation_null(x: Any, y: Any, measure: Any, *, n_perm: int = 999, seed: i
                              int(null.size), exact, alternative)
 
 
+def _check_and_warn(x: Any, y: Any, allow_few_samples: bool, n_inputs: int | None) -> None:
+    """The named measures' input checks, and one few-samples warning counting ``n_inputs``
+    (the groups: images, sequences) when given, else rows."""
+    n, d1, d2 = check_pair(x, y, allow_few_samples=allow_few_samples, warn_few=False)
+    warn_few_samples(n, d1, d2, n_inputs=n_inputs, stacklevel=4)
+
+
 def _work(x: Any, y: Any) -> int:
     """Values held per permutation by the fast path (one permuted copy of the wider input)."""
     return int(x.shape[0]) * max(int(np.prod(x.shape[1:])), int(np.prod(y.shape[1:])))
@@ -1027,7 +1028,8 @@ def bootstrap_measure(x: Any, y: Any, measure: Any, *, n_boot: int = 200, level:
     much the value moves with the sample of inputs. It is not a debiased interval: duplicated
     rows act as fewer distinct samples, and CCA-type similarities rise as the samples per
     feature fall, so with few samples per feature the interval sits above the estimate; compare
-    against :func:`permutation_null` for the floor.
+    against :func:`permutation_null` for the floor. With ``groups`` the few-samples warning
+    counts groups (inputs), not rows.
     """
     seed = _check_seed(seed)
     f, name = _resolve_measure(measure, keep, rtol, allow_few_samples)
@@ -1037,8 +1039,6 @@ def bootstrap_measure(x: Any, y: Any, measure: Any, *, n_boot: int = 200, level:
                          "inputs, one row each")
     n_boot = _check_count(n_boot, "n_boot", 2)
     level = _check_level(level)
-    if name is not None:
-        check_pair(x, y, allow_few_samples=allow_few_samples)
     members = None
     if groups is not None:
         codes, uniq = _codes(groups, n, "groups")
@@ -1046,6 +1046,8 @@ def bootstrap_measure(x: Any, y: Any, measure: Any, *, n_boot: int = 200, level:
             raise ValueError(f"groups must hold at least 2 groups, got {uniq.size}")
         members = [np.flatnonzero(codes == g) for g in range(uniq.size)]
     n_units = n if members is None else len(members)
+    if name is not None:
+        _check_and_warn(x, y, allow_few_samples, None if groups is None else n_units)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FewSamplesWarning)
         estimate = _scalar(f(x, y), "measure")
@@ -1107,7 +1109,7 @@ def _mp_kept(m: int, d: int, keep: float) -> int:
     cdf = np.concatenate([[0.0], np.cumsum((dens[1:] + dens[:-1]) / 2 * np.diff(grid))])
     cdf /= cdf[-1]
     vals = np.interp((np.arange(d) + 0.5) / d, cdf, grid)[::-1]
-    return _kept(vals, keep, "x")
+    return _sim._svd_reduce(vals, keep, "x")
 
 
 def expected_null(n: int, d1: int, d2: int, *, measure: str = "mean CCA",
@@ -1120,7 +1122,9 @@ def expected_null(n: int, d1: int, d2: int, *, measure: str = "mean CCA",
     simulated nulls for ``d1, d2 >= 5`` (up to 8% for ``d`` of 1 or 2; SVCCA's least
     accurate when its kept count sits at a boundary). For real activations it is the
     floor of data with the same shape and no structure; :func:`permutation_null` gives the
-    floor for the data's own spectra.
+    floor for the data's own spectra. With several correlated rows per input (one image's
+    positions, one sequence's timesteps) pass ``n`` = the number of inputs: an upper estimate,
+    as such rows carry more than one input's worth of samples but fewer than their count.
     """
     n, d1, d2 = _check_shape_args(n, d1, d2)
     _check_choice(measure, "measure", MEASURES)

@@ -186,7 +186,7 @@ class Accumulator:
                 f"in at least {d1 + d2 - n + 1} directions. Use more samples or fewer features, "
                 "or pass allow_few_samples=True.")
         if warn_few:
-            warn_few_samples(n, d1, d2, stacklevel=3,
+            warn_few_samples(n, d1, d2, stacklevel=4,
                              n_inputs=None if self.n_inputs == n else self.n_inputs)
         return self._m.grams(check_rtol(rtol))
 

@@ -89,6 +89,7 @@ def test_rows_of_one_image_count_as_one_input():
     with pytest.warns(FewSamplesWarning, match=r"only 20 independent inputs \(720 rows\)") as w:
         acc.mean_cca()
     assert f"mean CCA ~ {floors['mean CCA']:.2f}" in str(w[0].message)
+    assert w[0].filename == __file__
     assert acc.expected_floors() == floors
     rng = np.random.default_rng(0)
     one_per_row = Accumulator(6, 5).update(rng.standard_normal((9, 6)),

@@ -6,12 +6,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import warnings
 
 import numpy as np
 import pytest
 import scipy.stats
 
-from cca_lib import compare, linear_cka, mean_cca, pwcca, stats, svcca
+from cca_lib import FewSamplesWarning, compare, linear_cka, mean_cca, pwcca, stats, svcca
 
 
 def clustered(seed: int, sizes=(4, 4), sep: float = 3.0):
@@ -319,6 +320,55 @@ def test_permutation_null_exact_over_few_groups():
     assert res.exact and res.n_perm == 120
     assert res.null.max() == pytest.approx(res.statistic)  # the identity is among them
     assert res.p_value == pytest.approx(1 / 120)
+
+
+def test_fast_path_takes_the_rank_rule_from_similarity():
+    """A neuron 1e-7 times the others' scale carries the signal: similarity's rank rule decides
+    on the correlation matrix and keeps it; a cut on the covariance's eigenvalues would drop it
+    (variance 1e-14 of the largest, below rtol**2 = 1e-12). The fast null must follow the
+    public functions."""
+    x, y = layers(31, d1=6)
+    x = x.copy()
+    x[:, 0] *= 1e-7
+    x[:, 0] += 1e-7 * y[:, 0]  # the tiny neuron is the related one
+    for name in ("mean CCA", "PWCCA", "SVCCA"):
+        fast = stats.permutation_null(x, y, name, n_perm=15, seed=3)
+        slow = stats.permutation_null(x, y, PUBLIC[name], n_perm=15, seed=3)
+        np.testing.assert_allclose(fast.null, slow.null, rtol=0, atol=1e-10)
+    # no second copy of similarity's private code
+    for copy in ("_eig_whitener", "_kept", "_DEFAULT_RTOL_F64", "_DEFAULT_RTOL_F32"):
+        assert not hasattr(stats, copy), copy
+
+
+def test_few_samples_warning_reports_the_floor_of_unrelated_data():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((300, 100)), rng.standard_normal((300, 120))
+    with pytest.warns(FewSamplesWarning) as seen:
+        mean_cca(x, y)
+    msg = str(seen[0].message)
+    assert "only 300 samples for 120 features" in msg and "biased upward" in msg
+    assert "with n=300 samples and d1=100, d2=120, unrelated Gaussian data" in msg
+    for name in ("mean CCA", "PWCCA", "SVCCA", "linear CKA"):
+        assert f"{name} ~ {stats.expected_null(300, 100, 120, measure=name):.2f}" in msg, name
+    assert seen[0].filename == __file__  # points at the caller
+    with pytest.warns(FewSamplesWarning, match=r"n=200 <= d1 \+ d2 = 220 samples.*exactly 1"):
+        mean_cca(x[:200], y[:200], allow_few_samples=True)
+
+
+def test_groups_count_inputs_for_the_few_samples_warning():
+    x, y = layers(32, n=600, d1=8, d2=6)
+    groups = np.repeat(np.arange(30), 20)  # 30 inputs of 20 rows: < 5 per feature
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FewSamplesWarning)
+        stats.permutation_null(x, y, "mean CCA", n_perm=5, seed=0)  # 600 rows: no warning
+    for call in (lambda: stats.permutation_null(x, y, "mean CCA", n_perm=5, seed=0,
+                                                groups=groups),
+                 lambda: stats.bootstrap_measure(x, y, "mean CCA", n_boot=3, seed=0,
+                                                 groups=groups)):
+        with pytest.warns(FewSamplesWarning,
+                          match=r"only 30 independent inputs \(600 rows\).*with n=30 samples") as w:
+            call()
+        assert w[0].filename == __file__
 
 
 # ----------------------------------------------------------------------------- closed-form floors

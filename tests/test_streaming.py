@@ -362,7 +362,7 @@ def test_compare_models_conv_modes_and_errors():
                                  batch_size=16)[("2", "1")]
     xa = out_a.permute(0, 2, 3, 1).reshape(-1, 6).numpy()
     xb = out_b.permute(0, 2, 3, 1).reshape(-1, 5).numpy()
-    assert pos.n_samples == 90 * 25
+    assert pos.n_samples == 90 * 25 and pos.n_inputs == 90  # rows of one image: one input
     assert pos.compare() == pytest.approx(compare(xa, xb), abs=1e-5)
     mean = cca_lib.compare_models(conv, other, imgs, ["2"], ["1"])[("2", "1")]
     assert mean.linear_cka() == pytest.approx(
