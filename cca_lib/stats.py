@@ -99,6 +99,7 @@ from cca_lib.similarity import linear_cka, mean_cca, pwcca, svcca
 
 __all__ = [
     "MEASURES",
+    "NULL_MEASURES",
     "Interval",
     "PermutationResult",
     "bootstrap_ci",
@@ -113,11 +114,17 @@ __all__ = [
     "mantel",
     "pair_mean",
     "permutation_null",
+    "permutation_nulls",
     "permutation_test",
 ]
 
 #: The measures known by name (the keys of :func:`cca_lib.compare`).
 MEASURES = ("mean CCA", "SVCCA", "PWCCA", "PWCCA (symmetric)", "linear CKA")
+#: The names :func:`permutation_null` and :func:`permutation_nulls` take: :data:`MEASURES`
+#: plus ``"PWCCA (reverse)"`` (``pwcca(y, x)``) and ``"debiased CKA"``, the keys of
+#: :meth:`cca_lib.Accumulator.measures`, in its order.
+NULL_MEASURES = ("mean CCA", "SVCCA", "PWCCA", "PWCCA (reverse)", "PWCCA (symmetric)",
+                 "linear CKA", "debiased CKA")
 
 _ALTERNATIVES = ("two-sided", "greater", "less")
 _INTERVAL_METHODS = ("percentile", "bca")
@@ -830,15 +837,19 @@ def _named(measure: str, keep: float | int, rtol: float | None,
         sym = measure == "PWCCA (symmetric)"
         return lambda x, y: pwcca(x, y, symmetric=sym, rtol=rtol,
                                   allow_few_samples=allow_few_samples)
+    if measure == "PWCCA (reverse)":
+        return lambda x, y: pwcca(y, x, rtol=rtol, allow_few_samples=allow_few_samples)
+    if measure == "debiased CKA":
+        return lambda x, y: linear_cka(x, y, debiased=True)
     return lambda x, y: linear_cka(x, y, allow_few_samples=allow_few_samples)
 
 
 def _resolve_measure(measure: Any, keep: Any, rtol: Any,
                      allow_few_samples: bool) -> tuple[Callable, str | None]:
     if isinstance(measure, str):
-        if measure not in MEASURES:
-            raise ValueError(f"measure must be a callable (x, y) -> float or one of {MEASURES}, "
-                             f"got {measure!r}")
+        if measure not in NULL_MEASURES:
+            raise ValueError(f"measure must be a callable (x, y) -> float or one of "
+                             f"{NULL_MEASURES}, got {measure!r}")
         return _named(measure, check_keep(keep), check_rtol(rtol), allow_few_samples), measure
     _check_callable(measure, "measure")
     return measure, None
@@ -874,47 +885,90 @@ def _group_blocks(groups: Any, n: int) -> np.ndarray:
     return order.reshape(uniq.size, sizes[0])
 
 
+_CKA_NAMES = ("linear CKA", "debiased CKA")
+
+
+def _cross(left: np.ndarray, right: np.ndarray, perms: np.ndarray) -> np.ndarray:
+    """``left' right[p]`` for every row ``p`` of ``perms`` in one GEMM (the permuted copies
+    side by side, ``(n, c * d2)``): ``(c, d1, d2)``."""
+    c, n = perms.shape
+    d1, d2 = left.shape[1], right.shape[1]
+    side = right[perms.T].reshape(n, c * d2)
+    return (left.T @ side).reshape(d1, c, d2).transpose(1, 0, 2)
+
+
 class _FastNull:
-    """A named measure of ``(x, y[p])`` for many row permutations ``p``: ``x'x`` and ``y'y`` (and
-    so the whitenings and the kept SVCCA directions) are computed once, by the code of
-    :mod:`cca_lib.similarity` (its moment pass, rank rule and SVCCA reduction); each
-    permutation costs one product of the whitened (or centered) data, ``n d1 d2`` flops, and a
-    small SVD."""
+    """Named measures (of :data:`NULL_MEASURES`) of ``(x, y[p])`` for many row permutations
+    ``p``: ``x'x`` and ``y'y`` (and so the whitenings and the kept SVCCA directions) are
+    computed once, by the code of :mod:`cca_lib.similarity` (its moment pass, rank rule and
+    SVCCA reduction); each permutation costs one product of the whitened data (the CCA family,
+    all of it from one SVD) and one of the centered data (CKA), ``n d1 d2`` flops each.
 
-    def __init__(self, x: Any, y: Any, measure: str, keep: float | int, rtol: float | None):
-        self.measure = measure
-        g = _sim._grams(x, y, rtol)
+    The whitenings are rotated to SVCCA's principal directions when SVCCA is asked for (CCA
+    does not depend on the whitening's rotation), so SVCCA's cross matrix is the leading
+    ``kx x ky`` block of the one the other measures use."""
+
+    def __init__(self, x: Any, y: Any, names: tuple[str, ...], keep: float | int,
+                 rtol: float | None):
+        self.names = names
+        g = _sim._grams(x, y, rtol, kernel="debiased CKA" in names)
         xc, yc = _centred_scaled(x, g.exp_x, g.mean_x), _centred_scaled(y, g.exp_y, g.mean_y)
-        if measure == "linear CKA":
+        self.n = xc.shape[0]
+        self.cca = any(name not in _CKA_NAMES for name in names)
+        self.cka = any(name in _CKA_NAMES for name in names)
+        if self.cka:
             _sim._cka_from_grams(g)  # raises as linear_cka does on an input without variance
-            self.left, self.right = xc, yc
+            self.xc, self.yc = xc, yc
             self.den = np.linalg.norm(g.sxx) * np.linalg.norm(g.syy)
-            return
-        wx, wy = _sim._whiteners(g)
-        if measure == "SVCCA":
-            (lx, ux), (ly, uy) = (_sim._principal(w.T @ m) for w, m in ((wx, g.sxx),
-                                                                       (wy, g.syy)))
-            wx = wx @ ux[:, :_sim._svd_reduce(lx, keep, "x")]
-            wy = wy @ uy[:, :_sim._svd_reduce(ly, keep, "y")]
-        self.left, self.right = xc @ wx, yc @ wy  # orthonormal columns
-        self.gx, self.gy = g.sxx @ wx, g.syy @ wy  # x'x W_x: PWCCA's weights are |x'x W_x A|
+            if "debiased CKA" in names:
+                self.tk, self.tl = float(np.trace(g.sxx)), float(np.trace(g.syy))
+                self.hxx = _sim._hsic(np.linalg.norm(g.sxx) ** 2, g.paa, self.tk, self.tk,
+                                      g.n)
+                self.hyy = _sim._hsic(np.linalg.norm(g.syy) ** 2, g.pbb, self.tl, self.tl,
+                                      g.n)
+                if not (self.hxx > 0 and self.hyy > 0):
+                    raise ValueError("x or y has no variance left after debiasing (too few "
+                                     "samples?)")
+                self.a, self.b = np.einsum("ij,ij->i", xc, xc), np.einsum("ij,ij->i", yc, yc)
+        if self.cca:
+            wx, wy = _sim._whiteners(g)
+            self.kx = self.ky = 0
+            if "SVCCA" in names:
+                (lx, ux), (ly, uy) = (_sim._principal(w.T @ m) for w, m in ((wx, g.sxx),
+                                                                           (wy, g.syy)))
+                self.kx, self.ky = _sim._svd_reduce(lx, keep, "x"), _sim._svd_reduce(ly, keep,
+                                                                                      "y")
+                wx, wy = wx @ ux, wy @ uy
+            self.left, self.right = xc @ wx, yc @ wy  # orthonormal columns
+            self.gx, self.gy = g.sxx @ wx, g.syy @ wy  # x'x W_x: PWCCA's weights |x'x W_x A|
 
-    def __call__(self, perms: np.ndarray) -> np.ndarray:
-        # left' right[p] for every p in one GEMM: the permuted copies side by side, (n, c * d2)
-        c, n = perms.shape
-        d1, d2 = self.left.shape[1], self.right.shape[1]
-        side = self.right[perms.T].reshape(n, c * d2)
-        cross = (self.left.T @ side).reshape(d1, c, d2).transpose(1, 0, 2)  # (c, d1, d2)
-        if self.measure == "linear CKA":
-            return np.clip((cross ** 2).sum(axis=(1, 2)) / self.den, 0.0, 1.0)
-        if self.measure in ("mean CCA", "SVCCA"):
-            return np.clip(np.linalg.svd(cross, compute_uv=False), 0.0, 1.0).mean(axis=1)
-        a, s, bt = np.linalg.svd(cross, full_matrices=False)
-        rho = np.clip(s, 0.0, 1.0)
-        forward = _pw(rho, np.abs(self.gx @ a).sum(axis=1))
-        if self.measure == "PWCCA":
-            return forward
-        return 0.5 * (forward + _pw(rho, np.abs(self.gy @ bt.transpose(0, 2, 1)).sum(axis=1)))
+    def __call__(self, perms: np.ndarray) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        names = self.names
+        if self.cca:
+            cross = _cross(self.left, self.right, perms)
+            if "SVCCA" in names:
+                s = np.linalg.svd(cross[:, :self.kx, :self.ky], compute_uv=False)
+                out["SVCCA"] = np.clip(s, 0.0, 1.0).mean(axis=1)
+            pw = [name for name in names if name.startswith("PWCCA")]
+            if pw:
+                a, s, bt = np.linalg.svd(cross, full_matrices=False)
+                rho = np.clip(s, 0.0, 1.0)
+                fwd = _pw(rho, np.abs(self.gx @ a).sum(axis=1))
+                bwd = _pw(rho, np.abs(self.gy @ bt.transpose(0, 2, 1)).sum(axis=1))
+                out.update({"PWCCA": fwd, "PWCCA (reverse)": bwd,
+                            "PWCCA (symmetric)": 0.5 * (fwd + bwd)})
+            elif "mean CCA" in names:
+                rho = np.clip(np.linalg.svd(cross, compute_uv=False), 0.0, 1.0)
+            if "mean CCA" in names:
+                out["mean CCA"] = rho.mean(axis=1)
+        if self.cka:
+            tr = (_cross(self.xc, self.yc, perms) ** 2).sum(axis=(1, 2))
+            out["linear CKA"] = np.clip(tr / self.den, 0.0, 1.0)
+            if "debiased CKA" in names:
+                hxy = _sim._hsic(tr, self.b[perms] @ self.a, self.tk, self.tl, self.n)
+                out["debiased CKA"] = np.clip(hxy / np.sqrt(self.hxx * self.hyy), 0.0, 1.0)
+        return {name: out[name] for name in names}
 
 
 def _centred_scaled(a: Any, e: int, mean: np.ndarray) -> np.ndarray:
@@ -939,7 +993,7 @@ def permutation_null(x: Any, y: Any, measure: Any, *, n_perm: int = 999, seed: i
     shuffled (unrelated representations of the same shape, ``n`` and ``d``).
 
     ``x`` ``(n, d1)``, ``y`` ``(n, d2)``: rows are the same inputs in the same order.
-    ``measure``: a callable ``(x, y) -> float`` or a name in :data:`MEASURES` (``keep``,
+    ``measure``: a callable ``(x, y) -> float`` or a name in :data:`NULL_MEASURES` (``keep``,
     ``rtol`` and ``allow_few_samples`` go to the named measures). ``groups``: optional label
     per row saying which rows come from one input (one image's positions, one sequence's
     timesteps); whole inputs are then permuted, row ``k`` of one input facing row ``k`` of
@@ -955,10 +1009,56 @@ def permutation_null(x: Any, y: Any, measure: Any, *, n_perm: int = 999, seed: i
     Named measures take a fast path: a row permutation leaves ``x'x`` and ``y'y`` unchanged,
     so the whitenings are computed once and each permutation recomputes only the cross
     product (in float64), then a ``d1 x d2`` SVD; linear CKA needs only
-    ``||x'Py||_F^2`` against fixed norms.
+    ``||x'Py||_F^2`` against fixed norms. :func:`permutation_nulls` gives several measures
+    under the same permutations at the cost of one.
     """
+    if isinstance(measure, str):
+        _resolve_measure(measure, keep, rtol, allow_few_samples)
+        return permutation_nulls(x, y, (measure,), n_perm=n_perm, seed=seed, groups=groups,
+                                 alternative=alternative, keep=keep, rtol=rtol,
+                                 allow_few_samples=allow_few_samples, _up=3)[measure]
+    f, _ = _resolve_measure(measure, keep, rtol, allow_few_samples)
+    return _null(x, y, {"measure": f}, None, n_perm, seed, groups, alternative, None,
+                 allow_few_samples, 2)["measure"]
+
+
+def permutation_nulls(x: Any, y: Any, measures: Any = NULL_MEASURES, *, n_perm: int = 999,
+                      seed: int, groups: Any = None, alternative: str = "greater",
+                      keep: float | int = 0.99, rtol: float | None = None,
+                      allow_few_samples: bool = False,
+                      chunk_rows: int | None = None, _up: int = 2
+                      ) -> dict[str, PermutationResult]:
+    """:func:`permutation_null` of several named measures (names in :data:`NULL_MEASURES`,
+    default all) under the same permutations: ``{name: PermutationResult}``.
+
+    In memory (``chunk_rows=None``) the fast path computes every measure from one setup and,
+    per permutation, one product of the whitened and one of the centered data. With
+    ``chunk_rows`` (e.g. for memory-mapped ``.npy`` files), each permutation instead feeds
+    ``x`` and the permuted ``y`` through one :class:`cca_lib.Accumulator`, ``chunk_rows`` rows
+    at a time (``y``'s rows read in sorted order), so memory does not grow with ``n``; the
+    observed values come from one more such pass. Both give the same numbers to rounding.
+    """
+    if isinstance(measures, str):
+        measures = (measures,)
+    measures = tuple(measures)
+    bad = [m for m in measures if m not in NULL_MEASURES]
+    if bad or not measures:
+        raise ValueError(f"measures must be names in {NULL_MEASURES}, got {list(measures)}")
+    if chunk_rows is not None:
+        chunk_rows = _check_count(chunk_rows, "chunk_rows")
+    fs = {m: _named(m, check_keep(keep), check_rtol(rtol), allow_few_samples)
+          for m in measures}
+    return _null(x, y, fs, (keep, rtol), n_perm, seed, groups, alternative, chunk_rows,
+                 allow_few_samples, _up)
+
+
+def _null(x: Any, y: Any, fs: dict[str, Callable], named: tuple | None, n_perm: Any,
+          seed: Any, groups: Any, alternative: Any, chunk_rows: int | None,
+          allow_few_samples: bool, up: int) -> dict[str, PermutationResult]:
+    """The permutation nulls of the measures ``fs`` (named ones, by the fast path or the
+    chunked accumulator, when ``named = (keep, rtol)``), all under the same permutations.
+    ``up``: the frames between this one and the user's call (for the warning)."""
     seed = _check_seed(seed)
-    f, name = _resolve_measure(measure, keep, rtol, allow_few_samples)
     n = _n_rows(x, "x")
     if _n_rows(y, "y") != n:
         raise ValueError(f"x has {n} rows but y has {_n_rows(y, 'y')}: both must hold the same "
@@ -967,41 +1067,97 @@ def permutation_null(x: Any, y: Any, measure: Any, *, n_perm: int = 999, seed: i
     alternative = _check_choice(alternative, "alternative", _ALTERNATIVES)
     blocks = None if groups is None else _group_blocks(groups, n)
     n_units = n if blocks is None else blocks.shape[0]
-    if name is not None:  # warns once, not per permutation, counting inputs (groups)
-        _check_and_warn(x, y, allow_few_samples, None if groups is None else n_units)
+    names = tuple(fs)
+    if named is not None and chunk_rows is None:  # warns once, not per permutation
+        _check_and_warn(x, y, allow_few_samples, None if groups is None else n_units, 2 + up)
+    elif named is not None:  # the accumulator checks each chunk; warn once here
+        d1, d2 = int(x.shape[1]), int(y.shape[1])
+        if n <= d1 + d2 and not allow_few_samples:
+            raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)}: n_samples={n} <= "
+                             f"d1 + d2 = {d1 + d2}; pass allow_few_samples=True")
+        warn_few_samples(n, d1, d2, n_inputs=None if groups is None else n_units,
+                         stacklevel=2 + up)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FewSamplesWarning)
-        observed = _scalar(f(x, y), "measure")
-        fast = _FastNull(x, y, name, check_keep(keep), check_rtol(rtol)) if name else None
+        if named is not None and chunk_rows is not None:
+            keep, rtol = named
+            observed = _streamed(x, y, None, chunk_rows, names, keep, rtol, allow_few_samples)
 
-        def stats_of(unit_perms: np.ndarray) -> np.ndarray:
+            def stats_of_rows(rows: np.ndarray) -> dict[str, np.ndarray]:
+                return _stack([_streamed(x, y, r, chunk_rows, names, keep, rtol,
+                                         allow_few_samples) for r in rows], names)
+            width = chunk_rows
+        else:
+            observed = {m: _scalar(f(x, y), "measure") for m, f in fs.items()}
+            if named is not None:
+                stats_of_rows = _FastNull(x, y, names, check_keep(named[0]),
+                                          check_rtol(named[1]))
+            else:
+                (f,) = fs.values()
+
+                def stats_of_rows(rows: np.ndarray) -> dict[str, np.ndarray]:
+                    return {names[0]: np.array([_scalar(f(x, _take_rows(y, r)), "measure")
+                                                for r in rows])}
+            width = _work(x, y)
+
+        def stats_of(unit_perms: np.ndarray) -> dict[str, np.ndarray]:
             rows = unit_perms if blocks is None else _rows_of(blocks, unit_perms)
-            if fast is not None:
-                return fast(rows)
-            return np.array([_scalar(f(x, _take_rows(y, r)), "measure") for r in rows])
+            return stats_of_rows(rows)
 
         if n_units <= 12 and math.factorial(n_units) <= n_perm:
             perms = np.array(list(itertools.permutations(range(n_units))), dtype=np.intp)
-            null = np.concatenate([stats_of(perms[s:s + k])
-                                   for s, k in _chunks(perms.shape[0], _work(x, y))])
+            parts = [stats_of(perms[s:s + k]) for s, k in _chunks(perms.shape[0], width)]
+            null = {m: np.concatenate([p[m] for p in parts]) for m in names}
             exact = True
         else:
-            null = np.empty(n_perm)
+            null = {m: np.empty(n_perm) for m in names}
             rng = np.random.default_rng(seed)
             for start, unit_perms in _permutations(rng, np.arange(n_units), n_perm):
-                for s, k in _chunks(unit_perms.shape[0], _work(x, y)):
-                    null[start + s:start + s + k] = stats_of(unit_perms[s:s + k])
+                for s, k in _chunks(unit_perms.shape[0], width):
+                    for m, v in stats_of(unit_perms[s:s + k]).items():
+                        null[m][start + s:start + s + k] = v
             exact = False
-    _check_reps(null, "measure")
-    return PermutationResult(observed, _p_value(null, observed, alternative, exact), null,
-                             int(null.size), exact, alternative)
+    out = {}
+    for m in names:
+        _check_reps(null[m], "measure")
+        out[m] = PermutationResult(observed[m], _p_value(null[m], observed[m], alternative,
+                                                         exact), null[m], int(null[m].size),
+                                   exact, alternative)
+    return out
 
 
-def _check_and_warn(x: Any, y: Any, allow_few_samples: bool, n_inputs: int | None) -> None:
+def _stack(rows: list[dict[str, float]], names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    return {m: np.array([r[m] for r in rows]) for m in names}
+
+
+def _streamed(x: Any, y: Any, perm: np.ndarray | None, chunk_rows: int, names: tuple[str, ...],
+              keep: Any, rtol: Any, allow_few_samples: bool) -> dict[str, float]:
+    """The measures of ``x`` against ``y[perm]`` (row ``i`` of ``x`` with row ``perm[i]`` of
+    ``y``) through one accumulator, ``chunk_rows`` rows at a time."""
+    from cca_lib.streaming import Accumulator
+
+    n = int(x.shape[0])
+    acc = Accumulator(int(x.shape[1]), int(y.shape[1]))
+    for start in range(0, n, chunk_rows):
+        stop = min(n, start + chunk_rows)
+        xb = x[start:stop]
+        if perm is None:
+            yb = y[start:stop]
+        else:
+            idx = np.asarray(perm[start:stop])
+            order = np.argsort(idx, kind="stable")  # sorted reads of a memory map
+            xb, yb = xb[order], y[idx[order]]
+        acc.update(np.asarray(xb), np.asarray(yb))
+    return acc.measures(keep=keep, rtol=rtol, allow_few_samples=allow_few_samples)
+
+
+def _check_and_warn(x: Any, y: Any, allow_few_samples: bool, n_inputs: int | None,
+                    stacklevel: int) -> None:
     """The named measures' input checks, and one few-samples warning counting ``n_inputs``
-    (the groups: images, sequences) when given, else rows."""
+    (the groups: images, sequences) when given, else rows; ``stacklevel`` as
+    ``warnings.warn``'s here."""
     n, d1, d2 = check_pair(x, y, allow_few_samples=allow_few_samples, warn_few=False)
-    warn_few_samples(n, d1, d2, n_inputs=n_inputs, stacklevel=4)
+    warn_few_samples(n, d1, d2, n_inputs=n_inputs, stacklevel=stacklevel + 1)
 
 
 def _work(x: Any, y: Any) -> int:
@@ -1047,7 +1203,7 @@ def bootstrap_measure(x: Any, y: Any, measure: Any, *, n_boot: int = 200, level:
         members = [np.flatnonzero(codes == g) for g in range(uniq.size)]
     n_units = n if members is None else len(members)
     if name is not None:
-        _check_and_warn(x, y, allow_few_samples, None if groups is None else n_units)
+        _check_and_warn(x, y, allow_few_samples, None if groups is None else n_units, 3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FewSamplesWarning)
         estimate = _scalar(f(x, y), "measure")

@@ -322,6 +322,37 @@ def test_permutation_null_exact_over_few_groups():
     assert res.p_value == pytest.approx(1 / 120)
 
 
+def test_permutation_nulls_share_permutations_fast_and_chunked():
+    """Every name of NULL_MEASURES under the same permutations: the one-setup fast path equals
+    each public function on the permuted data, and the chunked accumulator path (memory
+    independent of n) equals the fast path, also over groups."""
+    x, y = layers(33, n=300)
+    public = {**PUBLIC, "PWCCA (reverse)": lambda a, b: pwcca(b, a),
+              "debiased CKA": lambda a, b: linear_cka(a, b, debiased=True)}
+    fast = stats.permutation_nulls(x, y, n_perm=12, seed=4)
+    assert tuple(fast) == stats.NULL_MEASURES
+    chunked = stats.permutation_nulls(x, y, n_perm=12, seed=4, chunk_rows=37)
+    for name in stats.NULL_MEASURES:
+        slow = stats.permutation_null(x, y, public[name], n_perm=12, seed=4)
+        np.testing.assert_allclose(fast[name].null, slow.null, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(chunked[name].null, slow.null, rtol=0, atol=1e-10)
+        assert fast[name].statistic == pytest.approx(slow.statistic, abs=1e-12)
+        assert chunked[name].statistic == pytest.approx(slow.statistic, abs=1e-10)
+        one = stats.permutation_null(x, y, name, n_perm=12, seed=4)
+        np.testing.assert_allclose(one.null, fast[name].null, rtol=0, atol=1e-12)
+    groups = np.repeat(np.arange(60), 5)
+    g1 = stats.permutation_nulls(x, y, ("SVCCA", "debiased CKA"), n_perm=6, seed=1,
+                                 groups=groups)
+    g2 = stats.permutation_nulls(x, y, ("SVCCA", "debiased CKA"), n_perm=6, seed=1,
+                                 groups=groups, chunk_rows=64)
+    for name in g1:
+        np.testing.assert_allclose(g1[name].null, g2[name].null, rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match="measures must be names in"):
+        stats.permutation_nulls(x, y, ("CKA",), seed=0)
+    with pytest.raises(ValueError, match="chunk_rows must be >= 1"):
+        stats.permutation_nulls(x, y, seed=0, chunk_rows=0)
+
+
 def test_fast_path_takes_the_rank_rule_from_similarity():
     """A neuron 1e-7 times the others' scale carries the signal: similarity's rank rule decides
     on the correlation matrix and keeps it; a cut on the covariance's eigenvalues would drop it
