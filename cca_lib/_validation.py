@@ -158,7 +158,10 @@ def _null_note(n: int, d1: int, d2: int) -> str:
                 "exactly 1 in some directions")
     from cca_lib.stats import expected_floors  # lazy: stats imports this module
 
-    f = expected_floors(n, d1, d2)
+    try:
+        f = expected_floors(n, d1, d2)
+    except (ValueError, ArithmeticError):  # a warning must not raise
+        return "see cca_lib.stats.permutation_null for the floor of your data"
     return (f"with n={n} samples and d1={d1}, d2={d2}, unrelated Gaussian data would score "
             f"mean CCA ~ {f['mean CCA']:.2f}, SVCCA ~ {f['SVCCA']:.2f}, PWCCA ~ "
             f"{f['PWCCA']:.2f}, linear CKA ~ {f['linear CKA']:.2f} (cca_lib.stats."

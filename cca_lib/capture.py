@@ -22,11 +22,18 @@ Each layer's output (the first element of a tuple output such as ``nn.LSTM``'s, 
   :func:`at_timestep` -> ``(N, H)``.
 * ``(N, F)``: kept as is in every mode.
 
+:func:`capture_into` streams the same hooks' outputs batch by batch into
+:class:`cca_lib.Accumulator` objects (or any callable), so a layer in ``"positions"`` mode over
+any number of images is never held in memory; :func:`cca_lib.compare_models` runs two models
+in step through the same hooks. One hook mechanism (``_Hooks``) serves all of them.
+
 **Rows are not always independent samples.** In ``"positions"`` mode (and after
 :func:`flatten_timesteps`) the rows from one input (image or sequence) are contiguous and
 correlated; anything that counts or resamples samples (sample-size rules, floors, bootstrap,
 permutation nulls) should count and resample *inputs*. :func:`samples_per_input` gives the rows
-per input and :func:`input_index` the input each row came from.
+per input and :func:`input_index` the input each row came from (pass it as ``groups=`` to
+:mod:`cca_lib.stats`' measure nulls and bootstrap); :func:`capture_into` tells the accumulators
+how many inputs each batch holds.
 
 For the project's models:
 

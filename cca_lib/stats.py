@@ -30,8 +30,11 @@ Mantel correlation, the fast measure nulls); other statistics are called once pe
   :func:`permutation_null` shuffles the rows of one input (whole inputs when ``groups`` says
   which rows come from one image or sequence) and returns the null distribution, its mean (the
   sampling floor) and the p-value of the observed value. For the library's measures it
-  recomputes only ``x'y`` per permutation. :func:`expected_null` gives the same floor for
-  independent Gaussian data in closed form, without any CCA.
+  recomputes only ``x'y`` per permutation; :func:`permutation_nulls` gives every measure of
+  :data:`NULL_MEASURES` under the same permutations at once (or, with ``chunk_rows``, through
+  :class:`cca_lib.Accumulator` in chunks of rows, for data beyond memory).
+  :func:`expected_null` gives the same floor for independent Gaussian data in closed form,
+  without any CCA.
 * *The sampling spread of a measure over inputs*: :func:`bootstrap_measure` resamples rows
   (or groups of rows) with replacement and recomputes the measure.
 

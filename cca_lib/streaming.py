@@ -20,6 +20,12 @@ rounding, ``~1e-13`` in float64; tested to ``1e-10`` on data not within rounding
 cut). Float32 batches are multiplied in float32 within a batch and summed in float64, as the
 in-memory functions do.
 
+Rows of one input (an image's positions, a sequence's timesteps) are not independent samples:
+``update(..., n_inputs=k)`` says how many inputs a batch's rows come from, and the few-samples
+warning and :meth:`Accumulator.expected_floors` then count inputs.
+:func:`cca_lib.capture.capture_into` and :func:`compare_models` read layers with the forward
+hooks of :mod:`cca_lib.capture` (one mechanism) and pass each batch's input count on.
+
 This module needs only numpy for :class:`Accumulator`; :func:`compare_models` needs torch.
 """
 
