@@ -20,7 +20,8 @@ SAMPLES_PER_FEATURE_WARN = 5
 
 class FewSamplesWarning(UserWarning):
     """Fewer than 5 samples per feature: CCA-type similarities are then strongly biased upward
-    (independent inputs already score well above 0). Use more samples or fewer features."""
+    (independent inputs already score well above 0). Use more samples or fewer features. The
+    message quotes what unrelated Gaussian data of that size would score (closed form)."""
 
 
 def is_torch(x: Any) -> bool:

@@ -266,6 +266,7 @@ PUBLIC = {
 }
 
 
+@pytest.mark.filterwarnings("ignore::cca_lib.FewSamplesWarning")  # groups: few inputs
 @pytest.mark.parametrize("name", stats.MEASURES)
 def test_permutation_null_fast_path_equals_public_functions(name):
     """The fast path (fixed x'x, y'y; only x'y recomputed) against the public function on the
@@ -312,6 +313,7 @@ def test_permutation_null_related_and_unrelated():
     assert np.mean(np.array(ps) < 0.05) <= 0.2 and np.mean(ps) > 0.25
 
 
+@pytest.mark.filterwarnings("ignore::cca_lib.FewSamplesWarning")  # groups: few inputs
 def test_permutation_null_exact_over_few_groups():
     x, y = layers(27, n=250)
     groups = np.repeat(np.arange(5), 50)  # 5 inputs of 50 rows each: 5! = 120 orderings
