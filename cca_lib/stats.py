@@ -942,6 +942,8 @@ class _FastNull:
                 self.kx, self.ky = _sim._svd_reduce(lx, keep, "x"), _sim._svd_reduce(ly, keep,
                                                                                       "y")
                 wx, wy = wx @ ux, wy @ uy
+                if all(name in _CKA_NAMES or name == "SVCCA" for name in names):
+                    wx, wy = wx[:, :self.kx], wy[:, :self.ky]  # SVCCA alone: the kept block
             self.left, self.right = xc @ wx, yc @ wy  # orthonormal columns
             self.gx, self.gy = g.sxx @ wx, g.syy @ wy  # x'x W_x: PWCCA's weights |x'x W_x A|
 
