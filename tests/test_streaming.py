@@ -401,3 +401,48 @@ def test_compare_models_dataloader_of_tuples():
         warnings.simplefilter("ignore", FewSamplesWarning)
         assert one.measures() == pytest.approx(three.measures(), abs=1e-10)
         assert two.measures() == pytest.approx(three.measures(), abs=1e-10)
+
+
+def test_compare_models_uses_the_capture_hooks(monkeypatch):
+    """One hook mechanism: compare_models registers capture's hooks (so it inherits their
+    checks: a module run twice in a pass, the batch axis, a shuffling DataLoader)."""
+    torch = pytest.importorskip("torch")
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from cca_lib import capture as cap
+
+    made = []
+    real = cap._Hooks.__enter__
+
+    def spy(self):
+        made.append(type(self).__name__)
+        return real(self)
+
+    monkeypatch.setattr(cap._Hooks, "__enter__", spy)
+    a, b = _models(torch, 3)
+    x = torch.randn(120, 6, dtype=torch.float64)
+    cca_lib.compare_models(a, b, x, ["2"])
+    assert made == ["_Streamer", "_Streamer"]
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.act = nn.Linear(6, 6).double(), nn.Tanh()
+
+        def forward(self, x):
+            return self.act(self.lin(self.act(x)))
+
+    with pytest.raises(ValueError, match="model_b's layer 'act' ran more than once"):
+        cca_lib.compare_models(a, Twice(), x, ["3"], ["act"])
+    class Transpose(nn.Module):
+        def forward(self, x):
+            return x.T
+
+    flipped = nn.Sequential(nn.Linear(6, 6).double(), Transpose())
+    with pytest.raises(ValueError, match="layer '1' gives shape .* batch must be its first axis"):
+        cca_lib.compare_models(a, flipped, x, ["2"], ["1"])
+    with pytest.raises(ValueError, match="shuffle=True"):
+        cca_lib.compare_models(a, b, DataLoader(TensorDataset(x), batch_size=10, shuffle=True),
+                               ["2"])
+    assert not any(m._forward_hooks for m in list(a.modules()) + list(b.modules()))
