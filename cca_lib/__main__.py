@@ -12,7 +12,9 @@ Every computation goes through the accumulator, so both modes run the same code.
 
 The sampling floor is the mean of each measure over ``--null-perms`` permutations of ``y``'s
 rows (seeded by ``--seed``): the similarity of data with these sizes and marginals but no
-relation. Bad files, keys, shapes or layouts exit with status 2 and a message.
+relation, from :func:`cca_lib.stats.permutation_nulls` (in memory by its fast path; with
+``--stream`` through the accumulator in chunks, memory independent of ``n``). Bad files, keys,
+shapes or layouts exit with status 2 and a message.
 """
 
 from __future__ import annotations
@@ -130,35 +132,27 @@ def _chunks(n: int, rows: int) -> list[tuple[int, int]]:
     return [(s, min(n, s + rows)) for s in range(0, n, rows)]
 
 
-def accumulate(x: Any, y: Any, chunk_rows: int, perm: np.ndarray | None = None) -> Accumulator:
-    """One :class:`Accumulator` over all rows, ``chunk_rows`` at a time; ``perm``: take
-    ``y``'s rows in that order (row ``i`` of ``x`` paired with row ``perm[i]`` of ``y``)."""
+def accumulate(x: Any, y: Any, chunk_rows: int) -> Accumulator:
+    """One :class:`Accumulator` over all rows, ``chunk_rows`` at a time."""
     acc = Accumulator(x.shape[1], y.shape[1])
     for start, stop in _chunks(x.shape[0], chunk_rows):
-        xb = x[start:stop]
-        if perm is None:
-            yb = y[start:stop]
-        else:
-            idx = perm[start:stop]
-            order = np.argsort(idx, kind="stable")  # sorted reads of a memory map
-            xb, yb = xb[order], y[idx[order]]
-        acc.update(np.asarray(xb), np.asarray(yb))
+        acc.update(np.asarray(x[start:stop]), np.asarray(y[start:stop]))
     return acc
 
 
-def sampling_floor(x: Any, y: Any, *, n_perm: int, seed: int, chunk_rows: int,
+def sampling_floor(x: Any, y: Any, *, n_perm: int, seed: int, chunk_rows: int | None = None,
                    **measure_kw: Any) -> dict[str, float | None]:
     """Mean of every measure over ``n_perm`` permutations of ``y``'s rows (seeded): the
-    similarity expected of unrelated data with these sizes. ``measure_kw`` go to
-    :meth:`Accumulator.measures`."""
-    rng = np.random.default_rng(seed)
-    totals: dict[str, list[float]] = {}
-    for _ in range(n_perm):
-        perm = rng.permutation(x.shape[0])
-        for k, v in accumulate(x, y, chunk_rows, perm).measures(**measure_kw).items():
-            totals.setdefault(k, []).append(v)
-    return {k: (None if any(v is None for v in vs) else float(np.mean(vs)))
-            for k, vs in totals.items()}
+    similarity expected of unrelated data with these sizes, by
+    :func:`cca_lib.stats.permutation_nulls` (``chunk_rows``: through the accumulator in chunks
+    of rows, for memory-mapped files; None: in memory). ``measure_kw`` (``keep``, ``rtol``,
+    ``allow_few_samples``) go to the measures. Debiased CKA is None below 4 samples."""
+    from cca_lib.stats import NULL_MEASURES, permutation_nulls
+
+    names = tuple(m for m in NULL_MEASURES if m != "debiased CKA" or x.shape[0] >= 4)
+    nulls = permutation_nulls(x, y, names, n_perm=n_perm, seed=seed, chunk_rows=chunk_rows,
+                              **measure_kw)
+    return {m: (nulls[m].floor if m in nulls else None) for m in NULL_MEASURES}
 
 
 def compare_files(args: argparse.Namespace) -> dict[str, Any]:
@@ -176,8 +170,9 @@ def compare_files(args: argparse.Namespace) -> dict[str, Any]:
     acc = accumulate(x, y, chunk)
     result = acc.cca(rtol=args.rtol, allow_few_samples=args.allow_few_samples)
     measures = acc.measures(**kw)
-    floor = (sampling_floor(x, y, n_perm=args.null_perms, seed=args.seed, chunk_rows=chunk,
-                            **kw) if args.null_perms else None)
+    floor = (sampling_floor(x, y, n_perm=args.null_perms, seed=args.seed,
+                            chunk_rows=chunk if args.stream else None, **kw)
+             if args.null_perms else None)
     return {"x": {"file": args.x, "shape": list(x.shape)},
             "y": {"file": args.y, "shape": list(y.shape)},
             "layout": args.layout, "n_samples": n, "d1": d1, "d2": d2,

@@ -20,7 +20,8 @@ SAMPLES_PER_FEATURE_WARN = 5
 
 class FewSamplesWarning(UserWarning):
     """Fewer than 5 samples per feature: CCA-type similarities are then strongly biased upward
-    (independent inputs already score well above 0). Use more samples or fewer features."""
+    (independent inputs already score well above 0). Use more samples or fewer features. The
+    message quotes what unrelated Gaussian data of that size would score (closed form)."""
 
 
 def is_torch(x: Any) -> bool:
@@ -128,11 +129,44 @@ def check_pair(x: Any, y: Any, *, allow_few_samples: bool = False,
             f"{names[0]} {(n1, d1)} and {names[1]} {(n2, d2)}: n_samples={n1} <= d1 + d2 = "
             f"{d1 + d2}, so CCA coefficients are trivially 1 in at least {d1 + d2 - n1 + 1} "
             "directions. Use more samples or fewer features, or pass allow_few_samples=True.")
-    if warn_few and n1 < SAMPLES_PER_FEATURE_WARN * max(d1, d2):
-        warnings.warn(
-            f"only {n1} samples for {max(d1, d2)} features (< {SAMPLES_PER_FEATURE_WARN} per "
-            "feature): similarities are biased upward", FewSamplesWarning, stacklevel=stacklevel)
+    if warn_few:
+        warn_few_samples(n1, d1, d2, stacklevel=stacklevel + 1)
     return n1, d1, d2
+
+
+def warn_few_samples(n: int, d1: int, d2: int, *, n_inputs: int | None = None,
+                     stacklevel: int = 2) -> bool:
+    """Warn with :class:`FewSamplesWarning` when the samples (``n_inputs`` when given: the
+    independent inputs that ``n`` rows come from, e.g. images in ``"positions"`` mode) are
+    fewer than 5 per feature; the message gives the similarity that unrelated Gaussian data of
+    that size would score (:func:`cca_lib.stats.expected_floors`, closed form, cached).
+    ``stacklevel`` as for ``warnings.warn`` called here (2: this function's caller). Returns
+    whether it warned."""
+    count = n if n_inputs is None else n_inputs
+    if count >= SAMPLES_PER_FEATURE_WARN * max(d1, d2):
+        return False
+    what = "samples" if n_inputs is None else f"independent inputs ({n} rows)"
+    warnings.warn(f"only {count} {what} for {max(d1, d2)} features (< "
+                  f"{SAMPLES_PER_FEATURE_WARN} per feature): similarities are biased upward; "
+                  f"{_null_note(count, d1, d2)}", FewSamplesWarning, stacklevel=stacklevel)
+    return True
+
+
+def _null_note(n: int, d1: int, d2: int) -> str:
+    """What unrelated data of this size scores, for the few-samples warning."""
+    if n <= d1 + d2:
+        return (f"with n={n} <= d1 + d2 = {d1 + d2} samples, CCA of unrelated data is "
+                "exactly 1 in some directions")
+    from cca_lib.stats import expected_floors  # lazy: stats imports this module
+
+    try:
+        f = expected_floors(n, d1, d2)
+    except (ValueError, ArithmeticError):  # a warning must not raise
+        return "see cca_lib.stats.permutation_null for the floor of your data"
+    return (f"with n={n} samples and d1={d1}, d2={d2}, unrelated Gaussian data would score "
+            f"mean CCA ~ {f['mean CCA']:.2f}, SVCCA ~ {f['SVCCA']:.2f}, PWCCA ~ "
+            f"{f['PWCCA']:.2f}, linear CKA ~ {f['linear CKA']:.2f} (cca_lib.stats."
+            "permutation_null gives the floor of your own data)")
 
 
 def check_rtol(rtol: Any) -> float | None:

@@ -22,11 +22,18 @@ Each layer's output (the first element of a tuple output such as ``nn.LSTM``'s, 
   :func:`at_timestep` -> ``(N, H)``.
 * ``(N, F)``: kept as is in every mode.
 
+:func:`capture_into` streams the same hooks' outputs batch by batch into
+:class:`cca_lib.Accumulator` objects (or any callable), so a layer in ``"positions"`` mode over
+any number of images is never held in memory; :func:`cca_lib.compare_models` runs two models
+in step through the same hooks. One hook mechanism (``_Hooks``) serves all of them.
+
 **Rows are not always independent samples.** In ``"positions"`` mode (and after
 :func:`flatten_timesteps`) the rows from one input (image or sequence) are contiguous and
 correlated; anything that counts or resamples samples (sample-size rules, floors, bootstrap,
 permutation nulls) should count and resample *inputs*. :func:`samples_per_input` gives the rows
-per input and :func:`input_index` the input each row came from.
+per input and :func:`input_index` the input each row came from (pass it as ``groups=`` to
+:mod:`cca_lib.stats`' measure nulls and bootstrap); :func:`capture_into` tells the accumulators
+how many inputs each batch holds.
 
 For the project's models:
 
@@ -76,8 +83,9 @@ from cca_lib import cache as _cache
 from cca_lib import data as _data
 from cca_lib.models import LSTMLM, ConvNet
 
-__all__ = ["at_timestep", "capture", "capture_run", "capture_windows", "flatten_timesteps",
-           "input_index", "recalibrate_batchnorm", "samples_per_input", "tensor_digest"]
+__all__ = ["at_timestep", "capture", "capture_into", "capture_run", "capture_windows",
+           "flatten_timesteps", "input_index", "recalibrate_batchnorm", "samples_per_input",
+           "tensor_digest"]
 
 _MODES = ("mean", "positions", "flatten", "raw")
 _SHUFFLING = (RandomSampler, SubsetRandomSampler, WeightedRandomSampler)
@@ -234,13 +242,22 @@ def _reduce(a: torch.Tensor, mode: str, name: str) -> torch.Tensor:
     return a.to(device="cpu", dtype=torch.float32, copy=True)  # a copy, never a view
 
 
-class _Recorder:
-    """Forward hooks on the named modules, each recording its module's output once per pass."""
+class _Hooks:
+    """Forward hooks on the named modules of ``model`` (the one hook mechanism of
+    :func:`capture`, :func:`capture_into`, :func:`capture_windows` and
+    :func:`cca_lib.compare_models`): a context manager that registers them and always
+    removes them (also on error). Each hook picks the tensor out of its module's output
+    (``output``), checks that the batch is its first axis and that the module runs once per
+    forward pass, and hands a copy in the layout of ``mode`` (``layout(tensor, mode, name)``)
+    to ``self.record(name, tensor)``; :meth:`run` runs one pass and raises if a hook never
+    fired. ``who`` prefixes the messages (e.g. ``"model_b's "``)."""
 
     def __init__(self, model: nn.Module, names: tuple[str, ...], mode: str,
-                 output: OutputSelector | Mapping[str, OutputSelector]) -> None:
-        if mode not in _MODES:
-            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+                 output: OutputSelector | Mapping[str, OutputSelector],
+                 layout: Callable[[torch.Tensor, str, str], torch.Tensor], *,
+                 modes: tuple[str, ...] = _MODES, who: str = "") -> None:
+        if mode not in modes:
+            raise ValueError(f"mode must be one of {modes}, got {mode!r}")
         if isinstance(output, Mapping):
             extra = sorted(set(output) - set(names))
             if extra:
@@ -248,15 +265,15 @@ class _Recorder:
             self.selectors = {name: output.get(name) for name in names}
         else:
             self.selectors = {name: output for name in names}
-        self.model, self.names, self.mode = model, names, mode
+        self.model, self.names, self.mode, self.layout, self.who = (model, names, mode, layout,
+                                                                    who)
         self.modules = dict(model.named_modules())
-        self.parts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
         self.handles: list[Any] = []
         self.n_batch = 0
         self.passes = 0
         self.fired: dict[str, int] = {}
 
-    def __enter__(self) -> _Recorder:
+    def __enter__(self) -> _Hooks:
         try:
             for name in self.names:
                 self.handles.append(self.modules[name].register_forward_hook(self._hook(name)))
@@ -273,21 +290,24 @@ class _Recorder:
             handle.remove()
         self.handles.clear()
 
+    def record(self, name: str, a: torch.Tensor) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
     def _hook(self, name: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
             if self.fired[name]:
-                raise ValueError(f"layer {name!r} ran more than once in one forward pass (a "
-                                 "module used twice, e.g. a shared ReLU): its output is "
-                                 "ambiguous; capture a module that runs once")
+                raise ValueError(f"{self.who}layer {name!r} ran more than once in one forward "
+                                 "pass (a module used twice, e.g. a shared ReLU): its output "
+                                 "is ambiguous; capture a module that runs once")
             a = _select(output, self.selectors[name], name)
             if a.ndim < 1 or a.shape[0] != self.n_batch:
                 raise ValueError(
-                    f"layer {name!r} gives shape {tuple(a.shape)} for a batch of "
+                    f"{self.who}layer {name!r} gives shape {tuple(a.shape)} for a batch of "
                     f"{self.n_batch} inputs: the batch must be its first axis (modules with "
                     "batch_first=False, such as nn.LSTM or nn.TransformerEncoderLayer by "
                     "default, put time first: build them with batch_first=True or pass "
                     "output=lambda o: o[0].transpose(0, 1))")
-            self.parts[name].append(_reduce(a, self.mode, name))
+            self.record(name, self.layout(a, self.mode, name))
             self.fired[name] += 1
         return hook
 
@@ -298,10 +318,22 @@ class _Recorder:
         result = forward()
         missing = [name for name in self.names if not self.fired[name]]
         if missing:
-            raise ValueError(f"layers {missing} produced no output: their forward hooks never "
-                             f"fired during model(inputs). {_FAST_PATH_HINT}")
+            raise ValueError(f"{self.who}layers {missing} produced no output: their forward "
+                             f"hooks never fired during model(inputs). {_FAST_PATH_HINT}")
         self.passes += 1
         return result
+
+
+class _Recorder(_Hooks):
+    """Hooks that keep every batch's output (float32, on the CPU) for :func:`capture`."""
+
+    def __init__(self, model: nn.Module, names: tuple[str, ...], mode: str,
+                 output: OutputSelector | Mapping[str, OutputSelector]) -> None:
+        super().__init__(model, names, mode, output, _reduce)
+        self.parts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+
+    def record(self, name: str, a: torch.Tensor) -> None:
+        self.parts[name].append(a)
 
     def arrays(self) -> dict[str, np.ndarray]:
         out = {}
@@ -312,6 +344,60 @@ class _Recorder:
                                  "different batches: every input must give the same shape")
             out[name] = np.ascontiguousarray(np.concatenate([p.numpy() for p in parts]),
                                              dtype=np.float32)
+        return out
+
+
+#: The modes of the streaming paths (:func:`capture_into`, :func:`cca_lib.compare_models`),
+#: which hand on 2-D ``(rows, features)`` batches.
+STREAM_MODES = ("mean", "positions", "flatten")
+
+
+def _rows(a: torch.Tensor, mode: str, name: str) -> torch.Tensor:
+    """One batch of a layer's output as ``(rows, features)`` for the streaming paths, a new
+    tensor (never a view) in its own dtype (float16/bfloat16 as float32) on its own device.
+
+    ``(N, C, H, W)``: ``"mean"`` ``(N, C)``, ``"positions"`` ``(N * H * W, C)`` image-major,
+    ``"flatten"`` ``(N, C * H * W)``; ``(N, T, H)``: ``"mean"`` the mean over ``T`` ``(N, H)``,
+    ``"positions"`` every timestep a row ``(N * T, H)`` sequence-major, ``"flatten"``
+    ``(N, T * H)``; ``(N, F)`` as is."""
+    a = a.detach()
+    if a.dtype in (torch.float16, torch.bfloat16):
+        a = a.float()
+    if a.ndim == 4:
+        if mode == "mean":
+            return a.mean(dim=(2, 3))
+        if mode == "positions":
+            return a.permute(0, 2, 3, 1).reshape(-1, a.shape[1]).clone()
+        return a.reshape(a.shape[0], -1).clone()
+    if a.ndim == 3:
+        if mode == "mean":
+            return a.mean(dim=1)
+        if mode == "positions":
+            return a.reshape(-1, a.shape[2]).clone()
+        return a.reshape(a.shape[0], -1).clone()
+    if a.ndim == 2:
+        return a.clone()
+    raise ValueError(f"layer {name!r} gives shape {tuple(a.shape)}: the streaming paths take "
+                     "(N, F), (N, T, H) or (N, C, H, W) outputs; pass output= (a callable) to "
+                     "reshape it")
+
+
+class _Streamer(_Hooks):
+    """Hooks that hand on each forward pass's outputs as ``(rows, features)`` batches."""
+
+    def __init__(self, model: nn.Module, names: tuple[str, ...], mode: str,
+                 output: OutputSelector | Mapping[str, OutputSelector], who: str = "") -> None:
+        super().__init__(model, names, mode, output, _rows, modes=STREAM_MODES, who=who)
+        self.seen: dict[str, torch.Tensor] = {}
+
+    def record(self, name: str, a: torch.Tensor) -> None:
+        self.seen[name] = a
+
+    def batch(self, forward: Callable[..., Any], xb: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The outputs of one forward pass over ``xb`` by layer."""
+        self.seen = {}
+        self.run(xb.shape[0], lambda: forward(xb))
+        out, self.seen = self.seen, {}
         return out
 
 
@@ -398,6 +484,74 @@ def capture(model: nn.Module, inputs: Any, layers: Sequence[str] | str | None = 
         if not rec.passes:
             raise ValueError("inputs hold no batches")
         return rec.arrays()
+
+
+def capture_into(model: nn.Module, inputs: Any, layers: Sequence[str] | str | None,
+                 sink: Any, *, mode: str = "mean", batch_size: int | None = None,
+                 device: str | torch.device | None = None,
+                 output: OutputSelector | Mapping[str, OutputSelector] = None) -> Any:
+    """Stream the modules ``layers`` of ``model`` on ``inputs`` into ``sink`` batch by batch,
+    without ever holding more than one batch's activations (a conv layer in ``"positions"``
+    mode over any number of images stays one batch of rows in memory).
+
+    ``sink``: a mapping ``{(layer_x, layer_y): Accumulator}`` (:class:`cca_lib.Accumulator`
+    of the layers' widths): each batch's rows of ``layer_x`` and ``layer_y`` are added to it,
+    with ``n_inputs`` = the batch's inputs, so the accumulators count images (or sequences),
+    not rows, for the few-samples warning and :meth:`~cca_lib.Accumulator.expected_floors`;
+    or a callable ``sink(acts, n_inputs)`` called once per batch with ``{layer: (rows,
+    features) tensor}`` (each a copy, in the model's dtype, on the model's device) and the
+    number of inputs in the batch. ``layers`` may be None with a mapping (its layers) or for
+    the project's models (all of them). Returns ``sink``.
+
+    ``mode`` lays out each output as ``(rows, features)``: ``(N, C, H, W)``: ``"mean"``
+    (default) ``(N, C)``, ``"positions"`` ``(N * H * W, C)`` image-major (as :func:`capture`),
+    ``"flatten"`` ``(N, C * H * W)``; ``(N, T, H)``: ``"mean"`` the mean over time,
+    ``"positions"`` ``(N * T, H)`` (as :func:`flatten_timesteps`), ``"flatten"`` ``(N, T * H)``.
+    ``inputs``, ``batch_size``, ``device``, ``output``, the hooks, eval mode and the errors are
+    those of :func:`capture` (the same hook code). The streamed accumulators equal
+    :func:`capture` followed by the in-memory functions on the same rows.
+    """
+    pairs = None
+    if isinstance(sink, Mapping):
+        from cca_lib.streaming import Accumulator
+
+        pairs = list(sink)
+        for key in pairs:
+            if not (isinstance(key, tuple) and len(key) == 2):
+                raise ValueError(f"sink's keys must be (layer_x, layer_y) pairs, got {key!r}")
+            if not isinstance(sink[key], Accumulator):
+                raise TypeError(f"sink[{key!r}] must be an Accumulator, got "
+                                f"{type(sink[key]).__name__}")
+        if not pairs:
+            raise ValueError("sink holds no (layer_x, layer_y) pairs")
+        wanted = list(dict.fromkeys(name for key in pairs for name in key))
+        if layers is None:
+            layers = wanted
+        else:
+            names = (layers,) if isinstance(layers, str) else tuple(layers)
+            missing = [n for n in wanted if n not in names]
+            if missing:
+                raise ValueError(f"sink pairs layers {missing} that are not in layers "
+                                 f"{list(names)}")
+    elif not callable(sink):
+        raise TypeError(f"sink must be a mapping {{(layer_x, layer_y): Accumulator}} or a "
+                        f"callable (acts, n_inputs), got {type(sink).__name__}")
+    names = _layers(model, layers)
+    batches = _batches(model, inputs, batch_size)
+    dev = _model_device(model, device)
+    forward = _runner(model, names)
+    with _Streamer(model, names, mode, output) as hooks, _EvalMode(model), torch.no_grad():
+        for xb in batches:
+            acts = hooks.batch(forward, xb.to(dev))
+            k = int(xb.shape[0])
+            if pairs is None:
+                sink(acts, k)
+            else:
+                for lx, ly in pairs:
+                    sink[(lx, ly)].update(acts[lx], acts[ly], n_inputs=k)
+        if not hooks.passes:
+            raise ValueError("inputs hold no batches")
+    return sink
 
 
 def samples_per_input(acts: np.ndarray | Mapping[str, np.ndarray], n_inputs: int

@@ -30,8 +30,11 @@ Mantel correlation, the fast measure nulls); other statistics are called once pe
   :func:`permutation_null` shuffles the rows of one input (whole inputs when ``groups`` says
   which rows come from one image or sequence) and returns the null distribution, its mean (the
   sampling floor) and the p-value of the observed value. For the library's measures it
-  recomputes only ``x'y`` per permutation. :func:`expected_null` gives the same floor for
-  independent Gaussian data in closed form, without any CCA.
+  recomputes only ``x'y`` per permutation; :func:`permutation_nulls` gives every measure of
+  :data:`NULL_MEASURES` under the same permutations at once (or, with ``chunk_rows``, through
+  :class:`cca_lib.Accumulator` in chunks of rows, for data beyond memory).
+  :func:`expected_null` gives the same floor for independent Gaussian data in closed form,
+  without any CCA.
 * *The sampling spread of a measure over inputs*: :func:`bootstrap_measure` resamples rows
   (or groups of rows) with replacement and recomputes the measure.
 
@@ -86,11 +89,20 @@ import numpy as np
 from scipy import integrate, special
 from scipy.stats import rankdata
 
-from cca_lib._validation import FewSamplesWarning, check_keep, check_pair, check_rtol, is_torch
+from cca_lib import similarity as _sim
+from cca_lib._validation import (
+    FewSamplesWarning,
+    check_keep,
+    check_pair,
+    check_rtol,
+    is_torch,
+    warn_few_samples,
+)
 from cca_lib.similarity import linear_cka, mean_cca, pwcca, svcca
 
 __all__ = [
     "MEASURES",
+    "NULL_MEASURES",
     "Interval",
     "PermutationResult",
     "bootstrap_ci",
@@ -105,11 +117,17 @@ __all__ = [
     "mantel",
     "pair_mean",
     "permutation_null",
+    "permutation_nulls",
     "permutation_test",
 ]
 
 #: The measures known by name (the keys of :func:`cca_lib.compare`).
 MEASURES = ("mean CCA", "SVCCA", "PWCCA", "PWCCA (symmetric)", "linear CKA")
+#: The names :func:`permutation_null` and :func:`permutation_nulls` take: :data:`MEASURES`
+#: plus ``"PWCCA (reverse)"`` (``pwcca(y, x)``) and ``"debiased CKA"``, the keys of
+#: :meth:`cca_lib.Accumulator.measures`, in its order.
+NULL_MEASURES = ("mean CCA", "SVCCA", "PWCCA", "PWCCA (reverse)", "PWCCA (symmetric)",
+                 "linear CKA", "debiased CKA")
 
 _ALTERNATIVES = ("two-sided", "greater", "less")
 _INTERVAL_METHODS = ("percentile", "bca")
@@ -806,11 +824,10 @@ def permutation_test(values: Any, labels: Any, *, statistic: Callable | None = N
 # Measures: permutation null (sampling floor) and bootstrap over inputs
 # ---------------------------------------------------------------------------------------------
 
-# The fast path below recomputes, with numpy, the few pieces of cca_lib.similarity it needs
-# (the default rtol per dtype, the rank-revealing whitening and SVCCA's count of kept
-# directions), because similarity exposes no entry point that takes fixed x'x, y'y and a new
-# x'y. The tests check it against the public functions to 1e-10 on permuted data.
-_DEFAULT_RTOL_F64, _DEFAULT_RTOL_F32 = 1e-6, 3e-3
+# The fast path below takes every piece of the computation from cca_lib.similarity: the
+# moment pass (scaling, dead neurons, default rtol per dtype), the whitenings by the rank rule
+# and SVCCA's principal directions and kept count; only the product x'y[p] is its own. The
+# tests check it against the public functions to 1e-10 on permuted data.
 
 
 def _named(measure: str, keep: float | int, rtol: float | None,
@@ -823,15 +840,19 @@ def _named(measure: str, keep: float | int, rtol: float | None,
         sym = measure == "PWCCA (symmetric)"
         return lambda x, y: pwcca(x, y, symmetric=sym, rtol=rtol,
                                   allow_few_samples=allow_few_samples)
+    if measure == "PWCCA (reverse)":
+        return lambda x, y: pwcca(y, x, rtol=rtol, allow_few_samples=allow_few_samples)
+    if measure == "debiased CKA":
+        return lambda x, y: linear_cka(x, y, debiased=True)
     return lambda x, y: linear_cka(x, y, allow_few_samples=allow_few_samples)
 
 
 def _resolve_measure(measure: Any, keep: Any, rtol: Any,
                      allow_few_samples: bool) -> tuple[Callable, str | None]:
     if isinstance(measure, str):
-        if measure not in MEASURES:
-            raise ValueError(f"measure must be a callable (x, y) -> float or one of {MEASURES}, "
-                             f"got {measure!r}")
+        if measure not in NULL_MEASURES:
+            raise ValueError(f"measure must be a callable (x, y) -> float or one of "
+                             f"{NULL_MEASURES}, got {measure!r}")
         return _named(measure, check_keep(keep), check_rtol(rtol), allow_few_samples), measure
     _check_callable(measure, "measure")
     return measure, None
@@ -867,77 +888,106 @@ def _group_blocks(groups: Any, n: int) -> np.ndarray:
     return order.reshape(uniq.size, sizes[0])
 
 
+_CKA_NAMES = ("linear CKA", "debiased CKA")
+
+
+def _cross(left: np.ndarray, right: np.ndarray, perms: np.ndarray) -> np.ndarray:
+    """``left' right[p]`` for every row ``p`` of ``perms`` in one GEMM (the permuted copies
+    side by side, ``(n, c * d2)``): ``(c, d1, d2)``."""
+    c, n = perms.shape
+    d1, d2 = left.shape[1], right.shape[1]
+    side = right[perms.T].reshape(n, c * d2)
+    return (left.T @ side).reshape(d1, c, d2).transpose(1, 0, 2)
+
+
 class _FastNull:
-    """A named measure of ``(x, y[p])`` for many row permutations ``p``: ``x'x`` and ``y'y`` (and
-    so the whitenings and the kept SVCCA directions) are computed once; each permutation costs
-    one product of the whitened (or centered) data, ``n d1 d2`` flops, and a small SVD."""
+    """Named measures (of :data:`NULL_MEASURES`) of ``(x, y[p])`` for many row permutations
+    ``p``: ``x'x`` and ``y'y`` (and so the whitenings and the kept SVCCA directions) are
+    computed once, by the code of :mod:`cca_lib.similarity` (its moment pass, rank rule and
+    SVCCA reduction); each permutation costs one product of the whitened data (the CCA family,
+    all of it from one SVD) and one of the centered data (CKA), ``n d1 d2`` flops each.
 
-    def __init__(self, x: Any, y: Any, measure: str, keep: float | int, rtol: float | None):
-        self.measure = measure
-        xs, ys = (np.asarray(a.detach().cpu().numpy() if is_torch(a) else a) for a in (x, y))
-        rx, ry = (rtol if rtol is not None else
-                  (_DEFAULT_RTOL_F32 if a.dtype == np.float32 else _DEFAULT_RTOL_F64)
-                  for a in (xs, ys))
-        xc = xs.astype(np.float64) - xs.mean(axis=0, dtype=np.float64)
-        yc = ys.astype(np.float64) - ys.mean(axis=0, dtype=np.float64)
-        sxx, syy = xc.T @ xc, yc.T @ yc
-        sxx, syy = (sxx + sxx.T) / 2, (syy + syy.T) / 2
-        if measure == "linear CKA":
-            self.left, self.right = xc, yc
-            self.den = np.linalg.norm(sxx) * np.linalg.norm(syy)
-            if not self.den > 0:
-                raise ValueError("x or y has no variance: every neuron is constant")
-            return
-        wx, lx = _eig_whitener(sxx, rx, "x")
-        wy, ly = _eig_whitener(syy, ry, "y")
-        if measure == "SVCCA":
-            wx, wy = wx[:, :_kept(lx, keep, "x")], wy[:, :_kept(ly, keep, "y")]
-        self.left, self.right = xc @ wx, yc @ wy  # orthonormal columns
-        self.gx, self.gy = sxx @ wx, syy @ wy  # x'x W_x: PWCCA's weights are |x'x W_x A|
+    The whitenings are rotated to SVCCA's principal directions when SVCCA is asked for (CCA
+    does not depend on the whitening's rotation), so SVCCA's cross matrix is the leading
+    ``kx x ky`` block of the one the other measures use."""
 
-    def __call__(self, perms: np.ndarray) -> np.ndarray:
-        # left' right[p] for every p in one GEMM: the permuted copies side by side, (n, c * d2)
-        c, n = perms.shape
-        d1, d2 = self.left.shape[1], self.right.shape[1]
-        side = self.right[perms.T].reshape(n, c * d2)
-        cross = (self.left.T @ side).reshape(d1, c, d2).transpose(1, 0, 2)  # (c, d1, d2)
-        if self.measure == "linear CKA":
-            return np.clip((cross ** 2).sum(axis=(1, 2)) / self.den, 0.0, 1.0)
-        if self.measure in ("mean CCA", "SVCCA"):
-            return np.clip(np.linalg.svd(cross, compute_uv=False), 0.0, 1.0).mean(axis=1)
-        a, s, bt = np.linalg.svd(cross, full_matrices=False)
-        rho = np.clip(s, 0.0, 1.0)
-        forward = _pw(rho, np.abs(self.gx @ a).sum(axis=1))
-        if self.measure == "PWCCA":
-            return forward
-        return 0.5 * (forward + _pw(rho, np.abs(self.gy @ bt.transpose(0, 2, 1)).sum(axis=1)))
+    def __init__(self, x: Any, y: Any, names: tuple[str, ...], keep: float | int,
+                 rtol: float | None):
+        self.names = names
+        g = _sim._grams(x, y, rtol, kernel="debiased CKA" in names)
+        xc, yc = _centred_scaled(x, g.exp_x, g.mean_x), _centred_scaled(y, g.exp_y, g.mean_y)
+        self.n = xc.shape[0]
+        self.cca = any(name not in _CKA_NAMES for name in names)
+        self.cka = any(name in _CKA_NAMES for name in names)
+        if self.cka:
+            _sim._cka_from_grams(g)  # raises as linear_cka does on an input without variance
+            self.xc, self.yc = xc, yc
+            self.den = np.linalg.norm(g.sxx) * np.linalg.norm(g.syy)
+            if "debiased CKA" in names:
+                self.tk, self.tl = float(np.trace(g.sxx)), float(np.trace(g.syy))
+                self.hxx = _sim._hsic(np.linalg.norm(g.sxx) ** 2, g.paa, self.tk, self.tk,
+                                      g.n)
+                self.hyy = _sim._hsic(np.linalg.norm(g.syy) ** 2, g.pbb, self.tl, self.tl,
+                                      g.n)
+                if not (self.hxx > 0 and self.hyy > 0):
+                    raise ValueError("x or y has no variance left after debiasing (too few "
+                                     "samples?)")
+                self.a, self.b = np.einsum("ij,ij->i", xc, xc), np.einsum("ij,ij->i", yc, yc)
+        if self.cca:
+            wx, wy = _sim._whiteners(g)
+            self.kx = self.ky = 0
+            if "SVCCA" in names:
+                (lx, ux), (ly, uy) = (_sim._principal(w.T @ m) for w, m in ((wx, g.sxx),
+                                                                           (wy, g.syy)))
+                self.kx, self.ky = _sim._svd_reduce(lx, keep, "x"), _sim._svd_reduce(ly, keep,
+                                                                                      "y")
+                wx, wy = wx @ ux, wy @ uy
+                if all(name in _CKA_NAMES or name == "SVCCA" for name in names):
+                    wx, wy = wx[:, :self.kx], wy[:, :self.ky]  # SVCCA alone: the kept block
+            self.left, self.right = xc @ wx, yc @ wy  # orthonormal columns
+            self.gx, self.gy = g.sxx @ wx, g.syy @ wy  # x'x W_x: PWCCA's weights |x'x W_x A|
+
+    def __call__(self, perms: np.ndarray) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        names = self.names
+        if self.cca:
+            cross = _cross(self.left, self.right, perms)
+            if "SVCCA" in names:
+                s = np.linalg.svd(cross[:, :self.kx, :self.ky], compute_uv=False)
+                out["SVCCA"] = np.clip(s, 0.0, 1.0).mean(axis=1)
+            pw = [name for name in names if name.startswith("PWCCA")]
+            if pw:
+                a, s, bt = np.linalg.svd(cross, full_matrices=False)
+                rho = np.clip(s, 0.0, 1.0)
+                fwd = _pw(rho, np.abs(self.gx @ a).sum(axis=1))
+                bwd = _pw(rho, np.abs(self.gy @ bt.transpose(0, 2, 1)).sum(axis=1))
+                out.update({"PWCCA": fwd, "PWCCA (reverse)": bwd,
+                            "PWCCA (symmetric)": 0.5 * (fwd + bwd)})
+            elif "mean CCA" in names:
+                rho = np.clip(np.linalg.svd(cross, compute_uv=False), 0.0, 1.0)
+            if "mean CCA" in names:
+                out["mean CCA"] = rho.mean(axis=1)
+        if self.cka:
+            tr = (_cross(self.xc, self.yc, perms) ** 2).sum(axis=(1, 2))
+            out["linear CKA"] = np.clip(tr / self.den, 0.0, 1.0)
+            if "debiased CKA" in names:
+                hxy = _sim._hsic(tr, self.b[perms] @ self.a, self.tk, self.tl, self.n)
+                out["debiased CKA"] = np.clip(hxy / np.sqrt(self.hxx * self.hyy), 0.0, 1.0)
+        return {name: out[name] for name in names}
+
+
+def _centred_scaled(a: Any, e: int, mean: np.ndarray) -> np.ndarray:
+    """``a * 2**-e`` centered, a new float64 host array (the scaling of similarity's moment
+    pass, whose covariances it matches)."""
+    host = a.detach().cpu().numpy() if is_torch(a) else np.asarray(a)
+    ac = _sim._scaled64(host, e)
+    ac -= mean
+    ac -= ac.mean(axis=0)  # the residual mean left by rounding
+    return ac
 
 
 def _pw(rho: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.clip((alpha * rho).sum(axis=1) / alpha.sum(axis=1), 0.0, 1.0)
-
-
-def _eig_whitener(s: np.ndarray, rtol: float, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(w, vals)``: ``w.T @ s @ w = I`` over the eigen-directions kept by similarity's rule
-    (eigenvalue above ``rtol**2`` times the largest), largest first."""
-    vals, vecs = np.linalg.eigh(s)
-    vals, vecs = vals[::-1], vecs[:, ::-1]
-    if not (vals.size and vals[0] > 0):
-        raise ValueError(f"{name} has no variance: every neuron is constant over the samples")
-    keep = vals > rtol * rtol * vals[0]
-    return vecs[:, keep] / np.sqrt(vals[keep]), vals[keep]
-
-
-def _kept(vals: np.ndarray, keep: float | int, name: str) -> int:
-    """SVCCA's number of top directions: ``keep`` of them (int) or the fewest whose variance
-    reaches the fraction ``keep`` (float), as in :func:`cca_lib.svcca`."""
-    if isinstance(keep, int):
-        if keep > vals.size:
-            raise ValueError(f"keep={keep} exceeds the number of independent directions of "
-                             f"{name} ({vals.size})")
-        return keep
-    frac = np.cumsum(vals) / vals.sum()
-    return int(min(np.searchsorted(frac, keep - 1e-12) + 1, vals.size))
 
 
 def permutation_null(x: Any, y: Any, measure: Any, *, n_perm: int = 999, seed: int,
@@ -948,7 +998,7 @@ def permutation_null(x: Any, y: Any, measure: Any, *, n_perm: int = 999, seed: i
     shuffled (unrelated representations of the same shape, ``n`` and ``d``).
 
     ``x`` ``(n, d1)``, ``y`` ``(n, d2)``: rows are the same inputs in the same order.
-    ``measure``: a callable ``(x, y) -> float`` or a name in :data:`MEASURES` (``keep``,
+    ``measure``: a callable ``(x, y) -> float`` or a name in :data:`NULL_MEASURES` (``keep``,
     ``rtol`` and ``allow_few_samples`` go to the named measures). ``groups``: optional label
     per row saying which rows come from one input (one image's positions, one sequence's
     timesteps); whole inputs are then permuted, row ``k`` of one input facing row ``k`` of
@@ -958,49 +1008,161 @@ def permutation_null(x: Any, y: Any, measure: Any, *, n_perm: int = 999, seed: i
     under the permutations, ``floor`` their mean, ``p_value`` of the observed value
     (``alternative="greater"``: similarity above the floor).
 
+    The few-samples warning (named measures; once, not per permutation) counts the groups when
+    ``groups`` is given: rows of one input are not independent samples.
+
     Named measures take a fast path: a row permutation leaves ``x'x`` and ``y'y`` unchanged,
     so the whitenings are computed once and each permutation recomputes only the cross
     product (in float64), then a ``d1 x d2`` SVD; linear CKA needs only
-    ``||x'Py||_F^2`` against fixed norms.
+    ``||x'Py||_F^2`` against fixed norms. :func:`permutation_nulls` gives several measures
+    under the same permutations at the cost of one.
     """
+    if isinstance(measure, str):
+        _resolve_measure(measure, keep, rtol, allow_few_samples)
+        return permutation_nulls(x, y, (measure,), n_perm=n_perm, seed=seed, groups=groups,
+                                 alternative=alternative, keep=keep, rtol=rtol,
+                                 allow_few_samples=allow_few_samples, _up=3)[measure]
+    f, _ = _resolve_measure(measure, keep, rtol, allow_few_samples)
+    return _null(x, y, {"measure": f}, None, n_perm, seed, groups, alternative, None,
+                 allow_few_samples, 2)["measure"]
+
+
+def permutation_nulls(x: Any, y: Any, measures: Any = NULL_MEASURES, *, n_perm: int = 999,
+                      seed: int, groups: Any = None, alternative: str = "greater",
+                      keep: float | int = 0.99, rtol: float | None = None,
+                      allow_few_samples: bool = False,
+                      chunk_rows: int | None = None, _up: int = 2
+                      ) -> dict[str, PermutationResult]:
+    """:func:`permutation_null` of several named measures (names in :data:`NULL_MEASURES`,
+    default all) under the same permutations: ``{name: PermutationResult}``.
+
+    In memory (``chunk_rows=None``) the fast path computes every measure from one setup and,
+    per permutation, one product of the whitened and one of the centered data. With
+    ``chunk_rows`` (e.g. for memory-mapped ``.npy`` files), each permutation instead feeds
+    ``x`` and the permuted ``y`` through one :class:`cca_lib.Accumulator`, ``chunk_rows`` rows
+    at a time (``y``'s rows read in sorted order), so memory does not grow with ``n``; the
+    observed values come from one more such pass. Both give the same numbers to rounding.
+    """
+    if isinstance(measures, str):
+        measures = (measures,)
+    measures = tuple(measures)
+    bad = [m for m in measures if m not in NULL_MEASURES]
+    if bad or not measures:
+        raise ValueError(f"measures must be names in {NULL_MEASURES}, got {list(measures)}")
+    if chunk_rows is not None:
+        chunk_rows = _check_count(chunk_rows, "chunk_rows")
+    fs = {m: _named(m, check_keep(keep), check_rtol(rtol), allow_few_samples)
+          for m in measures}
+    return _null(x, y, fs, (keep, rtol), n_perm, seed, groups, alternative, chunk_rows,
+                 allow_few_samples, _up)
+
+
+def _null(x: Any, y: Any, fs: dict[str, Callable], named: tuple | None, n_perm: Any,
+          seed: Any, groups: Any, alternative: Any, chunk_rows: int | None,
+          allow_few_samples: bool, up: int) -> dict[str, PermutationResult]:
+    """The permutation nulls of the measures ``fs`` (named ones, by the fast path or the
+    chunked accumulator, when ``named = (keep, rtol)``), all under the same permutations.
+    ``up``: the frames between this one and the user's call (for the warning)."""
     seed = _check_seed(seed)
-    f, name = _resolve_measure(measure, keep, rtol, allow_few_samples)
     n = _n_rows(x, "x")
     if _n_rows(y, "y") != n:
         raise ValueError(f"x has {n} rows but y has {_n_rows(y, 'y')}: both must hold the same "
                          "inputs, one row each")
     n_perm = _check_count(n_perm, "n_perm")
     alternative = _check_choice(alternative, "alternative", _ALTERNATIVES)
-    if name is not None:
-        check_pair(x, y, allow_few_samples=allow_few_samples)  # warns once, not per permutation
     blocks = None if groups is None else _group_blocks(groups, n)
     n_units = n if blocks is None else blocks.shape[0]
+    names = tuple(fs)
+    if named is not None and chunk_rows is None:  # warns once, not per permutation
+        _check_and_warn(x, y, allow_few_samples, None if groups is None else n_units, 2 + up)
+    elif named is not None:  # the accumulator checks each chunk; warn once here
+        d1, d2 = int(x.shape[1]), int(y.shape[1])
+        if n <= d1 + d2 and not allow_few_samples:
+            raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)}: n_samples={n} <= "
+                             f"d1 + d2 = {d1 + d2}; pass allow_few_samples=True")
+        warn_few_samples(n, d1, d2, n_inputs=None if groups is None else n_units,
+                         stacklevel=2 + up)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FewSamplesWarning)
-        observed = _scalar(f(x, y), "measure")
-        fast = _FastNull(x, y, name, check_keep(keep), check_rtol(rtol)) if name else None
+        if named is not None and chunk_rows is not None:
+            keep, rtol = named
+            observed = _streamed(x, y, None, chunk_rows, names, keep, rtol, allow_few_samples)
 
-        def stats_of(unit_perms: np.ndarray) -> np.ndarray:
+            def stats_of_rows(rows: np.ndarray) -> dict[str, np.ndarray]:
+                return _stack([_streamed(x, y, r, chunk_rows, names, keep, rtol,
+                                         allow_few_samples) for r in rows], names)
+            width = chunk_rows
+        else:
+            observed = {m: _scalar(f(x, y), "measure") for m, f in fs.items()}
+            if named is not None:
+                stats_of_rows = _FastNull(x, y, names, check_keep(named[0]),
+                                          check_rtol(named[1]))
+            else:
+                (f,) = fs.values()
+
+                def stats_of_rows(rows: np.ndarray) -> dict[str, np.ndarray]:
+                    return {names[0]: np.array([_scalar(f(x, _take_rows(y, r)), "measure")
+                                                for r in rows])}
+            width = _work(x, y)
+
+        def stats_of(unit_perms: np.ndarray) -> dict[str, np.ndarray]:
             rows = unit_perms if blocks is None else _rows_of(blocks, unit_perms)
-            if fast is not None:
-                return fast(rows)
-            return np.array([_scalar(f(x, _take_rows(y, r)), "measure") for r in rows])
+            return stats_of_rows(rows)
 
         if n_units <= 12 and math.factorial(n_units) <= n_perm:
             perms = np.array(list(itertools.permutations(range(n_units))), dtype=np.intp)
-            null = np.concatenate([stats_of(perms[s:s + k])
-                                   for s, k in _chunks(perms.shape[0], _work(x, y))])
+            parts = [stats_of(perms[s:s + k]) for s, k in _chunks(perms.shape[0], width)]
+            null = {m: np.concatenate([p[m] for p in parts]) for m in names}
             exact = True
         else:
-            null = np.empty(n_perm)
+            null = {m: np.empty(n_perm) for m in names}
             rng = np.random.default_rng(seed)
             for start, unit_perms in _permutations(rng, np.arange(n_units), n_perm):
-                for s, k in _chunks(unit_perms.shape[0], _work(x, y)):
-                    null[start + s:start + s + k] = stats_of(unit_perms[s:s + k])
+                for s, k in _chunks(unit_perms.shape[0], width):
+                    for m, v in stats_of(unit_perms[s:s + k]).items():
+                        null[m][start + s:start + s + k] = v
             exact = False
-    _check_reps(null, "measure")
-    return PermutationResult(observed, _p_value(null, observed, alternative, exact), null,
-                             int(null.size), exact, alternative)
+    out = {}
+    for m in names:
+        _check_reps(null[m], "measure")
+        out[m] = PermutationResult(observed[m], _p_value(null[m], observed[m], alternative,
+                                                         exact), null[m], int(null[m].size),
+                                   exact, alternative)
+    return out
+
+
+def _stack(rows: list[dict[str, float]], names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    return {m: np.array([r[m] for r in rows]) for m in names}
+
+
+def _streamed(x: Any, y: Any, perm: np.ndarray | None, chunk_rows: int, names: tuple[str, ...],
+              keep: Any, rtol: Any, allow_few_samples: bool) -> dict[str, float]:
+    """The measures of ``x`` against ``y[perm]`` (row ``i`` of ``x`` with row ``perm[i]`` of
+    ``y``) through one accumulator, ``chunk_rows`` rows at a time."""
+    from cca_lib.streaming import Accumulator
+
+    n = int(x.shape[0])
+    acc = Accumulator(int(x.shape[1]), int(y.shape[1]))
+    for start in range(0, n, chunk_rows):
+        stop = min(n, start + chunk_rows)
+        xb = x[start:stop]
+        if perm is None:
+            yb = y[start:stop]
+        else:
+            idx = np.asarray(perm[start:stop])
+            order = np.argsort(idx, kind="stable")  # sorted reads of a memory map
+            xb, yb = xb[order], y[idx[order]]
+        acc.update(np.asarray(xb), np.asarray(yb))
+    return acc.measures(keep=keep, rtol=rtol, allow_few_samples=allow_few_samples)
+
+
+def _check_and_warn(x: Any, y: Any, allow_few_samples: bool, n_inputs: int | None,
+                    stacklevel: int) -> None:
+    """The named measures' input checks, and one few-samples warning counting ``n_inputs``
+    (the groups: images, sequences) when given, else rows; ``stacklevel`` as
+    ``warnings.warn``'s here."""
+    n, d1, d2 = check_pair(x, y, allow_few_samples=allow_few_samples, warn_few=False)
+    warn_few_samples(n, d1, d2, n_inputs=n_inputs, stacklevel=stacklevel + 1)
 
 
 def _work(x: Any, y: Any) -> int:
@@ -1027,7 +1189,8 @@ def bootstrap_measure(x: Any, y: Any, measure: Any, *, n_boot: int = 200, level:
     much the value moves with the sample of inputs. It is not a debiased interval: duplicated
     rows act as fewer distinct samples, and CCA-type similarities rise as the samples per
     feature fall, so with few samples per feature the interval sits above the estimate; compare
-    against :func:`permutation_null` for the floor.
+    against :func:`permutation_null` for the floor. With ``groups`` the few-samples warning
+    counts groups (inputs), not rows.
     """
     seed = _check_seed(seed)
     f, name = _resolve_measure(measure, keep, rtol, allow_few_samples)
@@ -1037,8 +1200,6 @@ def bootstrap_measure(x: Any, y: Any, measure: Any, *, n_boot: int = 200, level:
                          "inputs, one row each")
     n_boot = _check_count(n_boot, "n_boot", 2)
     level = _check_level(level)
-    if name is not None:
-        check_pair(x, y, allow_few_samples=allow_few_samples)
     members = None
     if groups is not None:
         codes, uniq = _codes(groups, n, "groups")
@@ -1046,6 +1207,8 @@ def bootstrap_measure(x: Any, y: Any, measure: Any, *, n_boot: int = 200, level:
             raise ValueError(f"groups must hold at least 2 groups, got {uniq.size}")
         members = [np.flatnonzero(codes == g) for g in range(uniq.size)]
     n_units = n if members is None else len(members)
+    if name is not None:
+        _check_and_warn(x, y, allow_few_samples, None if groups is None else n_units, 3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FewSamplesWarning)
         estimate = _scalar(f(x, y), "measure")
@@ -1107,7 +1270,7 @@ def _mp_kept(m: int, d: int, keep: float) -> int:
     cdf = np.concatenate([[0.0], np.cumsum((dens[1:] + dens[:-1]) / 2 * np.diff(grid))])
     cdf /= cdf[-1]
     vals = np.interp((np.arange(d) + 0.5) / d, cdf, grid)[::-1]
-    return _kept(vals, keep, "x")
+    return _sim._svd_reduce(vals, keep, "x")
 
 
 def expected_null(n: int, d1: int, d2: int, *, measure: str = "mean CCA",
@@ -1120,7 +1283,9 @@ def expected_null(n: int, d1: int, d2: int, *, measure: str = "mean CCA",
     simulated nulls for ``d1, d2 >= 5`` (up to 8% for ``d`` of 1 or 2; SVCCA's least
     accurate when its kept count sits at a boundary). For real activations it is the
     floor of data with the same shape and no structure; :func:`permutation_null` gives the
-    floor for the data's own spectra.
+    floor for the data's own spectra. With several correlated rows per input (one image's
+    positions, one sequence's timesteps) pass ``n`` = the number of inputs: an upper estimate,
+    as such rows carry more than one input's worth of samples but fewer than their count.
     """
     n, d1, d2 = _check_shape_args(n, d1, d2)
     _check_choice(measure, "measure", MEASURES)

@@ -20,26 +20,28 @@ rounding, ``~1e-13`` in float64; tested to ``1e-10`` on data not within rounding
 cut). Float32 batches are multiplied in float32 within a batch and summed in float64, as the
 in-memory functions do.
 
+Rows of one input (an image's positions, a sequence's timesteps) are not independent samples:
+``update(..., n_inputs=k)`` says how many inputs a batch's rows come from, and the few-samples
+warning and :meth:`Accumulator.expected_floors` then count inputs.
+:func:`cca_lib.capture.capture_into` and :func:`compare_models` read layers with the forward
+hooks of :mod:`cca_lib.capture` (one mechanism) and pass each batch's input count on.
+
 This module needs only numpy for :class:`Accumulator`; :func:`compare_models` needs torch.
 """
 
 from __future__ import annotations
 
-import difflib
-import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from cca_lib import similarity as _sim
 from cca_lib._validation import (
-    SAMPLES_PER_FEATURE_WARN,
-    FewSamplesWarning,
     check_batch,
     check_keep,
     check_rtol,
-    is_torch,
+    warn_few_samples,
 )
 
 __all__ = ["Accumulator", "compare_models"]
@@ -74,10 +76,16 @@ class Accumulator:
     the sums silently would hide where the work happens. Memory ``O((d1 + d2)^2)``. Default
     tolerances follow the inputs' dtype as in :mod:`cca_lib.similarity`; if any batch of an
     input was float32, that input gets float32's.
+
+    **Rows are not always independent samples.** A batch of rows from fewer inputs (one
+    image's positions, one sequence's timesteps) says so with ``update(..., n_inputs=k)``;
+    :attr:`n_inputs` then counts inputs, and the few-samples warning and
+    :meth:`expected_floors` count them rather than rows (without it, one input per row).
     """
 
     def __init__(self, d1: int, d2: int) -> None:
         self._m = _sim._Moments(_positive_int(d1, "d1"), _positive_int(d2, "d2"), kernel=True)
+        self._inputs = 0
 
     # ------------------------------------------------------------------ state
     @property
@@ -94,6 +102,12 @@ class Accumulator:
         return self._m.n
 
     @property
+    def n_inputs(self) -> int:
+        """Independent inputs the rows came from (the ``n_inputs`` of each batch; one per row
+        where none was given)."""
+        return getattr(self, "_inputs", self.n_samples)
+
+    @property
     def device(self) -> Any:
         """Where the sums live: ``None`` for numpy on the host, else a torch device."""
         return self._m.device
@@ -102,18 +116,27 @@ class Accumulator:
         where = "host" if self.device is None else str(self.device)
         return f"Accumulator(d1={self.d1}, d2={self.d2}, n_samples={self.n_samples}, {where})"
 
-    def update(self, x_batch: Any, y_batch: Any) -> Accumulator:
+    def update(self, x_batch: Any, y_batch: Any, *, n_inputs: int | None = None) -> Accumulator:
         """Add the rows of ``x_batch`` ``(m, d1)`` and ``y_batch`` ``(m, d2)``; returns self.
 
-        Raises ``ValueError`` on a shape that does not fit (naming the argument and both
-        shapes), NaN or inf, or a device the sums are not on; ``TypeError`` on a non-float
-        dtype. A batch of 0 rows changes nothing.
+        ``n_inputs``: how many independent inputs the ``m`` rows come from (e.g. the images
+        of a batch in ``"positions"`` mode, ``m = n_inputs * H * W``); default ``m``. Raises
+        ``ValueError`` on a shape that does not fit (naming the argument and both shapes), NaN
+        or inf, a device the sums are not on, or an ``n_inputs`` that is not an int in
+        ``[1, m]``; ``TypeError`` on a non-float dtype. A batch of 0 rows changes nothing.
         """
-        check_batch(x_batch, y_batch, self.d1, self.d2)
+        m = check_batch(x_batch, y_batch, self.d1, self.d2)
+        if n_inputs is None:
+            n_inputs = m
+        elif (isinstance(n_inputs, bool) or not isinstance(n_inputs, int | np.integer)
+              or not (min(1, m) <= n_inputs <= m)):
+            raise ValueError(f"n_inputs must be an int from 1 to the batch's {m} rows (the "
+                             f"inputs its rows come from), got {n_inputs!r}")
         if self.n_samples:
             for name, a in (("x_batch", x_batch), ("y_batch", y_batch)):
                 self._check_device(a, name)
         self._m.update(x_batch, y_batch)
+        self._inputs = self.n_inputs + int(n_inputs)
         return self
 
     def _check_device(self, a: Any, name: str) -> None:
@@ -144,7 +167,18 @@ class Accumulator:
         if self.n_samples and m.n and m.device != self.device:
             m = m.on(self.device)
         self._m._absorb(m)
+        self._inputs = self.n_inputs + other.n_inputs
         return self
+
+    def expected_floors(self, *, keep: float | int = 0.99) -> dict[str, float]:
+        """What unrelated data of this size scores: :func:`cca_lib.stats.expected_floors` for
+        ``n`` = :attr:`n_inputs` (independent inputs, not rows), ``d1``, ``d2`` (closed form,
+        no pass over the data; needs ``n_inputs > d1 + d2``). With several rows per input this
+        is an upper estimate: correlated rows carry more than one input's worth of samples
+        but less than their count."""
+        from cca_lib.stats import expected_floors
+
+        return expected_floors(self.n_inputs, self.d1, self.d2, keep=keep)
 
     # ------------------------------------------------------------------ results
     def _grams(self, rtol: Any, cca_family: bool, allow_few_samples: bool = False,
@@ -157,10 +191,9 @@ class Accumulator:
                 f"n_samples={n} <= d1 + d2 = {d1 + d2}, so CCA coefficients are trivially 1 "
                 f"in at least {d1 + d2 - n + 1} directions. Use more samples or fewer features, "
                 "or pass allow_few_samples=True.")
-        if warn_few and n < SAMPLES_PER_FEATURE_WARN * max(d1, d2):
-            warnings.warn(
-                f"only {n} samples for {max(d1, d2)} features (< {SAMPLES_PER_FEATURE_WARN} per "
-                "feature): similarities are biased upward", FewSamplesWarning, stacklevel=3)
+        if warn_few:
+            warn_few_samples(n, d1, d2, stacklevel=4,
+                             n_inputs=None if self.n_inputs == n else self.n_inputs)
         return self._m.grams(check_rtol(rtol))
 
     def cca(self, *, rtol: float | None = None,
@@ -224,79 +257,6 @@ class Accumulator:
 # Two models, layer by layer, without storing activations
 # ---------------------------------------------------------------------------------------------
 
-# The hook loop below is self-contained on purpose: cca_lib.capture is being made generic
-# (forward hooks on any module, the same modes); once it is, compare_models should take its
-# per-batch hook code from there instead of keeping a second copy.
-_MODES = ("mean", "positions", "flatten")
-
-
-def _resolve(model: Any, layers: Sequence[str], which: str) -> dict[str, Any]:
-    if isinstance(layers, str):
-        raise TypeError(f"{which} must be a sequence of layer names, got the string "
-                        f"{layers!r} (write [{layers!r}])")
-    modules = dict(model.named_modules())
-    out = {}
-    for name in layers:
-        if name not in modules:
-            close = difflib.get_close_matches(str(name), [k for k in modules if k], n=5)
-            hint = f"; close matches: {close}" if close else ""
-            raise ValueError(f"{which}: {name!r} is not a module of the model (names from "
-                             f"model.named_modules()){hint}")
-        out[name] = modules[name]
-    return out
-
-
-def _rows(out: Any, mode: str, where: str) -> Any:
-    """One layer output as a ``(rows, features)`` tensor (a new tensor, never a view)."""
-    import torch
-
-    if isinstance(out, tuple | list):
-        out = out[0]
-    if not isinstance(out, torch.Tensor):
-        raise TypeError(f"{where} returned {type(out).__name__}, not a tensor")
-    out = out.detach()
-    if out.dtype in (torch.float16, torch.bfloat16):
-        out = out.float()
-    if out.ndim == 2:
-        return out.clone()
-    if out.ndim == 4:  # (N, C, H, W)
-        if mode == "mean":
-            return out.mean(dim=(2, 3))
-        if mode == "positions":
-            return out.permute(0, 2, 3, 1).reshape(-1, out.shape[1]).clone()
-        return out.reshape(out.shape[0], -1).clone()
-    if out.ndim == 3:  # (N, T, H)
-        if mode == "mean":
-            return out.mean(dim=1)
-        if mode == "positions":
-            return out.reshape(-1, out.shape[2]).clone()
-        return out.reshape(out.shape[0], -1).clone()
-    raise ValueError(f"{where} output has shape {tuple(out.shape)}: expected (N, features), "
-                     "(N, C, H, W) or (N, T, H)")
-
-
-def _batches(inputs: Any, batch_size: int) -> Iterable[Any]:
-    import torch
-
-    if isinstance(inputs, torch.Tensor):
-        for start in range(0, inputs.shape[0], batch_size):
-            yield inputs[start:start + batch_size]
-        return
-    if isinstance(inputs, torch.utils.data.Dataset) and not isinstance(
-            inputs, torch.utils.data.IterableDataset):
-        inputs = torch.utils.data.DataLoader(inputs, batch_size=batch_size, shuffle=False)
-    for batch in inputs:
-        yield batch[0] if isinstance(batch, tuple | list) else batch
-
-
-def _model_device(model: Any) -> Any:
-    import torch
-
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 def compare_models(model_a: Any, model_b: Any, inputs: Any, layers_a: Sequence[str],
                    layers_b: Sequence[str] | None = None, *, mode: str = "mean",
                    batch_size: int = 256) -> dict[tuple[str, str], Accumulator]:
@@ -304,80 +264,69 @@ def compare_models(model_a: Any, model_b: Any, inputs: Any, layers_a: Sequence[s
     order; default the same names) on the same inputs, without storing activations.
 
     ``inputs``: a tensor (split into ``batch_size`` rows), a ``Dataset`` or a ``DataLoader``
-    (batches of tensors or ``(input, target)`` tuples; its order must be fixed). Each batch
-    runs through both models in eval mode without gradients (each on the device of its
-    parameters); forward hooks on the named modules (``model.named_modules()`` names) copy the
-    outputs, which go straight into one :class:`Accumulator` per pair, on their device. A
-    module returning a tuple gives its first element. ``mode`` for ``(N, C, H, W)`` outputs:
+    (batches of tensors or ``(input, target)`` tuples; its order must be fixed: a shuffling
+    one raises). Each batch runs through both models in eval mode without gradients (each on
+    the device of its parameters), read by the forward hooks of :mod:`cca_lib.capture` (the
+    same code as :func:`cca_lib.capture.capture`: names from ``model.named_modules()``, copies
+    of the outputs, first element of a tuple output, hooks removed and every module's
+    train/eval flag restored afterwards, also on error; a hook that never fired, or fired
+    twice in one pass, raises ``ValueError``). The outputs go straight into one
+    :class:`Accumulator` per pair, on their device. ``mode`` for ``(N, C, H, W)`` outputs:
     ``"mean"`` (channels averaged over space), ``"positions"`` (one row per image position),
     ``"flatten"`` (``C*H*W`` features); for ``(N, T, H)``: mean over ``T``, one row per
     timestep, or ``T*H`` features. Rows of one input in ``"positions"`` mode are not
-    independent samples (the accumulators count rows). The hooks are removed and every
-    module's train/eval flag restored afterwards, also on error; a hook that never fired
-    raises ``RuntimeError``.
+    independent samples: each batch is added with ``n_inputs`` = its inputs, so the
+    accumulators' :attr:`~Accumulator.n_inputs`, few-samples warning and
+    :meth:`~Accumulator.expected_floors` count inputs.
 
     Returns ``{(name_a, name_b): Accumulator}``; call e.g. ``.compare()`` or ``.measures()``.
     """
     import torch
+    from torch.utils.data import DataLoader
 
-    if mode not in _MODES:
-        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    from cca_lib import capture as _cap
+
+    if mode not in _cap.STREAM_MODES:
+        raise ValueError(f"mode must be one of {_cap.STREAM_MODES}, got {mode!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     layers_b = list(layers_a) if layers_b is None else layers_b
-    mods_a, mods_b = _resolve(model_a, layers_a, "layers_a"), _resolve(model_b, layers_b,
-                                                                       "layers_b")
-    if len(mods_a) != len(layers_a) or len(mods_b) != len(layers_b):
-        raise ValueError("layers_a and layers_b must not repeat a name")
+    names = {}
+    for which, model, layers in (("layers_a", model_a, layers_a), ("layers_b", model_b,
+                                                                    layers_b)):
+        if isinstance(layers, str):
+            raise TypeError(f"{which} must be a sequence of layer names, got the string "
+                            f"{layers!r} (write [{layers!r}])")
+        try:
+            names[which] = _cap._layers(model, layers)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"{which}: {err}") from None
     if len(layers_a) != len(layers_b):
         raise ValueError(f"layers_a has {len(layers_a)} names but layers_b has "
                          f"{len(layers_b)}: they are compared pairwise")
+    batches = _cap._batches(model_a, inputs,
+                            None if isinstance(inputs, DataLoader) else batch_size)
+    dev_a, dev_b = _cap._model_device(model_a, None), _cap._model_device(model_b, None)
+    fwd_a, fwd_b = _cap._runner(model_a, names["layers_a"]), _cap._runner(model_b,
+                                                                          names["layers_b"])
     accs: dict[tuple[str, str], Accumulator] = {}
-    seen: dict[str, dict[str, Any]] = {"a": {}, "b": {}}
-    handles, flags = [], {}
-    for model in (model_a, model_b):
-        flags.update({m: m.training for m in model.modules()})
-
-    def hook(tag: str, name: str) -> Any:
-        def record(_module: Any, _inp: Any, out: Any) -> None:
-            seen[tag][name] = _rows(out, mode, f"layer {name!r} of model_{tag}")
-        return record
-
-    try:
-        for tag, mods in (("a", mods_a), ("b", mods_b)):
-            for name, module in mods.items():
-                handles.append(module.register_forward_hook(hook(tag, name)))
-        model_a.eval()
-        model_b.eval()
-        with torch.no_grad():
-            for batch in _batches(inputs, batch_size):
-                for tag, model, names in (("a", model_a, layers_a), ("b", model_b, layers_b)):
-                    seen[tag].clear()
-                    model(batch.to(_model_device(model)))
-                    missing = [n for n in names if n not in seen[tag]]
-                    if missing:
-                        raise RuntimeError(
-                            f"the forward hooks of model_{tag}'s layers {missing} never fired: "
-                            "the module is not called in forward (or a fused fast path skips "
-                            "it, e.g. a TransformerEncoderLayer in eval mode)")
-                for la, lb in zip(layers_a, layers_b, strict=True):
-                    xa, xb = seen["a"][la], seen["b"][lb]
-                    if xa.shape[0] != xb.shape[0]:
-                        raise ValueError(f"layer {la!r} gives {xa.shape[0]} rows per batch but "
-                                         f"{lb!r} gives {xb.shape[0]} (mode={mode!r})")
-                    if is_torch(xa) and xa.device != xb.device:
-                        xb = xb.to(xa.device)
-                    key = (la, lb)
-                    if key not in accs:
-                        accs[key] = Accumulator(xa.shape[1], xb.shape[1])
-                    accs[key].update(xa, xb)
-                seen["a"].clear()
-                seen["b"].clear()
-    finally:
-        for h in handles:
-            h.remove()
-        for m, flag in flags.items():
-            m.training = flag
+    with _cap._Streamer(model_a, names["layers_a"], mode, None, who="model_a's ") as hooks_a, \
+            _cap._Streamer(model_b, names["layers_b"], mode, None, who="model_b's ") as hooks_b, \
+            _cap._EvalMode(model_a), _cap._EvalMode(model_b), torch.no_grad():
+        for batch in batches:
+            seen_a = hooks_a.batch(fwd_a, batch.to(dev_a))
+            seen_b = hooks_b.batch(fwd_b, batch.to(dev_b))
+            for la, lb in zip(names["layers_a"], names["layers_b"], strict=True):
+                xa, xb = seen_a[la], seen_b[lb]
+                if xa.shape[0] != xb.shape[0]:
+                    raise ValueError(f"layer {la!r} gives {xa.shape[0]} rows per batch but "
+                                     f"{lb!r} gives {xb.shape[0]} (mode={mode!r})")
+                if xa.device != xb.device:
+                    xb = xb.to(xa.device)
+                key = (la, lb)
+                if key not in accs:
+                    accs[key] = Accumulator(xa.shape[1], xb.shape[1])
+                accs[key].update(xa, xb, n_inputs=int(batch.shape[0]))
     if not accs:
         raise ValueError("inputs gave no batches")
     return accs

@@ -82,6 +82,11 @@ def test_floor_is_the_mean_over_permuted_rows(files):
     rng = np.random.default_rng(7)
     vals = [cca_lib.mean_cca(x, y[rng.permutation(1500)]) for _ in range(2)]
     assert out["floor"]["mean CCA"] == pytest.approx(np.mean(vals), abs=1e-10)
+    # every measure's floor is stats' permutation null under the same permutations
+    from cca_lib import stats
+
+    nulls = stats.permutation_nulls(x, y, n_perm=2, seed=7)
+    assert out["floor"] == pytest.approx({k: r.floor for k, r in nulls.items()}, abs=1e-10)
     assert run_json(tmp / "x.npy", tmp / "y.npy", "--null-perms", "0")["floor"] is None
 
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import warnings
 
 import numpy as np
 import pytest
 import scipy.stats
 
-from cca_lib import compare, linear_cka, mean_cca, pwcca, stats, svcca
+from cca_lib import FewSamplesWarning, compare, linear_cka, mean_cca, pwcca, stats, svcca
 
 
 def clustered(seed: int, sizes=(4, 4), sep: float = 3.0):
@@ -265,6 +266,7 @@ PUBLIC = {
 }
 
 
+@pytest.mark.filterwarnings("ignore::cca_lib.FewSamplesWarning")  # groups: few inputs
 @pytest.mark.parametrize("name", stats.MEASURES)
 def test_permutation_null_fast_path_equals_public_functions(name):
     """The fast path (fixed x'x, y'y; only x'y recomputed) against the public function on the
@@ -311,6 +313,7 @@ def test_permutation_null_related_and_unrelated():
     assert np.mean(np.array(ps) < 0.05) <= 0.2 and np.mean(ps) > 0.25
 
 
+@pytest.mark.filterwarnings("ignore::cca_lib.FewSamplesWarning")  # groups: few inputs
 def test_permutation_null_exact_over_few_groups():
     x, y = layers(27, n=250)
     groups = np.repeat(np.arange(5), 50)  # 5 inputs of 50 rows each: 5! = 120 orderings
@@ -319,6 +322,86 @@ def test_permutation_null_exact_over_few_groups():
     assert res.exact and res.n_perm == 120
     assert res.null.max() == pytest.approx(res.statistic)  # the identity is among them
     assert res.p_value == pytest.approx(1 / 120)
+
+
+def test_permutation_nulls_share_permutations_fast_and_chunked():
+    """Every name of NULL_MEASURES under the same permutations: the one-setup fast path equals
+    each public function on the permuted data, and the chunked accumulator path (memory
+    independent of n) equals the fast path, also over groups."""
+    x, y = layers(33, n=300)
+    public = {**PUBLIC, "PWCCA (reverse)": lambda a, b: pwcca(b, a),
+              "debiased CKA": lambda a, b: linear_cka(a, b, debiased=True)}
+    fast = stats.permutation_nulls(x, y, n_perm=12, seed=4)
+    assert tuple(fast) == stats.NULL_MEASURES
+    chunked = stats.permutation_nulls(x, y, n_perm=12, seed=4, chunk_rows=37)
+    for name in stats.NULL_MEASURES:
+        slow = stats.permutation_null(x, y, public[name], n_perm=12, seed=4)
+        np.testing.assert_allclose(fast[name].null, slow.null, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(chunked[name].null, slow.null, rtol=0, atol=1e-10)
+        assert fast[name].statistic == pytest.approx(slow.statistic, abs=1e-12)
+        assert chunked[name].statistic == pytest.approx(slow.statistic, abs=1e-10)
+        one = stats.permutation_null(x, y, name, n_perm=12, seed=4)
+        np.testing.assert_allclose(one.null, fast[name].null, rtol=0, atol=1e-12)
+    groups = np.repeat(np.arange(60), 5)
+    g1 = stats.permutation_nulls(x, y, ("SVCCA", "debiased CKA"), n_perm=6, seed=1,
+                                 groups=groups)
+    g2 = stats.permutation_nulls(x, y, ("SVCCA", "debiased CKA"), n_perm=6, seed=1,
+                                 groups=groups, chunk_rows=64)
+    for name in g1:
+        np.testing.assert_allclose(g1[name].null, g2[name].null, rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match="measures must be names in"):
+        stats.permutation_nulls(x, y, ("CKA",), seed=0)
+    with pytest.raises(ValueError, match="chunk_rows must be >= 1"):
+        stats.permutation_nulls(x, y, seed=0, chunk_rows=0)
+
+
+def test_fast_path_takes_the_rank_rule_from_similarity():
+    """A neuron 1e-7 times the others' scale carries the signal: similarity's rank rule decides
+    on the correlation matrix and keeps it; a cut on the covariance's eigenvalues would drop it
+    (variance 1e-14 of the largest, below rtol**2 = 1e-12). The fast null must follow the
+    public functions."""
+    x, y = layers(31, d1=6)
+    x = x.copy()
+    x[:, 0] *= 1e-7
+    x[:, 0] += 1e-7 * y[:, 0]  # the tiny neuron is the related one
+    for name in ("mean CCA", "PWCCA", "SVCCA"):
+        fast = stats.permutation_null(x, y, name, n_perm=15, seed=3)
+        slow = stats.permutation_null(x, y, PUBLIC[name], n_perm=15, seed=3)
+        np.testing.assert_allclose(fast.null, slow.null, rtol=0, atol=1e-10)
+    # no second copy of similarity's private code
+    for copy in ("_eig_whitener", "_kept", "_DEFAULT_RTOL_F64", "_DEFAULT_RTOL_F32"):
+        assert not hasattr(stats, copy), copy
+
+
+def test_few_samples_warning_reports_the_floor_of_unrelated_data():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((300, 100)), rng.standard_normal((300, 120))
+    with pytest.warns(FewSamplesWarning) as seen:
+        mean_cca(x, y)
+    msg = str(seen[0].message)
+    assert "only 300 samples for 120 features" in msg and "biased upward" in msg
+    assert "with n=300 samples and d1=100, d2=120, unrelated Gaussian data" in msg
+    for name in ("mean CCA", "PWCCA", "SVCCA", "linear CKA"):
+        assert f"{name} ~ {stats.expected_null(300, 100, 120, measure=name):.2f}" in msg, name
+    assert seen[0].filename == __file__  # points at the caller
+    with pytest.warns(FewSamplesWarning, match=r"n=200 <= d1 \+ d2 = 220 samples.*exactly 1"):
+        mean_cca(x[:200], y[:200], allow_few_samples=True)
+
+
+def test_groups_count_inputs_for_the_few_samples_warning():
+    x, y = layers(32, n=600, d1=8, d2=6)
+    groups = np.repeat(np.arange(30), 20)  # 30 inputs of 20 rows: < 5 per feature
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FewSamplesWarning)
+        stats.permutation_null(x, y, "mean CCA", n_perm=5, seed=0)  # 600 rows: no warning
+    for call in (lambda: stats.permutation_null(x, y, "mean CCA", n_perm=5, seed=0,
+                                                groups=groups),
+                 lambda: stats.bootstrap_measure(x, y, "mean CCA", n_boot=3, seed=0,
+                                                 groups=groups)):
+        with pytest.warns(FewSamplesWarning,
+                          match=r"only 30 independent inputs \(600 rows\).*with n=30 samples") as w:
+            call()
+        assert w[0].filename == __file__
 
 
 # ----------------------------------------------------------------------------- closed-form floors

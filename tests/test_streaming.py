@@ -362,12 +362,12 @@ def test_compare_models_conv_modes_and_errors():
                                  batch_size=16)[("2", "1")]
     xa = out_a.permute(0, 2, 3, 1).reshape(-1, 6).numpy()
     xb = out_b.permute(0, 2, 3, 1).reshape(-1, 5).numpy()
-    assert pos.n_samples == 90 * 25
+    assert pos.n_samples == 90 * 25 and pos.n_inputs == 90  # rows of one image: one input
     assert pos.compare() == pytest.approx(compare(xa, xb), abs=1e-5)
     mean = cca_lib.compare_models(conv, other, imgs, ["2"], ["1"])[("2", "1")]
     assert mean.linear_cka() == pytest.approx(
         linear_cka(out_a.mean((2, 3)).numpy(), out_b.mean((2, 3)).numpy()), abs=1e-5)
-    with pytest.raises(ValueError, match=r"'02' is not a module.*close matches"):
+    with pytest.raises(ValueError, match=r"layers_a: .*'02'.*did you mean"):
         cca_lib.compare_models(conv, other, imgs, ["02"], ["1"])
     with pytest.raises(ValueError, match="mode must be one of"):
         cca_lib.compare_models(conv, other, imgs, ["2"], ["1"], mode="pool")
@@ -381,7 +381,7 @@ def test_compare_models_conv_modes_and_errors():
 
     unused = WithSpare()
     conv.train()
-    with pytest.raises(RuntimeError, match=r"model_b's layers \['spare'\] never fired"):
+    with pytest.raises(ValueError, match=r"model_b's layers \['spare'\] produced no output"):
         cca_lib.compare_models(conv, unused, imgs, ["2"], ["spare"])
     assert conv.training  # restored on error, hooks removed
     assert not any(m._forward_hooks for m in list(conv.modules()) + list(unused.modules()))
@@ -401,3 +401,48 @@ def test_compare_models_dataloader_of_tuples():
         warnings.simplefilter("ignore", FewSamplesWarning)
         assert one.measures() == pytest.approx(three.measures(), abs=1e-10)
         assert two.measures() == pytest.approx(three.measures(), abs=1e-10)
+
+
+def test_compare_models_uses_the_capture_hooks(monkeypatch):
+    """One hook mechanism: compare_models registers capture's hooks (so it inherits their
+    checks: a module run twice in a pass, the batch axis, a shuffling DataLoader)."""
+    torch = pytest.importorskip("torch")
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from cca_lib import capture as cap
+
+    made = []
+    real = cap._Hooks.__enter__
+
+    def spy(self):
+        made.append(type(self).__name__)
+        return real(self)
+
+    monkeypatch.setattr(cap._Hooks, "__enter__", spy)
+    a, b = _models(torch, 3)
+    x = torch.randn(120, 6, dtype=torch.float64)
+    cca_lib.compare_models(a, b, x, ["2"])
+    assert made == ["_Streamer", "_Streamer"]
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.act = nn.Linear(6, 6).double(), nn.Tanh()
+
+        def forward(self, x):
+            return self.act(self.lin(self.act(x)))
+
+    with pytest.raises(ValueError, match="model_b's layer 'act' ran more than once"):
+        cca_lib.compare_models(a, Twice(), x, ["3"], ["act"])
+    class Transpose(nn.Module):
+        def forward(self, x):
+            return x.T
+
+    flipped = nn.Sequential(nn.Linear(6, 6).double(), Transpose())
+    with pytest.raises(ValueError, match="layer '1' gives shape .* batch must be its first axis"):
+        cca_lib.compare_models(a, flipped, x, ["2"], ["1"])
+    with pytest.raises(ValueError, match="shuffle=True"):
+        cca_lib.compare_models(a, b, DataLoader(TensorDataset(x), batch_size=10, shuffle=True),
+                               ["2"])
+    assert not any(m._forward_hooks for m in list(a.modules()) + list(b.modules()))

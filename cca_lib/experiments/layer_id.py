@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from cca_lib import _checks, analysis, capture, compare, models, plotting, training
+from cca_lib import _checks, analysis, capture, compare, models, plotting, stats, training
 from cca_lib._validation import FewSamplesWarning
 from cca_lib.claims import Claim, Criterion, status, yes_no
 from cca_lib.experiments._params import (
@@ -176,24 +176,20 @@ class Result:
     def bootstrap(self, n: int | None = None) -> pd.DataFrame:
         """Per measure: accuracy over all ordered pairs and its 95% network-bootstrap interval
         (columns accuracy, low, high); the same resamples for every measure."""
-        acc = {m: self.pair_accuracy(n, m) for m in MEASURES}
-        boots = _network_bootstrap(acc, self.config.n_boot, self.config.seed)
         rows = []
         for m in MEASURES:
-            low, high = np.percentile(boots[m], [2.5, 97.5])
-            rows.append({"measure": m, "accuracy": float(np.nanmean(acc[m])),
-                         "low": float(low), "high": float(high)})
+            ci = _network_interval(self.pair_accuracy(n, m), self.config.n_boot,
+                                   self.config.seed)
+            rows.append({"measure": m, "accuracy": ci.estimate, "low": ci.low,
+                         "high": ci.high})
         return pd.DataFrame(rows).set_index("measure")
 
     def difference(self, better: str, worse: str, n: int | None = None) -> tuple[float, float,
                                                                                   float]:
         """Accuracy of ``better`` minus ``worse`` and its 95% network-bootstrap interval."""
-        acc = {m: self.pair_accuracy(n, m) for m in (better, worse)}
-        boots = _network_bootstrap(acc, self.config.n_boot, self.config.seed)
-        diff = boots[better] - boots[worse]
-        low, high = np.percentile(diff, [2.5, 97.5])
-        return (float(np.nanmean(acc[better]) - np.nanmean(acc[worse])), float(low),
-                float(high))
+        diff = self.pair_accuracy(n, better) - self.pair_accuracy(n, worse)
+        ci = _network_interval(diff, self.config.n_boot, self.config.seed)
+        return ci.estimate, ci.low, ci.high
 
     def accuracy_table(self) -> pd.DataFrame:
         """Our accuracies (main probe count) with intervals beside the paper's."""
@@ -231,28 +227,15 @@ class Result:
         return pd.DataFrame(rows).set_index("measure")
 
 
-def _network_bootstrap(acc: dict[str, np.ndarray], n_boot: int, seed: int
-                       ) -> dict[str, np.ndarray]:
-    """Accuracy over ordered pairs of distinct networks in ``n_boot`` resamples of the networks.
-
-    A minimal seeded network bootstrap (to be replaced by :mod:`cca_lib.stats`): draw ``N``
-    networks with replacement, average ``acc[a, b]`` over every ordered pair of draws that are
-    different networks; resamples that drew a single network are drawn again. The same draws
-    serve every measure, so differences between measures are paired."""
-    first = next(iter(acc.values()))
-    n_nets = first.shape[0]
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 17]))
-    out = {m: np.empty(n_boot) for m in acc}
-    b = 0
-    while b < n_boot:
-        idx = rng.integers(0, n_nets, n_nets)
-        distinct = idx[:, None] != idx[None, :]
-        if not distinct.any():
-            continue
-        for m, a in acc.items():
-            out[m][b] = a[np.ix_(idx, idx)][distinct].mean()
-        b += 1
-    return out
+def _network_interval(acc: np.ndarray, n_boot: int, seed: int) -> stats.Interval:
+    """Mean of ``acc`` ``(N, N)`` over ordered pairs of distinct networks and its 95%
+    network-bootstrap interval, by :func:`cca_lib.stats.bootstrap_pairs`: networks drawn with
+    replacement, pairs of two copies of one network left out. The mean over ordered pairs is
+    the mean over unordered pairs of ``(acc + acc.T) / 2``, the symmetric matrix that
+    ``bootstrap_pairs`` takes. The draws depend only on ``seed``, ``N`` and ``n_boot``, so every
+    measure (and a difference of two measures' matrices: a paired interval) sees the same
+    resamples."""
+    return stats.bootstrap_pairs((acc + acc.T) / 2, n_boot=n_boot, level=0.95, seed=seed)
 
 
 def run(config: Config = Config(), *, progress: bool = True) -> Result:
