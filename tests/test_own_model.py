@@ -113,6 +113,7 @@ def test_model_shapes_match_the_config(side, stem):
     ({"sweep_ratios": (2,)}, "sweep_ratios"),
     ({"train_size": 32}, "train_size must be >= batch_size"),
     ({"n_perm": 5}, "n_perm"),
+    ({"probe_size": 32, "sweep_ratios": (3,)}, "probe_size must exceed 4 x block2's 8"),
 ])
 def test_config_rules(change, match):
     with pytest.raises(ValueError, match=match):

@@ -155,6 +155,10 @@ class Config(ChapterConfig):
             raise ValueError(
                 f"stream_size must exceed twice block2's flattened features (2 x "
                 f"{self.flatten_features}) for the flatten comparison, got {self.stream_size!r}")
+        if self.probe_size <= 4 * self.d_last:
+            raise ValueError(f"probe_size must exceed 4 x block2's {self.d_last} channels (Fourier "
+                             f"CCA compares blocks of 2 x {self.d_last} features per net), got "
+                             f"{self.probe_size!r}")
         big = [r for r in self.sweep_ratios if r * self.d_last > self.probe_size]
         if big:
             raise ValueError(f"sweep_ratios {big} x block2's {self.d_last} channels exceed "
@@ -174,7 +178,9 @@ class Config(ChapterConfig):
     def stem_side(self) -> int:
         """Height (and width) of the stem's maps: 14 on 28x28 Fashion-MNIST, 16 on 32x32
         CIFAR-10 (block2's maps are 4x4 on both)."""
-        return 16 if self.dataset.lower().replace("_", "-") in ("cifar-10", "cifar10") else 14
+        from cca_lib import data
+
+        return 16 if data.canonical_name(self.dataset) == "cifar-10" else 14
 
     @property
     def d_last(self) -> int:
@@ -218,7 +224,7 @@ class Result:
     directions: pd.DataFrame
     #: measure -> (L, L) similarity of net 0's layer i and net 1's layer j (mean mode)
     matrix: dict[str, np.ndarray]
-    #: measure -> (L, L) closed-form floor of each cell (None for RBF CKA)
+    #: measure -> (L, L) closed-form floor of each cell, for the measures of MEASURES
     matrix_floor: dict[str, np.ndarray]
     #: positions mode, streamed: the measures after every batch of images
     running: pd.DataFrame
@@ -251,8 +257,9 @@ def train_net(config: Config, seed: int, train, test) -> tuple[nn.Module, dict[s
     schedule from ``config.lr``) on ``train`` (an ImageDataset), seeded by ``seed`` (weights
     and batch order). Returns the net in eval mode and its test accuracy on ``test`` at 80% of
     the steps and at the end."""
-    torch.manual_seed(seed)
-    model = TinyResNet(config.width, train.images.shape[1], train.num_classes)
+    with torch.random.fork_rng(devices=[]):  # seeded weights; torch's global state untouched
+        torch.manual_seed(seed)
+        model = TinyResNet(config.width, train.images.shape[1], train.num_classes)
     n = len(train)
     per_epoch = n // config.batch_size
     steps = max(1, round(config.epochs * per_epoch))
@@ -420,10 +427,8 @@ def _stream(config: Config, models, images: torch.Tensor) -> tuple[list, list]:
             v = total.compare()
             running.extend({"images": seen, "rows": total.n_samples, "layer": k, "measure": m,
                             "similarity": v[m]} for m in MEASURES)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FewSamplesWarning)
-        one_call = compare_models(models[0], models[1], images[:config.stream_size],
-                                  list(CONV_LAYERS), mode="positions", batch_size=STREAM_BATCH)
+    one_call = compare_models(models[0], models[1], images[:config.stream_size],
+                              list(CONV_LAYERS), mode="positions", batch_size=STREAM_BATCH)
     rows = []
     for k in CONV_LAYERS:
         memory = compare(np.concatenate(kept[k][0]), np.concatenate(kept[k][1]))
@@ -454,10 +459,8 @@ def _accumulator_mb(d1: int, d2: int) -> float:
 def _flatten_rows(config: Config, models, images: torch.Tensor) -> list[dict]:
     """block2 on all streamed images: the flatten comparison streamed by compare_models, and
     fourier_cca on the raw maps."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FewSamplesWarning)
-        acc = compare_models(models[0], models[1], images, ["block2"], mode="flatten",
-                             batch_size=STREAM_BATCH)[("block2", "block2")]
+    acc = compare_models(models[0], models[1], images, ["block2"], mode="flatten",
+                         batch_size=STREAM_BATCH)[("block2", "block2")]
     full = acc.compare()
     top_full = float(acc.cca().rho[0])
     raw = [np.asarray(capture(m, images, ["block2"], mode="raw")["block2"], dtype=np.float64)
