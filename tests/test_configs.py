@@ -25,7 +25,7 @@ from cca_lib.experiments import rnn_dynamics, rnn_timesteps, signal_noise
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ("signal_noise", "layer_id", "cnn_dynamics", "learning_rate", "memorization",
-            "rnn_dynamics", "rnn_timesteps", "width")
+            "rnn_dynamics", "rnn_timesteps", "width", "own_model")
 CONFIGS = {name: importlib.import_module(f"cca_lib.experiments.{name}").Config
            for name in CHAPTERS}
 ENGINE = {"CNNTrainConfig": training.CNNTrainConfig, "LMTrainConfig": training.LMTrainConfig}
