@@ -168,3 +168,12 @@ def test_notebook_markdown_states_no_result_and_no_build_history():
     text = " ".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
     for word in ("prototype", "feasibility", "thread", "build", "our quick", "our full"):
         assert not re.search(word, text, re.I), word
+
+
+def test_arch_and_optimizer_reach_the_engine_config(env):
+    small = dict(width=2, train_size=N_TRAIN, eval_size=N_TEST, n_probe=N_TEST)
+    tc = cnn_dynamics.Config(arch="resnet", optimizer="adam", **small).train_config(0)
+    assert (tc.arch, tc.optimizer) == ("resnet", "adam")
+    assert cnn_dynamics.Config(**small).train_config(0).arch == "small"
+    with pytest.raises(ValueError, match="n_probe"):  # the ResNet's widest layer is 4w = 64
+        cnn_dynamics.Config(arch="resnet", width=16, n_probe=200)

@@ -38,7 +38,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from cca_lib import _checks, analysis, capture, data, stats, training
+from cca_lib import _checks, analysis, capture, data, models, stats, training
 from cca_lib.claims import Claim, Criterion, status
 from cca_lib.experiments._params import (
     COUNT,
@@ -107,12 +107,17 @@ class Config(ChapterConfig):
                                check=rule(_checks.real, gt=0, le=0.5))
     dataset: str = param("fashion-mnist", '"fashion-mnist" (offline mirror) or "cifar-10" (the '
                          "paper's data; a 170 MB download)", "CIFAR-10", check=IMAGES)
+    arch: str = param("small", 'CNN layout (cca_lib.models.make_cnn): "small" (4 conv layers), '
+                      '"paper" (the paper\'s 11 conv layers) or "resnet" (a CIFAR ResNet)',
+                      "a CIFAR-10 ResNet", check=rule(_checks.text, choices=models.CNN_LAYOUTS))
+    optimizer: str = param("sgd", '"sgd" (with momentum 0.9) or "adam"', "not stated",
+                           check=rule(_checks.text, choices=("sgd", "adam")))
 
     def _validate(self) -> None:
         if self.train_size < BATCH_SIZE:
             raise ValueError(f"train_size must be >= the batch size {BATCH_SIZE}, got "
                              f"{self.train_size!r}")
-        widest = max(4 * self.width, 10)  # conv4 (4w channels) or the 10 logits
+        widest = max(models.cnn_layer_widths(self.width, arch=self.arch).values())
         if self.n_probe // 2 <= 2 * widest:
             raise ValueError(f"n_probe must exceed {4 * widest} (each half more than twice the "
                              f"widest layer, {widest} neurons, for a CCA of two checkpoints) "
@@ -128,7 +133,8 @@ class Config(ChapterConfig):
             dataset=self.dataset, width=self.width, train_size=self.train_size, seed=seed,
             lr=self.lr, schedule=self.schedule, final_lr_frac=self.final_lr_frac,
             epochs=self.epochs, batch_size=BATCH_SIZE, log_checkpoints=self.log_checkpoints,
-            eval_every=self.eval_every, eval_size=self.eval_size)
+            eval_every=self.eval_every, eval_size=self.eval_size, arch=self.arch,
+            optimizer=self.optimizer)
 
     def train_config(self, seed: int | None = None) -> training.CNNTrainConfig:
         """The engine config of the net with ``seed`` (default: ``self.seed``), cached by the
