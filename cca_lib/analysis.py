@@ -40,6 +40,17 @@ def feature_subset(acts: np.ndarray, n_features: int, seed: int) -> np.ndarray:
     return acts[:, cols]
 
 
+def pairwise_setup(acts: Sequence[Any], method: str, kw: dict) -> tuple[int, bool]:
+    """The number of matrices and whether entry ``(j, i)`` equals ``(i, j)`` for a pairwise
+    distance matrix; sets the default ``symmetric=True`` for PWCCA in ``kw`` (in place)."""
+    k = len(acts)
+    if k < 2:
+        raise ValueError(f"acts must hold at least 2 activation matrices, got {k}")
+    if method == "pwcca":
+        kw.setdefault("symmetric", True)
+    return k, method != "pwcca" or bool(kw.get("symmetric", False))
+
+
 def pairwise_distances(acts: Sequence[np.ndarray], method: str = "pwcca", **kw) -> np.ndarray:
     """Symmetric ``(k, k)`` matrix of ``distance(acts[i], acts[j], method)`` (zero diagonal).
 
@@ -48,12 +59,7 @@ def pairwise_distances(acts: Sequence[np.ndarray], method: str = "pwcca", **kw) 
     ``acts[i]`` for the weights of entry ``(i, j)`` and ``acts[j]`` for ``(j, i)``.
     Cost: ``k (k - 1) / 2`` comparisons (``k (k - 1)`` when asymmetric).
     """
-    k = len(acts)
-    if k < 2:
-        raise ValueError(f"acts must hold at least 2 activation matrices, got {k}")
-    if method == "pwcca":
-        kw.setdefault("symmetric", True)
-    symmetric = method != "pwcca" or kw.get("symmetric", False)
+    k, symmetric = pairwise_setup(acts, method, kw)
     out = np.zeros((k, k))
     for i, j in combinations(range(k), 2):
         out[i, j] = distance(acts[i], acts[j], method=method, **kw)

@@ -329,12 +329,9 @@ def pairwise_distances(acts: Sequence[np.ndarray], method: str = "pwcca", *,
                        desc: str = "distances", **kw) -> np.ndarray:
     """:func:`cca_lib.analysis.pairwise_distances` (the same matrix) with the ``k (k - 1) / 2``
     comparisons run on ``executor``, one task per row (net ``i`` against every ``j > i``)."""
-    k = len(acts)
-    if k < 2:
-        raise ValueError(f"acts must hold at least 2 activation matrices, got {k}")
-    if method == "pwcca":
-        kw.setdefault("symmetric", True)
-    symmetric = method != "pwcca" or kw.get("symmetric", False)
+    from cca_lib.analysis import pairwise_setup
+
+    k, symmetric = pairwise_setup(acts, method, kw)
     jobs = [(i, acts[i], [(j, acts[j]) for j in range(i + 1, k)], method, kw, symmetric)
             for i in range(k - 1)]
     out = np.zeros((k, k))

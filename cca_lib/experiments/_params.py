@@ -19,7 +19,7 @@ from typing import Any
 
 from cca_lib import _checks
 
-__all__ = ["ChapterConfig", "param", "rule"]
+__all__ = ["ChapterConfig", "arch_param", "optimizer_param", "param", "rule", "scheduler_param"]
 
 
 def rule(validator: Callable, **bounds) -> Callable[[str, Any], Any]:
@@ -138,3 +138,26 @@ IMAGES = rule(_checks.dataset, kind="images")
 TEXT = rule(_checks.dataset, kind="text")
 BATCH = rule(_checks.integer, ge=1, le=_checks.MAX_SAMPLES)
 LR_FRAC = rule(_checks.real, ge=0, le=1)
+
+
+def arch_param(paper: str) -> Any:
+    """The ``arch`` field of a CNN chapter: a layout of :func:`cca_lib.models.make_cnn`."""
+    from cca_lib import models
+
+    return param("small", 'CNN layout (cca_lib.models.make_cnn): "small" (4 conv layers), '
+                 '"paper" (the paper\'s 11 conv layers, w..8w channels) or "resnet" (ResNet-20)',
+                 paper, check=rule(_checks.text, choices=models.CNN_LAYOUTS))
+
+
+def optimizer_param(paper: str) -> Any:
+    """The ``optimizer`` field of a CNN chapter."""
+    return param("sgd", '"sgd" (with momentum 0.9) or "adam"', paper,
+                 check=rule(_checks.text, choices=("sgd", "adam")))
+
+
+def scheduler_param() -> Any:
+    """The ``scheduler`` field of a chapter that trains many networks: where they train (see
+    :mod:`cca_lib.executors`); it never changes a number or a cache key."""
+    from cca_lib import executors
+
+    return param(None, executors.SCHEDULER_HELP, check=executors.check_scheduler)

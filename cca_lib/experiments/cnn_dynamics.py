@@ -51,6 +51,8 @@ from cca_lib.experiments._params import (
     SEED,
     UNITS,
     ChapterConfig,
+    arch_param,
+    optimizer_param,
     param,
     rule,
 )
@@ -107,11 +109,8 @@ class Config(ChapterConfig):
                                check=rule(_checks.real, gt=0, le=0.5))
     dataset: str = param("fashion-mnist", '"fashion-mnist" (offline mirror) or "cifar-10" (the '
                          "paper's data; a 170 MB download)", "CIFAR-10", check=IMAGES)
-    arch: str = param("small", 'CNN layout (cca_lib.models.make_cnn): "small" (4 conv layers), '
-                      '"paper" (the paper\'s 11 conv layers) or "resnet" (a CIFAR ResNet)',
-                      "a CIFAR-10 ResNet", check=rule(_checks.text, choices=models.CNN_LAYOUTS))
-    optimizer: str = param("sgd", '"sgd" (with momentum 0.9) or "adam"', "not stated",
-                           check=rule(_checks.text, choices=("sgd", "adam")))
+    arch: str = arch_param("a CIFAR-10 ResNet")
+    optimizer: str = optimizer_param("not stated")
 
     def _validate(self) -> None:
         if self.train_size < BATCH_SIZE:

@@ -53,8 +53,11 @@ from cca_lib.experiments._params import (
     SEED,
     UNITS,
     ChapterConfig,
+    arch_param,
+    optimizer_param,
     param,
     rule,
+    scheduler_param,
 )
 from cca_lib.similarity import compare
 
@@ -100,14 +103,9 @@ class Config(ChapterConfig):
                                   "net) is not a candidate", check=POSITIVE_COUNT)
     seed: int = param(0, "net i of the sweep (learning-rate major) gets seed + i; the "
                       "permutation tests and bootstraps derive their seeds from it", check=SEED)
-    arch: str = param("small", 'CNN layout (cca_lib.models.make_cnn): "small" (4 conv layers), '
-                      '"paper" (the paper\'s 11 conv layers, w..8w channels) or "resnet" '
-                      "(ResNet-20)", 'an 11-layer net',
-                      check=rule(_checks.text, choices=models.CNN_LAYOUTS))
-    optimizer: str = param("sgd", '"sgd" (with momentum 0.9) or "adam"', "Adam",
-                           check=rule(_checks.text, choices=("sgd", "adam")))
-    scheduler: str | None = param(None, executors.SCHEDULER_HELP,
-                                  check=executors.check_scheduler)
+    arch: str = arch_param("an 11-layer net")
+    optimizer: str = optimizer_param("Adam")
+    scheduler: str | None = scheduler_param()
 
     def _validate(self) -> None:
         known = models.cnn_layer_widths(1, arch=self.arch)

@@ -35,7 +35,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from cca_lib import _checks, analysis, data, executors, models, stats, training
+from cca_lib import _checks, analysis, data, executors, stats, training
 from cca_lib.claims import Claim, Criterion, status, yes_no
 from cca_lib.experiments._params import (
     BATCH,
@@ -46,8 +46,11 @@ from cca_lib.experiments._params import (
     SEED,
     UNITS,
     ChapterConfig,
+    arch_param,
+    optimizer_param,
     param,
     rule,
+    scheduler_param,
 )
 from cca_lib.similarity import compare
 
@@ -102,14 +105,9 @@ class Config(ChapterConfig):
                         check=rule(_checks.text, choices=("pwcca", "mean_cca", "svcca", "cka")))
     dataset: str = param("fashion-mnist", '"fashion-mnist" (offline mirror) or "cifar-10" (the '
                          "paper's data; a 170 MB download)", "CIFAR-10", check=IMAGES)
-    arch: str = param("small", 'CNN layout (cca_lib.models.make_cnn): "small" (4 conv layers), '
-                      '"paper" (the paper\'s 11 conv layers, w..8w channels) or "resnet" '
-                      "(ResNet-20)", '11-layer CNN',
-                      check=rule(_checks.text, choices=models.CNN_LAYOUTS))
-    optimizer: str = param("sgd", '"sgd" (with momentum 0.9) or "adam"', "Adam",
-                           check=rule(_checks.text, choices=("sgd", "adam")))
-    scheduler: str | None = param(None, executors.SCHEDULER_HELP,
-                                  check=executors.check_scheduler)
+    arch: str = arch_param("11-layer CNN")
+    optimizer: str = optimizer_param("Adam")
+    scheduler: str | None = scheduler_param()
 
     def _validate(self) -> None:
         if self.train_size < self.batch_size:

@@ -47,8 +47,11 @@ from cca_lib.experiments._params import (
     SAMPLES,
     SEED,
     ChapterConfig,
+    arch_param,
+    optimizer_param,
     param,
     rule,
+    scheduler_param,
 )
 from cca_lib.similarity import compare
 
@@ -99,14 +102,9 @@ class Config(ChapterConfig):
     probe_size: int = param(2000, "number of probe images (the first ones of that split)",
                             "not stated", check=SAMPLES)
     seed: int = param(0, "nets of each width use seeds seed .. seed + n_seeds - 1", check=SEED)
-    arch: str = param("small", 'CNN layout (cca_lib.models.make_cnn): "small" (4 conv layers), '
-                      '"paper" (the paper\'s 11 conv layers, w..8w channels) or "resnet" '
-                      "(ResNet-20)", 'the 11-layer net',
-                      check=rule(_checks.text, choices=models.CNN_LAYOUTS))
-    optimizer: str = param("sgd", '"sgd" (with momentum 0.9) or "adam"', "Adam",
-                           check=rule(_checks.text, choices=("sgd", "adam")))
-    scheduler: str | None = param(None, executors.SCHEDULER_HELP,
-                                  check=executors.check_scheduler)
+    arch: str = arch_param("the 11-layer net")
+    optimizer: str = optimizer_param("Adam")
+    scheduler: str | None = scheduler_param()
 
     def _validate(self) -> None:
         mult = models.cnn_layer_widths(1, arch=self.arch)
