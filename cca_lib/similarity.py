@@ -819,14 +819,35 @@ def _fast_whitener(s: np.ndarray, rtol: float, name: str,
     r, live, sd = _standardized(s, name, dead)
     try:
         chol = np.linalg.cholesky(r)
-        inv = np.linalg.inv(chol)  # lower triangular L^{-1}
+        inv = _lower_inverse(chol)  # L^{-1}
     except np.linalg.LinAlgError:
         return _whitener(s, rtol, name, dead)
     absinv = np.abs(inv)
     bound = np.abs(r).sum(axis=0).max() * absinv.sum(axis=0).max() * absinv.sum(axis=1).max()
     if not bound < 1.0 / (_CHOLESKY_MARGIN * rtol * rtol):  # also catches inf / nan
         return _whitener(s, rtol, name, dead)
-    return _embed(np.tril(inv).T, live, sd, s.shape[0])
+    return _embed(inv.T, live, sd, s.shape[0])
+
+
+#: Size below which :func:`_lower_inverse` inverts a triangular block with LAPACK directly.
+_TRI_LEAF = 64
+
+
+def _lower_inverse(low: np.ndarray) -> np.ndarray:
+    """The inverse of the lower-triangular ``low``, itself lower triangular (exact zeros
+    above the diagonal), by recursive halving: ``[[A, 0], [C, B]]^{-1} = [[A^{-1}, 0],
+    [-B^{-1} C A^{-1}, B^{-1}]]``. That is ``~2/3 d^3`` flops in matrix products, against
+    ``~8/3 d^3`` for a general inverse (numpy has no triangular inverse, and scipy's LAPACK
+    is avoided for the reason given in :func:`_fast_whitener`)."""
+    d = low.shape[0]
+    if d <= _TRI_LEAF:
+        return np.tril(np.linalg.inv(low))
+    h = d // 2
+    a_inv, b_inv = _lower_inverse(low[:h, :h]), _lower_inverse(low[h:, h:])
+    out = np.zeros_like(low)
+    out[:h, :h], out[h:, h:] = a_inv, b_inv
+    out[h:, :h] = -((b_inv @ low[h:, :h]) @ a_inv)
+    return out
 
 
 def _whiteners(g: _Grams) -> tuple[np.ndarray, np.ndarray]:
