@@ -13,7 +13,11 @@ takes the SVD :math:`W_x^\top \Sigma_{xy} W_y = A\,\mathrm{diag}(\rho)\,B^\top`.
 ``n``-vectors. Similarities are in ``[0, 1]``; ``distance = 1 - similarity``.
 
 **Scale.** Every input is first multiplied, internally, by the power of two ``2**-e`` that
-brings its largest absolute value into ``[0.5, 1)``. That is exact (only exponents change), and
+brings its largest absolute value into ``[0.5, 1)``. That is exact (only exponents change;
+on the host the products are formed, for speed, from the input scaled by the exponent of a
+sample of its rows, or unscaled where that cannot over- or underflow more, and their sums are
+then multiplied by the exact power of two that makes them those of ``2**-e`` times the input:
+the same numbers), and
 every measure here is invariant to scaling an input, so the results do not depend on it, but no
 product can overflow or underflow for any finite input: ``x * 1e-300`` and ``x * 1e300`` in
 float64, or ``x * 1e-35`` and ``x * 1e35`` in float32, give the answers ``x`` gives. (A neuron
@@ -74,20 +78,23 @@ the same results. The scaling of **Scale** is per batch; parts with different ex
 merged by rescaling sums by exact powers of two.
 
 **Cost.** With ``d = max(d1, d2)``: the default ``method="gram"`` forms the three covariance
-matrices in one pass over the samples, ``n (d1^2 + d2^2 + 2 d1 d2)`` flops (SYRK for
-:math:`\Sigma_{xx}, \Sigma_{yy}`, GEMM for :math:`\Sigma_{xy}`: ``~4 n d^2``, the same count as
-a SYRK of the stacked ``[x, y]``, which is the minimum for forming these matrices), then
-``O(d^3)`` in float64 on ``d x d`` matrices: two whitenings (Cholesky when an input's
-correlation matrix is clearly well-conditioned, else the rank-revealing ``eigh``; same result,
-see ``_fast_whitener``) and one SVD (coefficients alone skip the singular vectors). Before it,
-three ``O(n d)`` reads of each input (per-neuron maxima, minima, means). Extra memory: one
-block of rows (8192 rows, or ``~2**22`` values for narrow layers) plus ``O(d^2)``; no centered
-copy of the data. CUDA tensors are centered and multiplied on their device (an ``n x d``
-centered copy there). PWCCA's weights come from :math:`x^\top h = \Sigma_{xx} W_x A` at no extra
-pass over the samples. ``method="svd"`` is an independent implementation (thin SVD of the
-centered data in float64 on the CPU, ``~6 n d^2`` flops and an ``n x d`` copy per input) that
-resolves singular values down to machine precision rather than its square root; it is there
-to cross-check the default.
+matrices in one pass over the samples, as one SYRK of the stacked block ``[x - c, y - c, 1]``
+per block of rows (``n (d1 + d2 + 1)^2`` flops, ``~4 n d^2``: the count of SYRK for
+:math:`\Sigma_{xx}, \Sigma_{yy}` plus GEMM for :math:`\Sigma_{xy}`, the minimum for forming
+these matrices; the column of ones gives the column sums in the same call). The centre ``c``
+is the mean of a strided sample of rows (the exact mean is restored from the column sums);
+the per-neuron maxima and minima are read chunk by chunk while the chunk is in cache, in the
+same pass. Then ``O(d^3)`` in float64 on ``d x d`` matrices: two whitenings (Cholesky when an
+input's correlation matrix is clearly well-conditioned, else the rank-revealing ``eigh``; same
+result, see ``_fast_whitener``) and one SVD (coefficients alone, as in :func:`mean_cca`, skip
+the singular vectors). Besides the inputs, one pass reads a sample of ``1/64`` of the rows.
+Extra memory: one block of rows (8192 rows, or ``~2**22`` values for narrow layers) plus
+``O(d^2)``; no centered copy of the data. CUDA tensors are centered and multiplied on their
+device (an ``n x d`` centered copy there). PWCCA's weights come from
+:math:`x^\top h = \Sigma_{xx} W_x A` at no extra pass over the samples. ``method="svd"`` is
+an independent implementation (thin SVD of the centered data in float64 on the CPU,
+``~6 n d^2`` flops and an ``n x d`` copy per input) that resolves singular values down to
+machine precision rather than its square root; it is there to cross-check the default.
 """
 
 from __future__ import annotations
@@ -559,8 +566,7 @@ class _Moments:
             b = buf[: stop - start]
             acc += b.T @ b
             if kern is not None:
-                _add_kernel_sums(kern, b[:, :d1].astype(np.float64, copy=False),
-                                 b[:, d1:d1 + d2].astype(np.float64, copy=False))
+                _add_host_kernel_sums(kern, b[:, :d1], b[:, d1:d1 + d2])
         if find:
             hi_lo = tuple(v.astype(np.float64) for v in (hix, lox, hiy, loy))
         hix, lox, hiy, loy = hi_lo
@@ -698,6 +704,23 @@ def _add_kernel_sums(s: dict, a: Any, b: Any) -> None:
     s["qxy"] = s["qxy"] + a.T @ nb
     s["qyx"] = s["qyx"] + b.T @ na
     s["qyy"] = s["qyy"] + b.T @ nb
+    s["paa"] = s["paa"] + na @ na
+    s["pbb"] = s["pbb"] + nb @ nb
+    s["pab"] = s["pab"] + na @ nb
+
+
+def _add_host_kernel_sums(s: dict, a: np.ndarray, b: np.ndarray) -> None:
+    """:func:`_add_kernel_sums` for host blocks in their dtype: every sum in float64, a
+    float32 block read without a float64 copy of it."""
+    if a.dtype == np.float64:
+        _add_kernel_sums(s, a, b)
+        return
+    na = np.einsum("ij,ij->i", a, a, dtype=np.float64)
+    nb = np.einsum("ij,ij->i", b, b, dtype=np.float64)
+    s["qxx"] = s["qxx"] + np.einsum("ij,i->j", a, na, dtype=np.float64)
+    s["qxy"] = s["qxy"] + np.einsum("ij,i->j", a, nb, dtype=np.float64)
+    s["qyx"] = s["qyx"] + np.einsum("ij,i->j", b, na, dtype=np.float64)
+    s["qyy"] = s["qyy"] + np.einsum("ij,i->j", b, nb, dtype=np.float64)
     s["paa"] = s["paa"] + na @ na
     s["pbb"] = s["pbb"] + nb @ nb
     s["pab"] = s["pab"] + na @ nb
