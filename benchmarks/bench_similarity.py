@@ -54,7 +54,7 @@ import types
 
 def _parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", default="64x2000,256x10000,512x20000",
+    p.add_argument("--sizes", default="64x2000,256x10000,512x20000,1024x50000",
                    help="comma-separated d x n (neurons x samples), e.g. 256x10000")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats per function")
     p.add_argument("--svcca", default=None, help="path to a google/svcca checkout")
