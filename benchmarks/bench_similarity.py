@@ -301,10 +301,11 @@ def main() -> None:
                         ("anatome pwcca", "float64 pwcca (beside anatome)"),
                         ("netrep cca", "float64 coef (beside netrep)"),
                         ("repsim pwcca", "float64 pwcca")):
+            ours32 = ours.split(" (")[0].replace("64", "32")
             if k in r:
                 print(f"#   {d}x{n}: {k} {ms(r[k])} ms = {r[k] / r[ours]:.1f} x our float64 "
                       f"{ours.split()[1]} (timed in the same group), "
-                      f"{r[k] / r[ours.split(' (')[0].replace('64', '32')]:.1f} x float32; "
+                      f"{fmt(r[k] / r.get(ours32, math.nan), '.1f')} x float32; "
                       f"MiB {fmt(r.get('mem ' + k), '.0f')}"
                       + (f"; value {r['value ' + k]:.6f} (ours {r['value float64 pwcca']:.6f})"
                          if 'value ' + k in r else ""), flush=True)
