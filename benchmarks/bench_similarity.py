@@ -1,62 +1,70 @@
-"""Time ``cca_lib.similarity`` against the authors' reference code (google/svcca).
+"""Time ``cca_lib.similarity`` against the physical floor and other libraries, in one run.
 
 Usage::
 
-    python benchmarks/bench_similarity.py --svcca /path/to/svcca [--sizes 64x2000,256x10000]
-        [--repeats 5] [--threads 1]
+    python benchmarks/bench_similarity.py --threads 2 --sizes 512x20000,1024x50000
+        [--repeats 3] [--svcca PATH] [--anatome PATH] [--netrep PATH] [--repsim PATH]
 
-``--svcca`` is a local checkout of github.com/google/svcca (``cca_core.py`` and ``pwcca.py``);
-it is not part of this project. Without it, only cca_lib is timed.
+``--svcca`` is a local checkout of github.com/google/svcca (``cca_core.py``, ``pwcca.py``),
+``--anatome`` of github.com/moskomule/anatome, ``--netrep`` of github.com/ahwillia/netrep and
+``--repsim`` a folder holding an installed ``repsim`` package (PyPI); anatome, netrep and
+repsim are also used when importable. None of them is part of this project: each is only
+timed.
 
-What is timed, interleaved in one process (the order rotates every repeat), median over repeats
-(a repeat of a call faster than 0.2 s loops it enough times to last about 0.2 s):
+**The floor** is what any covariance-based method must spend, measured here in the same run
+on the same inputs: the products ``x'x``, ``y'y`` (SYRK) and ``x'y`` (GEMM) at BLAS speed in the
+input's dtype (on data centered beforehand), plus, in float64, two Cholesky factorizations of
+``d x d`` correlation matrices and one SVD of a ``d x d`` matrix, values only for the
+coefficients' floor (``floor coef``), with vectors for PWCCA's (``floor pw``).
 
-* coefficients: ``cca(x, y, variates=False)`` (rho and canonical directions) vs the reference's
-  ``get_cca_similarity(x.T, y.T, epsilon=0, compute_dirns=False)``, which also returns the
-  coefficients and directions;
-* PWCCA: ``pwcca(x, y)`` vs ``compute_pwcca(x.T, y.T, epsilon=0)``;
-* the same two cca_lib calls on float32 CPU torch tensors (ratios against the float64
-  reference, since the reference has no float32 path);
-* ``floor``: the three float64 products ``x'x``, ``y'y``, ``x'y`` alone on data centered
-  beforehand, the least any covariance-based CCA must spend (the reference's ``np.cov`` of the
-  stacked ``[x; y]`` is one SYRK with the same flop count). It bounds the achievable speed-up:
-  ``ref / floor``;
-* ``svd``: the thin SVD, with vectors, of one ``d x d`` matrix: the ``O(d^3)`` step that both
-  the reference and cca_lib take to get coefficients and directions from the covariances;
-* ``floor32``: the same three products in float32 (the float32 path's floor). ``f32 max`` is
-  ``ref / (floor32 + svd)``: the speed-up a float32 path that spent nothing else would reach.
+What is timed, per dtype (float64, float32 numpy arrays), interleaved in one process with the
+order rotating every repeat; each time is the **minimum** over repeats (the least disturbed by
+other processes; a call faster than 0.2 s is looped to last about 0.2 s):
 
-Inputs are well-conditioned float64 ``(n, d)`` activations sharing a linear signal, so the
-coefficients spread over (0, 1). ``max|drho|`` compares our float64 coefficients with the
-reference's at ``epsilon=0``; ``f32 |drho|`` our float32 torch coefficients with our float64.
-The transposes the reference needs (``(neurons, datapoints)``) are made once, outside timing.
+* ``coef``: ``cca(x, y, variates=False)`` (coefficients and canonical directions);
+* ``pwcca``: ``pwcca(x, y)``;
+* ``acc``: a ``cca_lib.Accumulator`` fed the same rows in 10 batches, then ``.pwcca()``
+  (``acc / pw``: against the in-memory ``pwcca``);
+* the other libraries (float64 inputs; their float32 runs are not timed): google/svcca's
+  ``get_cca_similarity(..., epsilon=0, compute_dirns=False)`` and ``compute_pwcca``, anatome's
+  ``pwcca_distance`` (torch, ``backend="svd"``), netrep's ``LinearMetric(alpha=0)``
+  ``.fit_score`` (CCA), repsim's ``pwcca``. Ratios ``ref / ours`` compare with our PWCCA
+  (with our coefficients for svcca's coefficient call). anatome and netrep bring their own
+  thread pools (torch's, scipy's) and are timed in groups of their own, each beside our call
+  again.
 
-Peak memory is measured in a separate untimed call per function with ``tracemalloc``: numpy
-registers its array buffers with it, so this is the peak of the array memory the call
-allocates beyond its inputs (BLAS/LAPACK workspaces are not included, for either side).
+``max|drho|`` compares our float64 coefficients with google/svcca's at ``epsilon=0``;
+``f32|drho|`` our float32 coefficients with our float64 ones. Peak memory (MiB) is measured in
+a separate untimed call with ``tracemalloc`` (numpy registers its array buffers with it: the
+peak of the array memory a call allocates beyond its inputs; BLAS/LAPACK workspaces are not
+included).
 
-The BLAS thread count is fixed before numpy is imported (``--threads``, default 1): on a shared
-two-core machine OpenBLAS's threads contend with other processes and make timings erratic.
-Both sides run with the same setting.
+The BLAS thread count is fixed before numpy is imported (``--threads``, default 1), for every
+library alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import os
 import sys
 import time
+import types
 
 
 def _parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="64x2000,256x10000,512x20000,1024x50000",
                    help="comma-separated d x n (neurons x samples), e.g. 256x10000")
-    p.add_argument("--repeats", type=int, default=5, help="timed repeats per function")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats per function")
     p.add_argument("--svcca", default=None, help="path to a google/svcca checkout")
-    p.add_argument("--threads", type=int, default=1, help="BLAS/torch threads (both sides)")
-    p.add_argument("--no-torch", action="store_true", help="skip the float32 torch path")
+    p.add_argument("--anatome", default=None, help="path to a moskomule/anatome checkout")
+    p.add_argument("--netrep", default=None, help="path to an ahwillia/netrep checkout")
+    p.add_argument("--repsim", default=None, help="folder holding an installed repsim")
+    p.add_argument("--threads", type=int, default=1, help="BLAS/torch threads (every side)")
+    p.add_argument("--dtypes", default="float64,float32", help="input dtypes to time")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
@@ -64,6 +72,7 @@ def _parse() -> argparse.Namespace:
         args.sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
     except ValueError:
         p.error(f"--sizes must look like 256x10000,512x20000, got {args.sizes!r}")
+    args.dtypes = args.dtypes.split(",")
     return args
 
 
@@ -75,15 +84,15 @@ if ARGS is not None:
 import numpy as np  # noqa: E402  (after the thread settings)
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from cca_lib import cca, pwcca  # noqa: E402
+from cca_lib import Accumulator, cca, pwcca  # noqa: E402
 
 
 def load_reference(path: str | None):
-    """Import the reference ``cca_core`` and ``pwcca`` modules from ``path`` (or None)."""
+    """Import google/svcca's ``cca_core`` and ``pwcca`` modules from ``path`` (or None)."""
     if not path:
         return None
     if not os.path.isfile(os.path.join(path, "cca_core.py")):
-        print(f"# no cca_core.py under {path}: skipping the reference comparison")
+        print(f"# no cca_core.py under {path}: skipping google/svcca")
         return None
     sys.path.insert(0, os.path.abspath(path))
     # numpy 2 removed a few aliases the 2019 code base might touch; restore them if absent
@@ -94,6 +103,34 @@ def load_reference(path: str | None):
     import pwcca as ref_pwcca  # noqa: PLC0415
 
     return cca_core, ref_pwcca
+
+
+def _import_from(path: str | None, module: str):
+    """Import ``module`` from the folder ``path`` (first on the path), or as installed; None
+    (with a note) when neither works."""
+    if path:
+        sys.path.insert(0, os.path.abspath(path))
+    try:
+        return importlib.import_module(module)
+    except Exception as exc:  # noqa: BLE001  (any import failure: skip that library)
+        if path:
+            print(f"# could not import {module} from {path}: {type(exc).__name__}: {exc}")
+        return None
+
+
+def load_anatome(path: str | None):
+    """anatome's ``distance`` module. It imports torchvision's feature extraction at the top
+    (used only by its model hooks, not by the distances); where torchvision does not import,
+    an empty stand-in module is registered so the distances can be timed."""
+    try:
+        import torchvision.models.feature_extraction  # noqa: F401, PLC0415
+    except Exception:  # noqa: BLE001
+        stub = types.ModuleType("torchvision.models.feature_extraction")
+        stub.get_graph_node_names = stub.create_feature_extractor = None
+        for name in ("torchvision", "torchvision.models"):
+            sys.modules.setdefault(name, types.ModuleType(name))
+        sys.modules["torchvision.models.feature_extraction"] = stub
+    return _import_from(path, "anatome.distance")
 
 
 def make_data(d: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -127,66 +164,100 @@ def _timed(fn) -> tuple[object, float]:
 
 
 def _calls_per_repeat(fn, first_s: float) -> int:
-    """Calls for one timed repeat to last about MIN_REPEAT_S. A first (warm-up) call already
-    that long needs no second call to calibrate; a shorter one may include one-off start-up
-    costs, so a second call measures the steady state."""
+    """Calls for one timed repeat to last about MIN_REPEAT_S."""
     if first_s >= MIN_REPEAT_S:
         return 1
     return max(1, math.ceil(MIN_REPEAT_S / _timed(fn)[1]))
 
 
-def bench_size(d: int, n: int, ref, args) -> dict[str, float]:
-    x, y = make_data(d, n, args.seed)
-    xt, yt = np.ascontiguousarray(x.T), np.ascontiguousarray(y.T)
-    xc, yc = x - x.mean(axis=0), y - y.mean(axis=0)
-    xc32, yc32 = xc.astype(np.float32), yc.astype(np.float32)
-    mix = np.random.default_rng(args.seed + 1).standard_normal((d, d)) / np.sqrt(d)
-    fns = {
-        # the floor for any covariance-based method: the three products alone, on data
-        # centered beforehand (the reference's np.cov does the same flops, as one SYRK)
-        "floor": lambda: (xc.T @ xc, yc.T @ yc, xc.T @ yc),
-        "floor32": lambda: (xc32.T @ xc32, yc32.T @ yc32, xc32.T @ yc32),
-        "svd": lambda: np.linalg.svd(mix, full_matrices=False),
-        "coef": lambda: cca(x, y, variates=False).rho,
-        "pwcca": lambda: pwcca(x, y),
-    }
-    if ref is not None:
-        cca_core, ref_pw = ref
-        fns["ref coef"] = lambda: cca_core.get_cca_similarity(
-            xt, yt, epsilon=0.0, compute_dirns=False, verbose=False)["cca_coef1"]
-        fns["ref pwcca"] = lambda: ref_pw.compute_pwcca(xt, yt, epsilon=0.0)[0]
-    if not args.no_torch:
-        import torch
+def _streamed(x: np.ndarray, y: np.ndarray, batches: int = 10) -> float:
+    acc = Accumulator(x.shape[1], y.shape[1])
+    for idx in np.array_split(np.arange(x.shape[0]), batches):
+        acc.update(x[idx[0]:idx[-1] + 1], y[idx[0]:idx[-1] + 1])
+    return acc.pwcca()
 
-        torch.set_num_threads(args.threads)
-        tx, ty = torch.from_numpy(x).float(), torch.from_numpy(y).float()
-        fns["t32 coef"] = lambda: cca(tx, ty, variates=False).rho
-        fns["t32 pwcca"] = lambda: pwcca(tx, ty)
 
-    names = list(fns)
-    warm = {k: _timed(fns[k]) for k in names}  # warm-up, and the values compared
-    out: dict[str, object] = {k: value for k, (value, _) in warm.items()}
-    # Calls per timed repeat: enough for a repeat to last about MIN_REPEAT_S, so millisecond
-    # calls at small sizes are not timed one at a time (timer and scheduler noise).
+def _time_group(fns: dict, names: list[str], repeats: int) -> tuple[dict, dict]:
+    """Values and minimum times of ``fns[k]`` for ``k`` in ``names``, interleaved: a warm-up
+    call each (its time counts as a repeat), then ``repeats - 1`` rounds in rotating order."""
+    warm = {k: _timed(fns[k]) for k in names}
+    out = {k: value for k, (value, _) in warm.items()}
     loops = {k: _calls_per_repeat(fns[k], first_s) for k, (_, first_s) in warm.items()}
-    times: dict[str, list[float]] = {k: [] for k in names}
-    for r in range(args.repeats):
+    times: dict[str, list[float]] = {k: [first_s] for k, (_, first_s) in warm.items()}
+    for r in range(max(0, repeats - 1)):
         order = names[r % len(names):] + names[: r % len(names)]
         for k in order:
             t0 = time.perf_counter()
             for _ in range(loops[k]):
                 fns[k]()
             times[k].append((time.perf_counter() - t0) / loops[k])
-    row: dict[str, float] = {k: float(np.median(v)) for k, v in times.items()}
-    if ref is not None:
-        ours, theirs = np.asarray(out["coef"]), np.sort(np.asarray(out["ref coef"]))[::-1]
+    return out, {k: float(np.min(v)) for k, v in times.items()}
+
+
+def bench_size(d: int, n: int, libs: dict, args) -> dict[str, float]:
+    x64, y64 = make_data(d, n, args.seed)
+    rng = np.random.default_rng(args.seed + 1)
+    mix = rng.standard_normal((d, d)) / np.sqrt(d)
+    corr = np.corrcoef(x64[: 4 * d].T)  # a d x d correlation matrix for the Cholesky floor
+    fns = {
+        "chol2": lambda: (np.linalg.cholesky(corr), np.linalg.cholesky(corr)),
+        "svd vals": lambda: np.linalg.svd(mix, compute_uv=False),
+        "svd vecs": lambda: np.linalg.svd(mix, full_matrices=False),
+    }
+    for dt in args.dtypes:
+        x, y = x64.astype(dt), y64.astype(dt)
+        xc, yc = x - x.mean(axis=0), y - y.mean(axis=0)
+        fns[f"{dt} products"] = lambda xc=xc, yc=yc: (xc.T @ xc, yc.T @ yc, xc.T @ yc)
+        fns[f"{dt} coef"] = lambda x=x, y=y: cca(x, y, variates=False).rho
+        fns[f"{dt} pwcca"] = lambda x=x, y=y: pwcca(x, y)
+        fns[f"{dt} acc"] = lambda x=x, y=y: _streamed(x, y)
+    xt, yt = np.ascontiguousarray(x64.T), np.ascontiguousarray(y64.T)
+    if libs.get("svcca") is not None:
+        cca_core, ref_pw = libs["svcca"]
+        fns["svcca coef"] = lambda: cca_core.get_cca_similarity(
+            xt, yt, epsilon=0.0, compute_dirns=False, verbose=False)["cca_coef1"]
+        fns["svcca pwcca"] = lambda: ref_pw.compute_pwcca(xt, yt, epsilon=0.0)[0]
+    if libs.get("anatome") is not None or libs.get("torch_needed"):
+        import torch
+
+        torch.set_num_threads(args.threads)
+        tx, ty = torch.from_numpy(x64), torch.from_numpy(y64)
+    if libs.get("anatome") is not None:
+        dist = libs["anatome"]
+        fns["anatome pwcca"] = lambda: 1.0 - float(dist.pwcca_distance(tx, ty, backend="svd"))
+    if libs.get("netrep") is not None:
+        metric = libs["netrep"].LinearMetric
+        fns["netrep cca"] = lambda: metric(alpha=0.0, center_columns=True).fit_score(x64, y64)
+    if libs.get("repsim") is not None:
+        rs = libs["repsim"]
+        fns["repsim pwcca"] = lambda: float(np.asarray(rs.pwcca([x64, y64]))[0, 1])
+
+    # Libraries with their own thread pools (torch's OpenMP for anatome, scipy's OpenBLAS for
+    # netrep) leave idle threads spinning after each call, which slows the numpy BLAS calls
+    # that follow: each is timed in its own group, beside our float64 call again.
+    apart = {"anatome pwcca": "float64 pwcca", "netrep cca": "float64 coef"}
+    out, row = _time_group(fns, [k for k in fns if k not in apart], args.repeats)
+    for k, ours in apart.items():
+        if k in fns:
+            fns[f"{ours} (beside {k.split()[0]})"] = fns[ours]
+            got, times = _time_group(fns, [k, f"{ours} (beside {k.split()[0]})"], args.repeats)
+            out.update(got)
+            row.update(times)
+    names = list(fns)
+    if "svcca coef" in out:
+        ours = np.asarray(out["float64 coef"])
+        theirs = np.sort(np.asarray(out["svcca coef"]))[::-1]
         row["max|drho|"] = float(np.max(np.abs(ours - theirs[: ours.size])))
-        row["pwcca value"], row["ref pwcca value"] = float(out["pwcca"]), float(out["ref pwcca"])
-    if "t32 coef" in out:
-        row["f32|drho|"] = float(np.max(np.abs(np.asarray(out["t32 coef"]) - out["coef"])))
+    if "float32 coef" in out and "float64 coef" in out:
+        row["f32|drho|"] = float(np.max(np.abs(np.asarray(out["float32 coef"])
+                                               - out["float64 coef"])))
+    for k in ("svcca pwcca", "anatome pwcca", "repsim pwcca", "float64 pwcca", "float64 acc"):
+        if k in out:
+            row[f"value {k}"] = float(out[k])
     if not args.no_memory:
-        for k in (k for k in names if k not in ("floor", "floor32", "svd")):
-            row[f"mem {k}"] = peak_mib(fns[k])
+        for k in names:
+            if k.endswith(("coef", "pwcca", "acc", "cca")):
+                row[f"mem {k}"] = peak_mib(fns[k])
     return row
 
 
@@ -196,40 +267,48 @@ def fmt(v: float | None, spec: str) -> str:
 
 def main() -> None:
     args = ARGS
-    ref = load_reference(args.svcca)
-    print(f"# numpy {np.__version__}, threads={args.threads}, repeats={args.repeats}, "
+    libs = {"svcca": load_reference(args.svcca), "anatome": load_anatome(args.anatome),
+            "netrep": _import_from(args.netrep, "netrep.metrics"),
+            "repsim": _import_from(args.repsim, "repsim")}
+    have = [k for k, v in libs.items() if v is not None]
+    print(f"# numpy {np.__version__}, threads={args.threads}, repeats={args.repeats} (min), "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, "
-          f"reference={'yes' if ref else 'no'}")
-    cols = ("d x n", "floor ms", "coef ms", "ref ms", "x", "pwcca ms", "ref ms", "x",
-            "t32 coef ms", "x", "t32 pw ms", "x", "floor32 ms", "svd ms", "f32 max x",
-            "max|drho|", "f32|drho|",
-            "MiB ours", "MiB ref", "MiB pw", "MiB refpw")
+          f"others: {', '.join(have) or 'none'}")
+    cols = ("d x n", "dtype", "products", "floor coef", "coef", "x floor", "floor pw", "pwcca",
+            "x floor", "acc", "acc/pw", "MiB coef", "MiB pw", "MiB acc")
+    print("# times in ms; 'x floor' = ours / floor (target <= 1.25), acc/pw target <= 1.15")
     print(" | ".join(cols))
     for d, n in args.sizes:
-        r = bench_size(d, n, ref, args)
-
-        def ratio(ref_key: str, key: str, r=r) -> float | None:
-            return r[ref_key] / r[key] if ref_key in r and key in r else None
+        r = bench_size(d, n, libs, args)
 
         def ms(v: float | None) -> str:
-            return fmt(None if v is None else 1e3 * v, ".1f")
+            return fmt(None if v is None else 1e3 * v, ".0f")
 
-        cells = [f"{d}x{n}", ms(r.get("floor")), ms(r.get("coef")),
-                 ms(r.get("ref coef")),
-                 fmt(ratio("ref coef", "coef"), ".1f"), ms(r.get("pwcca")),
-                 ms(r.get("ref pwcca")), fmt(ratio("ref pwcca", "pwcca"), ".1f"),
-                 ms(r.get("t32 coef")), fmt(ratio("ref coef", "t32 coef"), ".1f"),
-                 ms(r.get("t32 pwcca")), fmt(ratio("ref pwcca", "t32 pwcca"), ".1f"),
-                 ms(r.get("floor32")), ms(r.get("svd")),
-                 fmt(r["ref coef"] / (r["floor32"] + r["svd"]) if "ref coef" in r else None,
-                     ".1f"),
-                 fmt(r.get("max|drho|"), ".1e"), fmt(r.get("f32|drho|"), ".1e"),
-                 fmt(r.get("mem coef"), ".0f"), fmt(r.get("mem ref coef"), ".0f"),
-                 fmt(r.get("mem pwcca"), ".0f"), fmt(r.get("mem ref pwcca"), ".0f")]
-        print(" | ".join(cells), flush=True)
-        if "pwcca value" in r:
-            print(f"#   {d}x{n}: PWCCA ours (paper formula) {r['pwcca value']:.4f}, "
-                  f"reference {r['ref pwcca value']:.4f}", flush=True)
+        for dt in args.dtypes:
+            fc = r[f"{dt} products"] + r["chol2"] + r["svd vals"]
+            fp = r[f"{dt} products"] + r["chol2"] + r["svd vecs"]
+            cells = [f"{d}x{n}", dt, ms(r[f"{dt} products"]), ms(fc), ms(r[f"{dt} coef"]),
+                     fmt(r[f"{dt} coef"] / fc, ".2f"), ms(fp), ms(r[f"{dt} pwcca"]),
+                     fmt(r[f"{dt} pwcca"] / fp, ".2f"), ms(r[f"{dt} acc"]),
+                     fmt(r[f"{dt} acc"] / r[f"{dt} pwcca"], ".2f"),
+                     fmt(r.get(f"mem {dt} coef"), ".0f"), fmt(r.get(f"mem {dt} pwcca"), ".0f"),
+                     fmt(r.get(f"mem {dt} acc"), ".0f")]
+            print(" | ".join(cells), flush=True)
+        print(f"#   {d}x{n}: chol2 {ms(r['chol2'])} ms, svd values {ms(r['svd vals'])} ms, "
+              f"vectors {ms(r['svd vecs'])} ms; max|drho| vs svcca "
+              f"{fmt(r.get('max|drho|'), '.1e')}, f32|drho| {fmt(r.get('f32|drho|'), '.1e')}")
+        for k, ours in (("svcca coef", "float64 coef"), ("svcca pwcca", "float64 pwcca"),
+                        ("anatome pwcca", "float64 pwcca (beside anatome)"),
+                        ("netrep cca", "float64 coef (beside netrep)"),
+                        ("repsim pwcca", "float64 pwcca")):
+            ours32 = ours.split(" (")[0].replace("64", "32")
+            if k in r:
+                print(f"#   {d}x{n}: {k} {ms(r[k])} ms = {r[k] / r[ours]:.1f} x our float64 "
+                      f"{ours.split()[1]} (timed in the same group), "
+                      f"{fmt(r[k] / r.get(ours32, math.nan), '.1f')} x float32; "
+                      f"MiB {fmt(r.get('mem ' + k), '.0f')}"
+                      + (f"; value {r['value ' + k]:.6f} (ours {r['value float64 pwcca']:.6f})"
+                         if 'value ' + k in r else ""), flush=True)
 
 
 if __name__ == "__main__":

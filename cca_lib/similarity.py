@@ -13,7 +13,11 @@ takes the SVD :math:`W_x^\top \Sigma_{xy} W_y = A\,\mathrm{diag}(\rho)\,B^\top`.
 ``n``-vectors. Similarities are in ``[0, 1]``; ``distance = 1 - similarity``.
 
 **Scale.** Every input is first multiplied, internally, by the power of two ``2**-e`` that
-brings its largest absolute value into ``[0.5, 1)``. That is exact (only exponents change), and
+brings its largest absolute value into ``[0.5, 1)``. That is exact (only exponents change;
+on the host the products are formed, for speed, from the input scaled by the exponent of a
+sample of its rows, or unscaled where that cannot over- or underflow more, and their sums are
+then multiplied by the exact power of two that makes them those of ``2**-e`` times the input:
+the same numbers), and
 every measure here is invariant to scaling an input, so the results do not depend on it, but no
 product can overflow or underflow for any finite input: ``x * 1e-300`` and ``x * 1e300`` in
 float64, or ``x * 1e-35`` and ``x * 1e35`` in float32, give the answers ``x`` gives. (A neuron
@@ -74,20 +78,23 @@ the same results. The scaling of **Scale** is per batch; parts with different ex
 merged by rescaling sums by exact powers of two.
 
 **Cost.** With ``d = max(d1, d2)``: the default ``method="gram"`` forms the three covariance
-matrices in one pass over the samples, ``n (d1^2 + d2^2 + 2 d1 d2)`` flops (SYRK for
-:math:`\Sigma_{xx}, \Sigma_{yy}`, GEMM for :math:`\Sigma_{xy}`: ``~4 n d^2``, the same count as
-a SYRK of the stacked ``[x, y]``, which is the minimum for forming these matrices), then
-``O(d^3)`` in float64 on ``d x d`` matrices: two whitenings (Cholesky when an input's
-correlation matrix is clearly well-conditioned, else the rank-revealing ``eigh``; same result,
-see ``_fast_whitener``) and one SVD (coefficients alone skip the singular vectors). Before it,
-three ``O(n d)`` reads of each input (per-neuron maxima, minima, means). Extra memory: one
-block of rows (8192 rows, or ``~2**22`` values for narrow layers) plus ``O(d^2)``; no centered
-copy of the data. CUDA tensors are centered and multiplied on their device (an ``n x d``
-centered copy there). PWCCA's weights come from :math:`x^\top h = \Sigma_{xx} W_x A` at no extra
-pass over the samples. ``method="svd"`` is an independent implementation (thin SVD of the
-centered data in float64 on the CPU, ``~6 n d^2`` flops and an ``n x d`` copy per input) that
-resolves singular values down to machine precision rather than its square root; it is there
-to cross-check the default.
+matrices in one pass over the samples, as one SYRK of the stacked block ``[x - c, y - c, 1]``
+per block of rows (``n (d1 + d2 + 1)^2`` flops, ``~4 n d^2``: the count of SYRK for
+:math:`\Sigma_{xx}, \Sigma_{yy}` plus GEMM for :math:`\Sigma_{xy}`, the minimum for forming
+these matrices; the column of ones gives the column sums in the same call). The centre ``c``
+is the mean of a strided sample of rows (the exact mean is restored from the column sums);
+the per-neuron maxima and minima are read chunk by chunk while the chunk is in cache, in the
+same pass. Then ``O(d^3)`` in float64 on ``d x d`` matrices: two whitenings (Cholesky when an
+input's correlation matrix is clearly well-conditioned, else the rank-revealing ``eigh``; same
+result, see ``_fast_whitener``) and one SVD (coefficients alone, as in :func:`mean_cca`, skip
+the singular vectors). Besides the inputs, one pass reads a sample of ``1/64`` of the rows.
+Extra memory: one block of rows (8192 rows, or ``~2**22`` values for narrow layers) plus
+``O(d^2)``; no centered copy of the data. CUDA tensors are centered and multiplied on their
+device (an ``n x d`` centered copy there). PWCCA's weights come from
+:math:`x^\top h = \Sigma_{xx} W_x A` at no extra pass over the samples. ``method="svd"`` is
+an independent implementation (thin SVD of the centered data in float64 on the CPU,
+``~6 n d^2`` flops and an ``n x d`` copy per input) that resolves singular values down to
+machine precision rather than its square root; it is there to cross-check the default.
 """
 
 from __future__ import annotations
@@ -292,6 +299,54 @@ def _scaled_mean(a: np.ndarray, e: int, block: int) -> np.ndarray:
     return total / a.shape[0]
 
 
+#: Values per chunk of rows for the element-wise work of the host pass (shift, maxima,
+#: minima): a chunk of each input stays in cache between its reads.
+_CHUNK_VALUES = 2**16
+
+#: The provisional centre of a batch is the mean of every ``step``-th row, with
+#: ``step = max(1, min(_SHIFT_STRIDE, n // _SHIFT_ROWS))``: at least ``min(n, _SHIFT_ROWS)``
+#: rows and at least ``1 / _SHIFT_STRIDE`` of them. A centre ``c`` off the mean by ``delta``
+#: costs float32 products a factor ``1 + (delta / std)^2`` in accuracy before the exact
+#: correction; a sample of ``k`` of ``n`` rows has ``delta <= std * sqrt(n / k)`` for any data
+#: (Cauchy-Schwarz), so the factor is at most ``1 + _SHIFT_STRIDE``, and about ``1 + 1 / k``
+#: for rows in no particular order.
+_SHIFT_ROWS = 1024
+_SHIFT_STRIDE = 64
+
+#: A batch whose sample's exponent ``p`` lies in ``[0, _SAFE_EXP)`` is multiplied unscaled
+#: (``p`` taken as 0): its products cannot overflow, and are larger, so no more prone to
+#: underflow, than those of the input scaled into ``[0.5, 1)``.
+_SAFE_EXP = {np.dtype(np.float32): 20, np.dtype(np.float64): 200}
+
+#: The largest excess of a batch's exponent over the one its products were formed with for
+#: which every sum is certainly finite (float32 products: ``(2**50)**2`` times a block of
+#: rows; float64: the kernel sums' fourth powers, ``(2**230)**4`` times ``n d**2 < 2**100``);
+#: beyond it the pass is repeated.
+_PRODUCT_HEADROOM = {np.dtype(np.float32): 50, np.dtype(np.float64): 230}
+
+
+def _sample_rows(a: np.ndarray) -> np.ndarray:
+    n = a.shape[0]
+    return a[:: max(1, min(_SHIFT_STRIDE, n // _SHIFT_ROWS))]
+
+
+def _shift_for(a: np.ndarray, p: int) -> np.ndarray:
+    """The provisional centre of ``a * 2**-p``: the float64 mean of the sampled rows, rounded
+    to ``a``'s dtype (scaling ``a`` by a power of two scales it exactly)."""
+    s = _sample_rows(a)
+    return _scaled_mean(s, p, s.shape[0]).astype(a.dtype)
+
+
+def _sample_shift(a: np.ndarray) -> tuple[int, np.ndarray]:
+    """The exponent the host pass forms ``a``'s products with (that of the sampled rows'
+    largest absolute value, or 0 within ``[0, _SAFE_EXP)``) and the centre for it."""
+    s = _sample_rows(a)
+    p = _exponent(float(max(np.abs(s.max()), np.abs(s.min()))))
+    if 0 <= p < _SAFE_EXP[a.dtype]:
+        p = 0
+    return p, _shift_for(a, p)
+
+
 def _times_pow2(a: Any, k: int) -> Any:
     """``a * 2**k`` for a float64 numpy array or torch tensor (a new one), exact wherever the
     result is a normal number, for any integer ``k``."""
@@ -415,44 +470,109 @@ class _Moments:
         return part
 
     def _host_part(self, x: np.ndarray, y: np.ndarray) -> _Moments:
-        """The moments of one batch of host arrays, in blocks of rows (module doc: Cost).
+        """The moments of one batch of host arrays, in one pass over the rows (module doc:
+        Cost).
 
-        Per-neuron maxima and minima and the means first; then blocks of rows are scaled and
-        shifted by the means rounded to the input dtype into a reused buffer, so float32 stays
-        float32 (products twice as fast, summed across blocks in float64), and their products
-        accumulated (SYRK for ``x'x``, ``y'y``, GEMM for ``x'y``); the residual mean of the
-        shifted values is removed at the end by :func:`_recentre`. Extra memory is one block.
+        Blocks of rows are shifted by a provisional centre ``c`` (the mean of a strided sample
+        of rows, rounded to the input dtype, see :func:`_sample_shift`) into one reused buffer
+        ``[x - c_x, y - c_y, 1]`` in the input dtype, so float32 stays float32; one SYRK of
+        that buffer gives ``x'x``, ``y'y``, ``x'y`` and the column sums at once, summed across
+        blocks in float64. The per-neuron maxima and minima are taken chunk by chunk while each
+        chunk is in cache. The exponents of the module doc's scaling need the maxima, so the
+        buffer is scaled by the sample's exponent (products of values in ``[0.5, 1)`` or a
+        little above; none when that exponent is in ``[0, _SAFE_EXP)``, where the unscaled
+        products are safe) and the sums are brought to the final exponents afterwards by exact
+        powers of two: the same numbers as scaling every value by ``2**-exp`` first (powers of
+        two commute with rounding), with no extra pass. If the sample's exponent is too far
+        below the batch's largest value for the products to be safe, the pass is repeated
+        with the final exponents. :func:`_recentre` then moves the sums from ``c`` to the
+        batch mean. Extra memory is one block.
         """
         n, d1, d2 = x.shape[0], x.shape[1], y.shape[1]
         block = int(min(n, max(_MIN_BLOCK_ROWS, _BLOCK_VALUES // (d1 + d2))))
+        px, cx = _sample_shift(x)
+        py, cy = _sample_shift(y)
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            got = self._host_pass(x, y, block, px, cx, py, cy, None)
+        ex, ey = got[0], got[1]
+        if not (ex - px <= _PRODUCT_HEADROOM[x.dtype] and ey - py <= _PRODUCT_HEADROOM[y.dtype]):
+            # the sample missed values far above its largest: redo with the final exponents
+            hi_lo = got[2]
+            px, py = ex, ey
+            cx, cy = _shift_for(x, px), _shift_for(y, py)
+            got = self._host_pass(x, y, block, px, cx, py, cy, hi_lo)
+        ex, ey, (hix, lox, hiy, loy), acc, kern = got
         part = self._empty_like(None)
-        part.hi_x, part.lo_x = x.max(axis=0).astype(np.float64), x.min(axis=0).astype(np.float64)
-        part.hi_y, part.lo_y = y.max(axis=0).astype(np.float64), y.min(axis=0).astype(np.float64)
-        ex = _exponent(float(max(np.abs(part.hi_x).max(), np.abs(part.lo_x).max())))
-        ey = _exponent(float(max(np.abs(part.hi_y).max(), np.abs(part.lo_y).max())))
-        shx = _scaled_mean(x, ex, block).astype(x.dtype)
-        shy = _scaled_mean(y, ey, block).astype(y.dtype)
-        bx, by = np.empty((block, d1), x.dtype), np.empty((block, d2), y.dtype)
-        s = {"sxx": np.zeros((d1, d1)), "syy": np.zeros((d2, d2)), "sxy": np.zeros((d1, d2))}
+        part.hi_x, part.lo_x, part.hi_y, part.lo_y = hix, lox, hiy, loy
+        kx, ky = px - ex, py - ey  # sums of values scaled by 2**-p, to values scaled by 2**-e
+        scale = np.ones(d1 + d2 + 1)
+        scale[:d1], scale[d1:d1 + d2] = 2.0**kx, 2.0**ky
+        acc *= _outer(scale, scale)
+        s = {"sxx": acc[:d1, :d1], "syy": acc[d1:d1 + d2, d1:d1 + d2],
+             "sxy": acc[:d1, d1:d1 + d2]}
+        s1x, s1y = acc[-1, :d1], acc[-1, d1:d1 + d2]
+        if kern is not None:
+            for k, v in kern.items():
+                p, q = _SUM_POWERS[k]
+                s[k] = _times_pow2(np.asarray(v, dtype=np.float64), p * kx + q * ky)
+                if not np.ndim(v):
+                    s[k] = float(s[k])
+        mean_x = np.ldexp(cx.astype(np.float64), kx)
+        mean_y = np.ldexp(cy.astype(np.float64), ky)
+        return part._set(n, ex, ey, mean_x, mean_y, s, s1x, s1y)
+
+    def _host_pass(self, x: np.ndarray, y: np.ndarray, block: int, px: int, cx: np.ndarray,
+                   py: int, cy: np.ndarray, hi_lo: tuple | None) -> tuple:
+        """One pass of :meth:`_host_part`: the stacked products of ``[x 2**-px - cx,
+        y 2**-py - cy, 1]`` summed in float64, the maxima and minima (unless given in
+        ``hi_lo``), the exponents they give and, with ``kernel``, the kernel sums."""
+        n, d1, d2 = x.shape[0], x.shape[1], y.shape[1]
+        dt = np.result_type(x.dtype, y.dtype)
+        width = d1 + d2 + 1
+        buf = np.empty((block, width), dt)
+        buf[:, -1] = 1.0
+        acc = np.zeros((width, width))
+        fx, fy = _factors(-px, x.dtype), _factors(-py, y.dtype)
+        find = hi_lo is None
+        if find:
+            hix, lox = np.full(d1, -np.inf, x.dtype), np.full(d1, np.inf, x.dtype)
+            hiy, loy = np.full(d2, -np.inf, y.dtype), np.full(d2, np.inf, y.dtype)
+        kern = None
         if self.kernel:
-            s.update(qxx=np.zeros(d1), qxy=np.zeros(d1), qyx=np.zeros(d2), qyy=np.zeros(d2),
-                     paa=0.0, pbb=0.0, pab=0.0)
-        s1x, s1y = np.zeros(d1), np.zeros(d2)
+            kern = {"qxx": np.zeros(d1), "qxy": np.zeros(d1), "qyx": np.zeros(d2),
+                    "qyy": np.zeros(d2), "paa": 0.0, "pbb": 0.0, "pab": 0.0}
+        sub = max(8, _CHUNK_VALUES // max(d1, d2))
         for start in range(0, n, block):
             stop = min(n, start + block)
-            a = _scale_into(x[start:stop], -ex, bx[: stop - start])
-            b = _scale_into(y[start:stop], -ey, by[: stop - start])
-            a -= shx
-            b -= shy
-            s1x += a.sum(axis=0)
-            s1y += b.sum(axis=0)
-            s["sxx"] += a.T @ a
-            s["syy"] += b.T @ b
-            s["sxy"] += a.T @ b
-            if self.kernel:
-                _add_kernel_sums(s, a.astype(np.float64, copy=False),
-                                 b.astype(np.float64, copy=False))
-        return part._set(n, ex, ey, shx.astype(np.float64), shy.astype(np.float64), s, s1x, s1y)
+            for lo in range(start, stop, sub):
+                hi = min(stop, lo + sub)
+                r0, r1 = lo - start, hi - start
+                for src, f, c, col0, col1 in ((x[lo:hi], fx, cx, 0, d1),
+                                              (y[lo:hi], fy, cy, d1, d1 + d2)):
+                    dst = buf[r0:r1, col0:col1]
+                    if f:
+                        np.multiply(src, src.dtype.type(f[0]), out=dst)
+                        for g in f[1:]:
+                            dst *= dst.dtype.type(g)
+                        dst -= c
+                    else:
+                        np.subtract(src, c, out=dst)
+                if find:
+                    xs, ys = x[lo:hi], y[lo:hi]
+                    np.maximum(hix, xs.max(axis=0), out=hix)
+                    np.minimum(lox, xs.min(axis=0), out=lox)
+                    np.maximum(hiy, ys.max(axis=0), out=hiy)
+                    np.minimum(loy, ys.min(axis=0), out=loy)
+            b = buf[: stop - start]
+            acc += b.T @ b
+            if kern is not None:
+                _add_host_kernel_sums(kern, b[:, :d1], b[:, d1:d1 + d2])
+        if find:
+            hi_lo = tuple(v.astype(np.float64) for v in (hix, lox, hiy, loy))
+        hix, lox, hiy, loy = hi_lo
+        ex = _exponent(float(max(np.abs(hix).max(), np.abs(lox).max())))
+        ey = _exponent(float(max(np.abs(hiy).max(), np.abs(loy).max())))
+        return ex, ey, hi_lo, acc, kern
 
     def _device_part(self, x: Any, y: Any) -> _Moments:
         """The moments of one batch of torch tensors on their device: scaled and shifted by
@@ -589,6 +709,23 @@ def _add_kernel_sums(s: dict, a: Any, b: Any) -> None:
     s["pab"] = s["pab"] + na @ nb
 
 
+def _add_host_kernel_sums(s: dict, a: np.ndarray, b: np.ndarray) -> None:
+    """:func:`_add_kernel_sums` for host blocks in their dtype: every sum in float64, a
+    float32 block read without a float64 copy of it."""
+    if a.dtype == np.float64:
+        _add_kernel_sums(s, a, b)
+        return
+    na = np.einsum("ij,ij->i", a, a, dtype=np.float64)
+    nb = np.einsum("ij,ij->i", b, b, dtype=np.float64)
+    s["qxx"] = s["qxx"] + np.einsum("ij,i->j", a, na, dtype=np.float64)
+    s["qxy"] = s["qxy"] + np.einsum("ij,i->j", a, nb, dtype=np.float64)
+    s["qyx"] = s["qyx"] + np.einsum("ij,i->j", b, na, dtype=np.float64)
+    s["qyy"] = s["qyy"] + np.einsum("ij,i->j", b, nb, dtype=np.float64)
+    s["paa"] = s["paa"] + na @ na
+    s["pbb"] = s["pbb"] + nb @ nb
+    s["pab"] = s["pab"] + na @ nb
+
+
 def _backend_max_min(a: Any) -> tuple[Any, Any]:
     if is_torch(a):
         import torch
@@ -705,14 +842,35 @@ def _fast_whitener(s: np.ndarray, rtol: float, name: str,
     r, live, sd = _standardized(s, name, dead)
     try:
         chol = np.linalg.cholesky(r)
-        inv = np.linalg.inv(chol)  # lower triangular L^{-1}
+        inv = _lower_inverse(chol)  # L^{-1}
     except np.linalg.LinAlgError:
         return _whitener(s, rtol, name, dead)
     absinv = np.abs(inv)
     bound = np.abs(r).sum(axis=0).max() * absinv.sum(axis=0).max() * absinv.sum(axis=1).max()
     if not bound < 1.0 / (_CHOLESKY_MARGIN * rtol * rtol):  # also catches inf / nan
         return _whitener(s, rtol, name, dead)
-    return _embed(np.tril(inv).T, live, sd, s.shape[0])
+    return _embed(inv.T, live, sd, s.shape[0])
+
+
+#: Size below which :func:`_lower_inverse` inverts a triangular block with LAPACK directly.
+_TRI_LEAF = 64
+
+
+def _lower_inverse(low: np.ndarray) -> np.ndarray:
+    """The inverse of the lower-triangular ``low``, itself lower triangular (exact zeros
+    above the diagonal), by recursive halving: ``[[A, 0], [C, B]]^{-1} = [[A^{-1}, 0],
+    [-B^{-1} C A^{-1}, B^{-1}]]``. That is ``~2/3 d^3`` flops in matrix products, against
+    ``~8/3 d^3`` for a general inverse (numpy has no triangular inverse, and scipy's LAPACK
+    is avoided for the reason given in :func:`_fast_whitener`)."""
+    d = low.shape[0]
+    if d <= _TRI_LEAF:
+        return np.tril(np.linalg.inv(low))
+    h = d // 2
+    a_inv, b_inv = _lower_inverse(low[:h, :h]), _lower_inverse(low[h:, h:])
+    out = np.zeros_like(low)
+    out[:h, :h], out[h:, h:] = a_inv, b_inv
+    out[h:, :h] = -((b_inv @ low[h:, :h]) @ a_inv)
+    return out
 
 
 def _whiteners(g: _Grams) -> tuple[np.ndarray, np.ndarray]:

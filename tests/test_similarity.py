@@ -538,12 +538,16 @@ def test_cholesky_shortcut_equals_eigendecomposition(monkeypatch, dtype):
 
 
 def test_nearly_dependent_neuron_is_dropped_at_the_tolerance():
-    """A neuron equal to another up to 1e-8 relative noise has a singular-value ratio ~1e-8,
-    below the float64 cut 1e-6: it is dropped (the Cholesky shortcut would have accepted it,
-    its condition estimate sends it to the eigendecomposition); with rtol=1e-9 it is kept."""
+    """A neuron equal to another up to noise of 1e-7 of its standard deviation has a
+    singular-value ratio ~7e-8, below the float64 cut 1e-6: it is dropped (the Cholesky
+    shortcut would have accepted it, its condition estimate sends it to the
+    eigendecomposition); with rtol=1e-9 it is kept. (The ratio is well above the covariance
+    method's resolution, ~1e-8: the eigenvalue of R it leaves, ~5e-15, is far above the
+    float64 rounding of R, ~1e-16, so the decision does not rest on rounding.)"""
     x, y = pair(23)
     rng = np.random.default_rng(0)
-    near = np.hstack([x, x[:, :1] + 1e-8 * rng.standard_normal((x.shape[0], 1))])
+    noise = 1e-7 * x[:, 0].std() * rng.standard_normal((x.shape[0], 1))
+    near = np.hstack([x, x[:, :1] + noise])
     assert cca(near, y).dropped_x == 1
     np.testing.assert_allclose(cca(near, y).rho, cca(x, y).rho, atol=1e-8)
     assert cca(near, y, rtol=1e-9).dropped_x == 0
