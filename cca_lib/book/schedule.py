@@ -13,14 +13,14 @@ chapters that tie keep book order, so a first build runs in book order.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from cca_lib.book._files import atomic_write
+from cca_lib.cache import file_lock
 
 #: The measured chapter times: ``{profile: {chapter: seconds}}`` as JSON.
 TIMES_FILE = "chapter_times.json"
@@ -81,23 +81,6 @@ def load_times(path: Path, profile: str) -> dict[str, float]:
     return {name: float(s) for name, s in _read(path).get(profile, {}).items()}
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock (POSIX ``flock`` on ``<path>.lock``) so that two builds sharing a
-    data folder do not lose each other's times; a no-op where ``fcntl`` is missing."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    with open(path.with_name(path.name + ".lock"), "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def record_times(path: Path, profile: str, seconds: Mapping[str, float]) -> None:
     """Store the measured ``seconds`` of some chapters in ``profile`` (replacing their earlier
     times, keeping the others); the file is replaced atomically."""
@@ -106,7 +89,8 @@ def record_times(path: Path, profile: str, seconds: Mapping[str, float]) -> None
             raise ValueError(f"seconds of chapter {name!r} must be a finite number >= 0, "
                              f"got {s!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(path):
+    with file_lock(path.with_name(path.name + ".writing"),
+                   message=f"{path}: another build is recording its times; waiting"):
         data = _read(path)
         data.setdefault(profile, {}).update({k: round(float(v), 3) for k, v in seconds.items()})
         atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
