@@ -23,6 +23,12 @@ if TYPE_CHECKING:
     from cca_lib.data import ImageDataset
 
 
+def derived_seed(*keys: int) -> int:
+    """A fixed int seed for one random step of an analysis, derived from the int ``keys``
+    (e.g. the chapter's seed and the step's indices) with numpy's ``SeedSequence``."""
+    return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
+
+
 def feature_subset(acts: np.ndarray, n_features: int, seed: int) -> np.ndarray:
     """A fixed random subset of ``n_features`` columns of ``acts`` (``(n_samples, d)``).
 

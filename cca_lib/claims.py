@@ -50,6 +50,19 @@ def status(holds: bool, partly: bool = False) -> str:
     return "holds" if holds else "partly" if partly else "does not hold"
 
 
+def majority(statuses, *, min_nets: int = 1) -> str:
+    """The verdict over several networks (seeds) from their own verdicts: "holds" if more than
+    half hold and there are at least ``min_nets`` of them, else "partly" if more than half at
+    least partly hold, else "does not hold"."""
+    statuses = list(statuses)
+    if not statuses or any(s not in STATUSES for s in statuses):
+        raise ValueError(f"statuses must be a non-empty list of {STATUSES}, got {statuses!r}")
+    n = len(statuses)
+    holds = sum(s == "holds" for s in statuses)
+    partly = holds + sum(s == "partly" for s in statuses)
+    return status(holds > n / 2 and n >= min_nets, partly > n / 2)
+
+
 def yes_no(flag: bool) -> str:
     """A bool in plain words, for evidence sentences."""
     return "yes" if flag else "no"

@@ -40,6 +40,7 @@ import pandas as pd
 
 from cca_lib import _checks, analysis, capture, data, models, stats, training
 from cca_lib.claims import Claim, Criterion, status
+from cca_lib.claims import majority as _majority
 from cca_lib.experiments._params import (
     COUNT,
     EPOCHS,
@@ -161,11 +162,6 @@ def probe_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     n = _checks.integer("n", n, ge=2)
     perm = np.random.default_rng(_checks.seed("seed", seed)).permutation(n)
     return np.sort(perm[:n // 2]), np.sort(perm[n // 2:])
-
-
-def _derived_seed(*keys: int) -> int:
-    """A fixed int seed for one random step of the analysis, derived from ``keys``."""
-    return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
 
 
 @dataclass(frozen=True)
@@ -305,7 +301,7 @@ def _one_net(config: Config, seed: int, probe, progress: bool) -> dict:
             ci = stats.bootstrap_measure(
                 np.hstack([subsets["S"], subsets["B"], l_half[held]]), final[layer][held],
                 partial(_sb_contrast, k=k, measure=measure), n_boot=N_BOOT, level=LEVEL,
-                seed=_derived_seed(seed, depth, SB_MEASURES.index(measure)))
+                seed=analysis.derived_seed(seed, depth, SB_MEASURES.index(measure)))
             tests.append({"seed": seed, "layer": layer, "measure": measure,
                           "loss_S": 1.0 - sims["S"][total], "loss_B": 1.0 - sims["B"][total],
                           "contrast": ci.estimate, "low": ci.low, "high": ci.high})
@@ -321,7 +317,8 @@ def _floors(acts: dict, layers: tuple[str, ...], half: int, total: int, seed: in
     for depth, layer in enumerate(layers, start=1):
         for n, (measure, key) in enumerate(_COMPARE_KEY.items()):
             null = stats.permutation_null(acts[half][layer], acts[total][layer], key,
-                                          n_perm=FLOOR_PERMS, seed=_derived_seed(seed, depth, n))
+                                          n_perm=FLOOR_PERMS,
+                                          seed=analysis.derived_seed(seed, depth, n))
             rows.append({"layer": layer, "measure": measure, "floor": 1.0 - null.floor})
     return rows
 
@@ -624,13 +621,9 @@ NEAR_FLOOR = 0.9
 
 
 def majority(statuses: list[str]) -> str:
-    """The verdict over nets: "holds" if more than half the nets hold (and there are at least
-    :data:`MIN_SEEDS`), "partly" if more than half at least partly hold (or hold, with fewer
-    nets), else "does not hold"."""
-    n = len(statuses)
-    holds = sum(s == "holds" for s in statuses) > n / 2
-    partly = sum(s in ("holds", "partly") for s in statuses) > n / 2
-    return status(holds and n >= MIN_SEEDS, partly)
+    """The verdict over nets (:func:`cca_lib.claims.majority`): "holds" needs more than half
+    the nets to hold and at least :data:`MIN_SEEDS` nets."""
+    return _majority(statuses, min_nets=MIN_SEEDS)
 
 
 def _tally(statuses: dict[int, str]) -> str:

@@ -177,7 +177,7 @@ NEAR_FLOOR = 0.9
 
 def _seed(config: Config, *stream: int) -> int:
     """An int seed for one statistical stream, derived from ``config.seed``."""
-    return int(np.random.SeedSequence([config.seed, *stream]).generate_state(1)[0])
+    return analysis.derived_seed(config.seed, *stream)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -244,8 +244,7 @@ def _run(config: Config, progress: bool, executor) -> Result:
         # floor: a generalizing and a memorizing net, rows of the second shuffled
         x, y = acts[p][idx["generalizing"][0]][layer], acts[p][idx["memorizing"][0]][layer]
         for li, (column, measure) in enumerate((("distance", key), ("cka", "linear CKA"))):
-            seed = int(np.random.SeedSequence(
-                [config.seed, PROBES.index(p), layers.index(layer), li]).generate_state(1)[0])
+            seed = analysis.derived_seed(config.seed, PROBES.index(p), layers.index(layer), li)
             null = stats.permutation_null(x, y, measure, n_perm=FLOOR_PERMUTATIONS,
                                           seed=seed).null
             floor_rows.append({"probe": p, "layer": layer, "measure": column,
@@ -320,7 +319,7 @@ _MEM, _GEN = ("memorizing", "memorizing"), ("generalizing", "generalizing")
 
 
 def _seed(cfg: Config, *parts: int) -> int:
-    return int(np.random.SeedSequence([cfg.seed, 4, *parts]).generate_state(1)[0])
+    return analysis.derived_seed(cfg.seed, 4, *parts)
 
 
 def _judge(result: Result, column: str) -> tuple[list[Criterion], str, dict]:

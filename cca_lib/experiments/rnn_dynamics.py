@@ -36,7 +36,7 @@ from cca_lib import capture as _capture
 from cca_lib import data as _data
 from cca_lib import stats as _stats
 from cca_lib import training as _training
-from cca_lib.claims import STATUSES, Claim, Criterion, status
+from cca_lib.claims import Claim, Criterion, majority, status
 from cca_lib.experiments._params import (
     BATCH,
     COUNT,
@@ -550,18 +550,6 @@ C2_SHARE_BELOW = 0.25
 C2_LAYER_FRACTION = 0.5
 #: A distance at or above this share of its sampling floor counts as "at the floor".
 NEAR_FLOOR = 0.9
-
-
-def majority(statuses) -> str:
-    """The chapter's verdict from per-network verdicts: "holds" if more than half hold, else
-    "partly" if more than half at least partly hold, else "does not hold"."""
-    statuses = list(statuses)
-    if not statuses or any(s not in STATUSES for s in statuses):
-        raise ValueError(f"statuses must be a non-empty list of {STATUSES}, got {statuses!r}")
-    n = len(statuses)
-    holds = sum(s == "holds" for s in statuses)
-    partly = holds + sum(s == "partly" for s in statuses)
-    return status(holds > n / 2, partly > n / 2)
 
 
 def _slashed(values) -> str:

@@ -197,7 +197,7 @@ def _check_column(column: str) -> None:
 
 
 def _seed(config: Config, *parts: int) -> int:
-    return int(np.random.SeedSequence([config.seed, *parts]).generate_state(1)[0])
+    return analysis.derived_seed(config.seed, *parts)
 
 
 def run(config: Config = Config(), *, progress: bool = True, executor=None) -> Result:
@@ -256,7 +256,7 @@ def _run(config: Config, progress: bool, executor) -> Result:
 
 def _subset_seed(config: Config, width: int, layer: int, net: int, rep: int) -> int:
     """One fixed subset per (width, layer, net, draw), the same after training and at init."""
-    return int(np.random.SeedSequence([config.seed, width, layer, net, rep]).generate_state(1)[0])
+    return analysis.derived_seed(config.seed, width, layer, net, rep)
 
 
 # ---------------------------------------------------------------------------------------------
