@@ -7,14 +7,55 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 
 from cca_lib import plotting  # noqa: E402
 from cca_lib.experiments import signal_noise  # noqa: E402
 
 
-def test_plotting_keeps_only_the_theme_and_palettes():
-    public = {name for name in vars(plotting) if not name.startswith("_")}
-    assert public - {"annotations", "sns"} == {"MEASURE_COLORS", "set_theme"}
+def test_plotting_keeps_the_theme_palettes_and_figure_reports():
+    import inspect
+
+    public = {name for name, value in vars(plotting).items() if not name.startswith("_")
+              and not inspect.ismodule(value)
+              and getattr(value, "__module__", plotting.__name__) == plotting.__name__}
+    assert public - {"annotations"} == {
+        "MEASURE_COLORS", "COLUMN_WIDTH_IN", "MIN_FONT_PX", "REPORT_KEY", "set_theme",
+        "smallest_text", "figure_report", "figure_png", "displayed_min_font", "grid"}
+
+
+def test_figure_png_reports_its_size_and_smallest_visible_text():
+    import io
+    import json
+
+    from PIL import Image
+
+    plotting.set_theme()
+    fig, axes = plotting.grid(3, ncols=2)
+    assert len(axes) == 3 and len(fig.axes) == 4 and not fig.axes[3].get_visible()
+    assert fig.get_size_inches()[0] <= plotting.COLUMN_WIDTH_IN
+    for ax in axes:
+        ax.plot([0, 1], [0, 1], label="line")
+    axes[0].legend(fontsize=7)
+    fig.axes[3].set_title("hidden", fontsize=2)  # in a hidden panel: not drawn, not counted
+    axes[1].text(0.5, 0.5, "", fontsize=1)  # empty: not counted
+    png, metadata = plotting.figure_png(fig)
+    report = metadata[plotting.REPORT_KEY]
+    with Image.open(io.BytesIO(png)) as im:
+        im.load()
+        assert im.size == (report["width_px"], report["height_px"])
+        assert json.loads(im.text[plotting.REPORT_KEY]) == report
+    assert report["min_font_text"] == "line"
+    assert report["min_font_px"] == round(7 * fig.dpi / 72, 2)
+    assert plotting.displayed_min_font(report, report["width_px"] / 2) == pytest.approx(
+        report["min_font_px"] / 2)
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_grid_refuses_a_bad_panel_count(bad):
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        plotting.grid(bad)
 
 
 def test_signal_noise_figure_has_a_noise_panel_only_with_a_noise_sweep():
