@@ -181,3 +181,107 @@ def test_launch_buttons_open_notebooks_tracked_at_head(browser):
                      for h in hrefs if p.match(h)}
             assert kinds == {"Binder", "Colab"}, f"{rel}: launch buttons found: {kinds}"
     assert launched, "no launch button on any page"
+
+
+def chapter_pages() -> list[str]:
+    return [rel for rel in toc_pages() if "/executed/" in rel]
+
+
+def _figures(page) -> list[dict]:
+    """Every image a chapter's code cells output, as the reader sees it."""
+    return page.eval_on_selector_all(
+        "main .cell_output img",
+        """els => els.map(e => {
+            const fig = e.closest('figure');
+            const cap = fig ? fig.querySelector('figcaption') : null;
+            return {src: e.src, alt: e.getAttribute('alt') || '', natural: e.naturalWidth,
+                    shown: e.getBoundingClientRect().width,
+                    number: cap && cap.querySelector('.caption-number')
+                        ? cap.querySelector('.caption-number').textContent.trim() : '',
+                    caption: cap && cap.querySelector('.caption-text')
+                        ? cap.querySelector('.caption-text').textContent.trim() : '',
+                    id: fig ? fig.id : ''};
+        })""")
+
+
+def _report(src: str) -> dict | None:
+    """The figure report the PNG carries (cca_lib.plotting.figure_png), or None."""
+    import json
+    from urllib.request import url2pathname
+
+    from PIL import Image
+
+    from cca_lib import plotting
+
+    with Image.open(url2pathname(urlparse(src).path)) as im:
+        im.load()
+        text = getattr(im, "text", {}).get(plotting.REPORT_KEY)
+    return json.loads(text) if text else None
+
+
+@pytest.mark.parametrize("rel", chapter_pages())
+def test_figure_text_is_legible_at_page_width(browser, rel):
+    """Every chapter figure records its size and smallest text (cca_lib.plotting), and that text
+    is at least plotting.MIN_FONT_PX pixels at the width the figure is displayed at in a 1280-px
+    window."""
+    from cca_lib import plotting
+
+    page, _, _ = open_page(browser, rel)
+    figures = _figures(page)
+    page.close()
+    small = []
+    for fig in figures:
+        report = _report(fig["src"])
+        assert report is not None, f"{rel}: {fig['src']} carries no figure report"
+        assert report["width_px"] == fig["natural"], f"{rel}: {fig['src']}: report of another size"
+        shown = plotting.displayed_min_font(report, fig["shown"])
+        if shown < plotting.MIN_FONT_PX:
+            small.append(f"{fig['number'] or fig['src']}: {report['width_px']} px wide shown at "
+                         f"{fig['shown']:.0f} px, text {report['min_font_text']!r} "
+                         f"{shown:.1f} px")
+    assert not small, f"{rel}: text under {plotting.MIN_FONT_PX} px: {small}"
+
+
+@pytest.mark.parametrize("rel", chapter_pages())
+def test_figures_are_numbered_with_captions_and_alt_text(browser, rel):
+    """Every chapter figure is a numbered figure with a caption, a target the text can refer to
+    and alt text that describes it (not the file's path)."""
+    page, _, _ = open_page(browser, rel)
+    figures = _figures(page)
+    text = page.inner_text("main")
+    page.close()
+    for fig in figures:
+        where = f"{rel}: {fig['src'].rsplit('/', 1)[-1]}"
+        assert fig["number"].startswith("Fig."), f"{where}: not a numbered figure"
+        assert len(fig["caption"].split()) >= 8, f"{where}: caption {fig['caption']!r}"
+        assert fig["id"], f"{where}: the figure has no name to refer to"
+        alt = fig["alt"]
+        assert "_images" not in alt and not alt.endswith(".png"), f"{where}: alt text is a path"
+        assert len(alt.split()) >= 8, f"{where}: alt text {alt!r} does not describe the figure"
+        # referred to by number from the text (a {numref} renders the number itself)
+        assert text.count(fig["number"]) >= 2, f"{where}: {fig['number']} never referred to"
+
+
+@pytest.mark.parametrize("rel", toc_pages())
+def test_nothing_overflows_the_column(browser, rel):
+    """No printed output line, table or figure is wider than the text column (cut off or hidden
+    behind a scroll bar), and no table is shortened to '... rows x columns'."""
+    import re
+
+    page, _, _ = open_page(browser, rel)
+    wide = page.eval_on_selector_all(
+        "main .cell_output pre, main .cell_output table, main .cell_output img,"
+        " main article .table-wrapper, main article table, main .cell_output .output",
+        """els => {
+            const article = document.querySelector('main article') || document.body;
+            const right = article.getBoundingClientRect().right;
+            return els.filter(e => e.scrollWidth > e.clientWidth + 1
+                                   || e.getBoundingClientRect().right > right + 1)
+                      .map(e => e.tagName + ': ' + (e.textContent || e.src || '')
+                                .trim().slice(0, 80));
+        }""")
+    text = page.inner_text("main")
+    page.close()
+    assert not wide, f"{rel}: wider than the column: {wide}"
+    truncated = re.findall(r"\d+ rows [×x] \d+ columns", text)
+    assert not truncated, f"{rel}: tables shortened: {truncated}"
