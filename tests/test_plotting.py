@@ -58,22 +58,42 @@ def test_grid_refuses_a_bad_panel_count(bad):
         plotting.grid(bad)
 
 
-def test_signal_noise_figure_has_a_noise_panel_only_with_a_noise_sweep():
-    cfg = signal_noise.Config(n_neurons=20, n_points=300, signal_dims=(2, 18), n_repeats=2,
-                              spectrum_dims=(2,), noise_sweep=(0.01, 1.0), seed=1)
+def test_signal_noise_figures_fit_the_column_with_a_noise_panel_only_with_a_noise_sweep():
+    from matplotlib.colors import to_rgb
+
+    cfg = signal_noise.Config(n_neurons=20, n_points=300, signal_dims=(2, 10, 18), n_repeats=2,
+                              spectrum_dims=(2, 18), noise_sweep=(0.01, 1.0), seed=1)
     result = signal_noise.run(cfg, progress=False)
     fig = signal_noise.plot_signal_noise(result)
-    axes = [ax for ax in fig.axes if ax.get_visible()]
-    assert [ax.get_title() for ax in axes] == [
-        "Similarity vs shared signal", "Sorted CCA coefficients",
-        "Smallest signal fraction, varying noise"]
-    assert axes[2].get_xscale() == "log"
-    # one line per measure (plus the k/d diagonal) in the first panel
-    assert len(axes[0].get_lines()) >= len(signal_noise.MEASURES) + 1
+    assert [ax.get_title() for ax in fig.axes] == ["Similarity vs shared signal"]
+    # one line per measure (plus the k/d diagonal)
+    assert len(fig.axes[0].get_lines()) >= len(signal_noise.MEASURES) + 1
+    assert fig.get_size_inches()[0] <= plotting.COLUMN_WIDTH_IN
+    assert plotting.smallest_text(fig)[0] * fig.dpi / 72 >= plotting.MIN_FONT_PX
     plt.close(fig)
 
+    fig = signal_noise.plot_coefficients(result)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == [
+        "Sorted CCA coefficients", "Smallest k = 2, varying noise"]
+    assert axes[1].get_xscale() == "log"
+    assert fig.get_size_inches()[0] <= plotting.COLUMN_WIDTH_IN
+    assert plotting.smallest_text(fig)[0] * fig.dpi / 72 >= plotting.MIN_FONT_PX
+    # every k's line is visible on white: none of the shades is pale (the largest k was drawn
+    # in viridis' near-white yellow)
+    lines = [line for line in axes[0].get_lines() if len(line.get_xdata()) == cfg.n_neurons]
+    assert len(lines) == len(cfg.spectrum_dims)
+    for line in lines:
+        r, g, b = to_rgb(line.get_color())
+        assert 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.8, line.get_color()
+    plt.close(fig)
+
+    no_spectra = signal_noise.Result(config=cfg, similarities=result.similarities,
+                                     spectra=result.spectra.iloc[:0], noise=result.noise)
+    fig = signal_noise.plot_coefficients(no_spectra)
+    assert [ax.get_title() for ax in fig.axes] == ["Smallest k = 2, varying noise"]
+    plt.close(fig)
     empty = signal_noise.Result(config=cfg, similarities=result.similarities,
                                 spectra=result.spectra.iloc[:0], noise=pd.DataFrame())
-    fig = signal_noise.plot_signal_noise(empty)
-    assert len(fig.axes) == 2 and not fig.axes[1].get_visible()
-    plt.close(fig)
+    with pytest.raises(ValueError, match="neither spectra nor noise"):
+        signal_noise.plot_coefficients(empty)

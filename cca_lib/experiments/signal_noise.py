@@ -232,29 +232,30 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
 # Figures
 # ---------------------------------------------------------------------------------------------
 
+def _errorbar(cfg: Config):
+    """seaborn's spread over draws matching :func:`interval`: the range for few draws."""
+    return ("pi", 100) if cfg.n_repeats < FEW_DRAWS else ("ci", 95)
+
+
 def plot_signal_noise(result: Result):
-    """Similarity vs signal fraction under each noise reading (left; solid: the first of
+    """Similarity vs signal fraction under each noise reading (solid: the first of
     ``noise_stds``, dashed: the others; band: the spread over draws; dotted: each measure's
-    sampling floor at the smallest k), sorted CCA coefficients (middle), similarity vs noise
-    level at the smallest signal fraction (right, if the result has noise rows). Returns the
-    ``Figure``."""
+    sampling floor at the smallest k; sparse dots: the diagonal k/d), one panel as wide as the
+    book's column with the legend beside it. Returns the ``Figure``."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from cca_lib.plotting import MEASURE_COLORS
+    from cca_lib.plotting import COLUMN_WIDTH_IN, MEASURE_COLORS
 
     cfg = result.config
-    frame, spectra, noise = result.to_frame(), result.spectra, result.noise
-    errorbar = ("pi", 100) if cfg.n_repeats < FEW_DRAWS else ("ci", 95)
-    panels = 3 if len(noise) else 2
-    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.2), constrained_layout=True)
-    ax, ax2 = axes[0], axes[1]
+    frame = result.to_frame()
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 4.0), constrained_layout=True)
     measures = [m for m in MEASURE_COLORS if m in set(frame["measure"])]
     frame = frame.assign(noise=[f"std {s:.3g}" for s in frame["noise_std"]])
     styles = [f"std {s:.3g}" for s in cfg.noise_stds]
     sns.lineplot(data=frame, x="signal_fraction", y="similarity", hue="measure",
                  hue_order=measures, palette=MEASURE_COLORS, style="noise", style_order=styles,
-                 marker="o", errorbar=errorbar, ax=ax)
+                 marker="o", errorbar=_errorbar(cfg), ax=ax)
     k_min = min(cfg.signal_dims)
     if len(result.floors):
         fl = result.floors[result.floors["signal_dims"] == k_min]
@@ -263,25 +264,57 @@ def plot_signal_noise(result: Result):
     ax.plot([0, 1], [0, 1], ls=(0, (1, 3)), color="black", lw=1, label="signal fraction k/d")
     ax.set(xlabel="signal fraction k / d", ylabel="similarity", xlim=(0, 1.02), ylim=(0, 1.02),
            title="Similarity vs shared signal")
-    ax.legend(loc="lower right", fontsize="x-small")
-    if len(spectra):
-        sns.lineplot(data=spectra, x="index", y="rho", hue="signal_dims", palette="viridis",
-                     errorbar=None, ax=ax2)
-        ax2.set(xlabel="canonical direction (sorted)", ylabel=r"CCA coefficient $\rho_i$",
-                ylim=(0, 1.02), title="Sorted CCA coefficients")
-        ax2.legend(title=f"signal dims k (noise std {cfg.noise_stds[0]:.3g})", fontsize="small")
-    else:
-        ax2.set_visible(False)
-    if panels == 3:
-        ax3 = axes[2]
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False)
+    return fig
+
+
+#: Where the sorted coefficients' shades stop on the viridis map (its last tenth is too pale to
+#: see on white).
+SHADE_END = 0.8
+
+
+def plot_coefficients(result: Result):
+    """The sorted CCA coefficients for each k of ``spectrum_dims`` (first noise reading; shades
+    of a viridis map cut short of its pale end), and, if the result has noise rows, each
+    measure against the noise level at the smallest k (dashed: the readings of the paper's
+    noise), side by side in the book's column. Returns the ``Figure``."""
+    import matplotlib
+    import seaborn as sns
+
+    from cca_lib import plotting
+    from cca_lib.plotting import MEASURE_COLORS
+
+    cfg = result.config
+    spectra, noise = result.spectra, result.noise
+    kinds = [k for k, rows in (("spectra", spectra), ("noise", noise)) if len(rows)]
+    if not kinds:
+        raise ValueError("result has neither spectra nor noise rows to plot")
+    fig, axes = plotting.grid(len(kinds), ncols=2, panel=(3.45, 3.4))
+    panels = dict(zip(kinds, axes, strict=True))
+    if "spectra" in panels:
+        ax = panels["spectra"]
+        dims = sorted(set(spectra["signal_dims"]))
+        # a sequential map without its near-white end: every shade stays visible on white
+        shades = matplotlib.colormaps["viridis"](np.linspace(0, SHADE_END, len(dims)))
+        sns.lineplot(data=spectra, x="index", y="rho", hue="signal_dims", hue_order=dims,
+                     palette=dict(zip(dims, shades, strict=True)), errorbar=None, ax=ax)
+        ax.set(xlabel="canonical direction (sorted)", ylabel=r"CCA coefficient $\rho_i$",
+               ylim=(0, 1.02), title="Sorted CCA coefficients")
+        ax.legend(title=f"k (noise std {cfg.noise_stds[0]:.3g})", fontsize="small",
+                  title_fontsize="small", loc="upper right")
+    if "noise" in panels:
+        ax = panels["noise"]
+        measures = [m for m in MEASURE_COLORS if m in set(noise["measure"])]
         sns.lineplot(data=noise, x="noise_std", y="similarity", hue="measure",
-                     hue_order=measures, palette=MEASURE_COLORS, marker="o", errorbar=errorbar,
-                     ax=ax3, legend=False)
+                     hue_order=measures, palette=MEASURE_COLORS, marker="o",
+                     errorbar=_errorbar(cfg), ax=ax)
         for s in cfg.noise_stds:
-            ax3.axvline(s, ls="--", lw=0.8, color="grey")
-        ax3.set(xscale="log", xlabel="noise standard deviation (dashed: the two readings)",
-                ylabel="similarity", ylim=(0, 1.02),
-                title="Smallest signal fraction, varying noise")
+            ax.axvline(s, ls="--", lw=0.8, color="grey")
+        ax.set(xscale="log", xlabel="noise standard deviation", ylabel="similarity",
+               ylim=(0, 1.02), title=f"Smallest k = {min(cfg.signal_dims)}, varying noise")
+        # below the panel: the lines fill the whole of it
+        ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.22), ncols=2,
+                  frameon=False)
     return fig
 
 
