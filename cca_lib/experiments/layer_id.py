@@ -309,33 +309,37 @@ def _layer_labels(config: Config) -> list[str]:
 
 def plot_similarity(result: Result, a: int = 0, b: int = 1) -> plt.Figure:
     """Similarity of every layer of net ``a`` (rows) with every layer of net ``b`` (columns),
-    one panel per measure, on all probe images; a dot marks each row's most similar layer(s)."""
+    one panel per measure, two panels to a row in the book's column, on all probe images; a
+    dot marks each row's most similar layer(s)."""
     cfg = result.config
     labels = _layer_labels(cfg)
-    fig, axes = plt.subplots(1, len(MEASURES), figsize=(3.3 * len(MEASURES), 3.6),
-                             constrained_layout=True)
-    for ax, m in zip(axes, MEASURES, strict=True):
+    fig, axes = plotting.grid(len(MEASURES), ncols=2, panel=(3.45, 3.2))
+    for i, (ax, m) in enumerate(zip(axes, MEASURES, strict=True)):
         s = result.similarity[result.n_main][m][a, b]
         im = ax.imshow(s, cmap="magma", vmin=float(np.min(s)), vmax=1.0)
         tied = result.credits(None, m)[a, b] > 0
         rows, cols = np.nonzero(tied)
-        ax.scatter(cols, rows, s=14, c="#2ca02c", marker="o", edgecolors="white",
+        ax.scatter(cols, rows, s=18, c="#2ca02c", marker="o", edgecolors="white",
                    linewidths=0.5)
         ax.set_title(m)
+        left = i % 2 == 0
         ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize="x-small")
-        ax.set_yticks(range(len(labels)), labels if ax is axes[0] else [], fontsize="x-small")
-        ax.set_xlabel(f"layer of net {b} (channels)")
+        ax.set_yticks(range(len(labels)), labels if left else [], fontsize="x-small")
+        ax.set_xlabel(f"layer of net {b} (channels)", fontsize="small")
+        if left:
+            ax.set_ylabel(f"layer of net {a} (channels)", fontsize="small")
         ax.grid(False)
-        fig.colorbar(im, ax=ax, shrink=0.7)
-    axes[0].set_ylabel(f"layer of net {a} (channels)")
+        bar = fig.colorbar(im, ax=ax, shrink=0.85)
+        bar.ax.tick_params(labelsize="x-small")
     return fig
 
 
 def plot_accuracy(result: Result) -> plt.Figure:
     """Accuracy of each measure with its 95% network-bootstrap interval (bars), the paper's
-    value (diamonds, labelled as the paper's) and chance (one layer in L, dotted)."""
+    value (diamonds, labelled as the paper's) and chance (one layer in L, dotted), as wide as
+    the book's column."""
     table = result.accuracy_table()
-    fig, ax = plt.subplots(figsize=(7.2, 3.8), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(plotting.COLUMN_WIDTH_IN, 3.8), constrained_layout=True)
     x = np.arange(len(MEASURES))
     ours = table["ours"].to_numpy()
     err = np.vstack([ours - table["95% low"].to_numpy(), table["95% high"].to_numpy() - ours])
@@ -348,36 +352,40 @@ def plot_accuracy(result: Result) -> plt.Figure:
     ax.set_xticks(x, MEASURES)
     ax.set(ylabel="layers identified", ylim=(0, 1.05),
            title=f"Which layer of another net is most similar? (n = {result.n_main} images)")
-    ax.legend(fontsize="small", loc="upper left")
+    # below the axes: inside it would hide the paper's diamonds near 1
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize="small",
+               frameon=False)
     return fig
 
 
 def plot_sweep(result: Result) -> plt.Figure:
-    """Left: accuracy against n / d (d: the widest layer's channels) with 95% intervals; right:
+    """Top: accuracy against n / d (d: the widest layer's channels) with 95% intervals; bottom:
     the similarity of unrelated representations (the widest layer against a row-shuffled copy)
-    at the same n: the sampling floor."""
+    at the same n, the sampling floor; one legend for both, below them, in the book's
+    column."""
     sweep = result.sweep_table()
     floor = result.floor
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.9), constrained_layout=True)
+    fig, (top, bottom) = plotting.grid(2, ncols=1, panel=(plotting.COLUMN_WIDTH_IN, 3.0),
+                                       sharex=True)
     for m in MEASURES:
         g = sweep[sweep["measure"] == m]
-        left.errorbar(g["n / d"], g["accuracy"],
-                      yerr=[g["accuracy"] - g["low"], g["high"] - g["accuracy"]], capsize=3,
-                      marker="o", color=MEASURE_COLORS[m], label=m)
+        top.errorbar(g["n / d"], g["accuracy"],
+                     yerr=[g["accuracy"] - g["low"], g["high"] - g["accuracy"]], capsize=3,
+                     marker="o", color=MEASURE_COLORS[m], label=m)
         f = floor[floor["measure"] == m]
-        right.plot(f["n / d"], f["similarity"], marker="o", color=MEASURE_COLORS[m], label=m)
-    left.axhline(1 / len(result.config.layers), ls=":", color="black", lw=1, label="chance")
+        bottom.plot(f["n / d"], f["similarity"], marker="o", color=MEASURE_COLORS[m], label=m)
+    top.axhline(1 / len(result.config.layers), ls=":", color="black", lw=1, label="chance")
     ratios = [n / result.config.widest for n in result.config.probe_counts]
-    for ax in (left, right):
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(ratios, [f"{r:g}" for r in ratios])
-        ax.minorticks_off()
-        ax.set_xlabel(f"n / d  (n probe images, d = {result.config.widest} channels of the "
+    bottom.set_xscale("log", base=2)
+    bottom.set_xticks(ratios, [f"{r:g}" for r in ratios])
+    bottom.minorticks_off()
+    bottom.set_xlabel(f"n / d  (n probe images, d = {result.config.widest} channels of the "
                       "widest layer)")
-    left.set(ylabel="layers identified", ylim=(0, 1.05), title="Accuracy against n / d")
-    right.set(ylabel="similarity", ylim=(0, 1.05),
-              title="Floor: widest layer vs. a row-shuffled copy")
-    right.legend(fontsize="small", loc="upper right")
+    top.set(ylabel="layers identified", ylim=(0, 1.05), title="Accuracy against n / d")
+    bottom.set(ylabel="similarity", ylim=(0, 1.05),
+               title="Floor: widest layer vs. a row-shuffled copy")
+    fig.legend(*top.get_legend_handles_labels(), loc="outside lower center", ncols=3,
+               fontsize="small", frameon=False)
     return fig
 
 
