@@ -199,3 +199,31 @@ def test_where_credit_goes_sums_to_one():
     np.testing.assert_allclose(table.sum(axis=1), 1.0)
     assert table.loc["linear CKA", "same layer"] == pytest.approx(1.0)
     assert table.loc["mean CCA", "same layer"] == 0.0
+
+
+def test_figures_fit_the_column_with_legible_text():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cca_lib import plotting
+
+    plotting.set_theme()
+    res = _result({"mean CCA": NONE, "SVCCA": NONE, "PWCCA": set(range(3)),
+                   "linear CKA": ALL, "RBF CKA": ALL})
+    for plot in (layer_id.plot_similarity, layer_id.plot_accuracy, layer_id.plot_sweep):
+        fig = plot(res)
+        png, meta = plotting.figure_png(fig)
+        report = meta[plotting.REPORT_KEY]
+        # drawn no wider than the column (a legend outside the axes may add a few pixels)
+        assert fig.get_size_inches()[0] <= plotting.COLUMN_WIDTH_IN, plot.__name__
+        assert plotting.displayed_min_font(report, min(report["width_px"], 690)) >= \
+            plotting.MIN_FONT_PX, (plot.__name__, report)
+        plt.close(fig)
+    fig = layer_id.plot_similarity(res)
+    panels = [ax for ax in fig.axes if ax.get_title() in layer_id.MEASURES]
+    assert [ax.get_title() for ax in panels] == list(layer_id.MEASURES)
+    # two panels to a row: three rows of heat maps
+    assert len({round(ax.get_position().y0, 3) for ax in panels}) == 3
+    plt.close(fig)
