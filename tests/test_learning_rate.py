@@ -119,6 +119,14 @@ def test_tiny_sweep_is_deterministic(env):
     (claim,) = lr_exp.check(a)
     assert claim.evidence and claim.setup
     assert "sampling floor" in lr_exp.summary_markdown(a)
+    from cca_lib import plotting
+
+    for fig in (lr_exp.plot_clustermap(a, "PWCCA"), lr_exp.plot_clustermap(a, "linear CKA"),
+                lr_exp.plot_continuum(a)):
+        # no wider than the book's column, no text under plotting.MIN_FONT_PX there
+        assert fig.get_size_inches()[0] <= plotting.COLUMN_WIDTH_IN + 1e-9
+        points, text = plotting.smallest_text(fig)
+        assert points * fig.dpi / 72 >= plotting.MIN_FONT_PX, (points, text)
 
 
 def test_page_prose_states_no_result_and_no_private_references():

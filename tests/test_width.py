@@ -12,6 +12,15 @@ def env(tmp_path, monkeypatch):
     return activate(tmp_path, monkeypatch)
 
 
+def assert_fits_the_column(fig):
+    """Drawn no wider than the book's column, with no text under plotting.MIN_FONT_PX there."""
+    from cca_lib import plotting
+
+    assert fig.get_size_inches()[0] <= plotting.COLUMN_WIDTH_IN + 1e-9
+    points, text = plotting.smallest_text(fig)
+    assert points * fig.dpi / 72 >= plotting.MIN_FONT_PX, (points, text)
+
+
 def tiny(**kw):
     base = dict(widths=(2, 3, 4), n_seeds=3, layers=("conv4", "logits"), n_features=4,
                 n_subsets=2, train_size=N_TRAIN, epochs=2.0, probe_split="train",
@@ -68,7 +77,10 @@ def test_tiny_run_is_deterministic_and_complete(env):
         assert (trend[f"{name} low"] <= trend[f"{name} high"]).all()
     claims = width.check(a)
     assert [c.id for c in claims] == ["C5", "C6"]
-    assert len(width.plot_width(a).axes) == 4 and len(width.plot_accuracy(a).axes) == 2
+    figures = [width.plot_width(a), width.plot_accuracy(a)]
+    assert len(figures[0].axes) == 4 and len(figures[1].axes) == 2
+    for fig in figures:
+        assert_fits_the_column(fig)
     assert width.describe(a)
 
 

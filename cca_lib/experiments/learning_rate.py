@@ -32,6 +32,7 @@ The silhouette and the adjusted Rand index are :func:`cca_lib.analysis.silhouett
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from itertools import combinations
 
@@ -553,60 +554,87 @@ def _run(config: Config, progress: bool, executor) -> Result:
 
 
 def lr_palette(learning_rates: tuple[float, ...]) -> dict[float, tuple]:
-    """One colour per learning rate, dark (small) to light (large)."""
-    import seaborn as sns
+    """One colour per learning rate, dark (small) to light (large); the light end of viridis
+    (near-white yellow) is left out."""
+    from matplotlib import colormaps
 
-    colors = sns.color_palette("viridis", len(learning_rates))
-    return dict(zip(sorted(learning_rates), colors, strict=True))
+    colors = colormaps["viridis"](np.linspace(0.0, 0.82, len(learning_rates)))
+    return dict(zip(sorted(learning_rates), map(tuple, colors), strict=True))
+
+
+#: Strip colours of the clustermap: a judged net (of similar accuracy) and a left-out one.
+JUDGED_COLORS = {True: (0.15, 0.15, 0.15), False: (0.68, 0.68, 0.68)}
+#: Most tick labels drawn along the clustermap's rows (every k-th net beyond this many).
+MAX_ROW_LABELS = 30
 
 
 def plot_clustermap(result: Result, measure: str = "PWCCA") -> plt.Figure:
     """The distance matrix of all nets under ``measure`` ("PWCCA" or "linear CKA"), ordered by
     its average-linkage tree (paper Fig. 5); rows and columns coloured by learning rate, by
-    whether the net is of similar accuracy (judged), and by cluster (the all-nets cut); the
-    colour bar names the sampling floor."""
+    whether the net is of similar accuracy (judged), and by cluster (the all-nets cut); rows
+    labelled by learning rate and net (columns are in the same order), the title names the
+    sampling floor. The figure is the book's column wide, its legend below the matrix."""
     import seaborn as sns
     from matplotlib.patches import Patch
 
     nets = result.nets
     a = result.analyses[(measure, "all nets")]
-    names = [f"lr {lr:g} · #{n}" for lr, n in zip(nets["lr"], nets["net"], strict=True)]
+    names = [f"{lr:g} #{n}" for lr, n in zip(nets["lr"], nets["net"], strict=True)]
     frame = pd.DataFrame(result.matrix(measure), index=names, columns=names)
     pal = lr_palette(result.config.learning_rates)
     cl_pal = dict(zip(sorted(set(a.clusters)),
                       sns.color_palette("Set2", len(set(a.clusters))), strict=True))
-    judged_pal = {True: (0.2, 0.2, 0.2), False: (0.88, 0.88, 0.88)}
     colors = pd.DataFrame({"learning rate": [pal[lr] for lr in nets["lr"]],
-                           "judged": [judged_pal[bool(j)] for j in nets["judged"]],
+                           "judged": [JUDGED_COLORS[bool(j)] for j in nets["judged"]],
                            "cluster": [cl_pal[c] for c in a.clusters]}, index=names)
-    floor = result.floor(measure)
+    handles = [Patch(color=c, label=f"lr {lr:g}") for lr, c in pal.items()]
+    handles += [Patch(color=JUDGED_COLORS[True], label="judged"),
+                Patch(color=JUDGED_COLORS[False], label="left out")]
+    handles += [Patch(color=c, label=f"cluster {k}") for k, c in cl_pal.items()]
+    ncol = 4
+    legend_rows = -(-len(handles) // ncol)
+    width = plotting.COLUMN_WIDTH_IN
+    height = 6.4 + 0.22 * legend_rows
     grid = sns.clustermap(frame, row_linkage=a.linkage, col_linkage=a.linkage,
                           row_colors=colors, col_colors=colors, cmap="rocket_r",
-                          figsize=(9, 8.5), dendrogram_ratio=0.12, colors_ratio=0.025,
-                          cbar_pos=(1.0, 0.25, 0.025, 0.45),
-                          cbar_kws={"label": f"{measure} distance ({result.config.layer}); "
-                                             f"sampling floor {floor:.2f}"},
-                          xticklabels=True, yticklabels=True)
-    grid.ax_heatmap.tick_params(labelsize=7)
-    handles = [Patch(color=c, label=f"lr {lr:g}") for lr, c in pal.items()]
-    handles += [Patch(color=judged_pal[True], label="similar accuracy (judged)"),
-                Patch(color=judged_pal[False], label="left out")]
-    handles += [Patch(color=c, label=f"cluster {k}") for k, c in cl_pal.items()]
-    grid.ax_col_dendrogram.legend(handles=handles, ncol=min(6, len(handles)), loc="center",
-                                  bbox_to_anchor=(0.5, 1.3), fontsize="x-small", frameon=False)
-    grid.figure.suptitle(f"{measure} distances between all nets, ordered by average-linkage "
-                         "clustering", y=1.06, fontweight="bold")
-    return grid.figure
+                          figsize=(width, height), dendrogram_ratio=0.13, colors_ratio=0.03,
+                          xticklabels=False,
+                          yticklabels=max(1, math.ceil(len(names) / MAX_ROW_LABELS)))
+    fig = grid.figure
+    grid.ax_heatmap.tick_params(axis="y", labelsize=8)
+    grid.ax_heatmap.set(xlabel="", ylabel="")
+    grid.ax_col_colors.tick_params(axis="y", labelsize=9)
+    grid.ax_row_colors.tick_params(axis="x", labelbottom=False)  # named at the column strips
+    bottom = (0.3 + 0.22 * legend_rows) / height
+    fig.subplots_adjust(top=1 - 0.75 / height, bottom=bottom)
+    fig.legend(handles=handles, ncol=ncol, loc="lower center", fontsize=9, frameon=False,
+               bbox_to_anchor=(0.5, 0.0), handlelength=1.2, columnspacing=1.2)
+    # the colour bar in the corner between the two trees
+    row, col = grid.ax_row_dendrogram.get_position(), grid.ax_col_dendrogram.get_position()
+    grid.ax_cbar.set_position((row.x0 + 0.1 * row.width, col.y0 + 0.1 * col.height,
+                               0.15 * row.width, 0.8 * col.height))
+    grid.ax_cbar.tick_params(labelsize=8)
+    grid.ax_cbar.set_title("distance", fontsize=8, loc="left")
+    fig.suptitle(f"{measure} distances ({result.config.layer}) between all nets, ordered by "
+                 f"average-linkage\nclustering; the sampling floor is {result.floor(measure):.2f}",
+                 y=1 - 0.08 / height, va="top", fontsize=11, fontweight="bold")
+    return fig
 
 
 def plot_continuum(result: Result) -> plt.Figure:
-    """Left: pair distance (PWCCA and linear CKA) vs the gap in log10 learning rate, pairs of
+    """Top: pair distance (PWCCA and linear CKA) vs the gap in log10 learning rate, pairs of
     judged nets filled, pairs with a left-out net hollow, each measure's sampling floor dashed.
-    Middle: test accuracy per learning rate, with the similar-accuracy window. Right: mean
-    silhouette vs number of clusters of the judged nets (all nets when none are judged)."""
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), constrained_layout=True)
+    Bottom left: test accuracy per learning rate, with the similar-accuracy window. Bottom right:
+    mean silhouette vs number of clusters of the judged nets (all nets when none are judged).
+    The figure is the book's column wide."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    fig, axes = plt.subplot_mosaic([["gap", "gap"], ["acc", "sil"]],
+                                   figsize=(plotting.COLUMN_WIDTH_IN, 6.6),
+                                   height_ratios=(1.0, 1.0), layout="constrained")
     pairs = result.to_frame()
-    ax = axes[0]
+    ax = axes["gap"]
     for k, (measure, column) in enumerate((("PWCCA", "distance"),
                                            ("linear CKA", "cka_distance"))):
         color = plotting.MEASURE_COLORS[measure]
@@ -615,33 +643,36 @@ def plot_continuum(result: Result) -> plt.Figure:
         ax.scatter(x[j], pairs[column][j], s=10, color=color, alpha=0.5,
                    label=f"{measure} (judged pairs)")
         ax.scatter(x[~j], pairs[column][~j], s=10, facecolors="none", edgecolors=color,
-                   alpha=0.4, label=f"{measure} (a net left out)")
+                   alpha=0.5, label=f"{measure} (a net left out)")
         means = pairs[j].groupby(pairs["log_lr_gap"][j].round(6))[column].mean()
         if len(means):
             ax.plot(means.index + (k - 0.5) * 0.05, means.to_numpy(), "o-", color=color, lw=1.5)
         ax.axhline(result.floor(measure), ls="--", color=color, lw=1)
-    ax.set(xlabel=r"$|\log_{10} \mathrm{lr}_i - \log_{10} \mathrm{lr}_j|$",
+    ax.set(xlabel=r"learning-rate gap $|\log_{10} \mathrm{lr}_i - \log_{10} \mathrm{lr}_j|$",
            ylabel=f"distance ({result.config.layer})", ylim=(0, 1.02),
-           title="Distance vs LR gap (dashed: sampling floors)")
-    ax.legend(fontsize="x-small", loc="center right")
+           title="Distance vs learning-rate gap (dashed: sampling floors)")
+    ax.legend(fontsize="small", loc="center right", ncol=2)
 
     nets = result.nets
     pal = lr_palette(result.config.learning_rates)
-    ax = axes[1]
+    ax = axes["acc"]
     order = {lr: i for i, lr in enumerate(sorted(result.config.learning_rates))}
     rng = np.random.default_rng(0)  # horizontal jitter of the markers only
     for judged, marker in ((True, "o"), (False, "x")):
         sub = nets[nets["judged"] == judged]
         x = sub["lr"].map(order).to_numpy() + rng.uniform(-0.15, 0.15, len(sub))
-        ax.scatter(x, sub["test_acc"], c=[pal[lr] for lr in sub["lr"]], marker=marker, s=30,
-                   label="judged" if judged else "left out")
-    ax.axhspan(result.best_acc - ACC_WINDOW, result.best_acc, color="grey", alpha=0.15,
-               label=f"within {100 * ACC_WINDOW:.0f} points of the best")
+        ax.scatter(x, sub["test_acc"], c=[pal[lr] for lr in sub["lr"]], marker=marker, s=30)
+    ax.axhspan(result.best_acc - ACC_WINDOW, result.best_acc, color="grey", alpha=0.2)
+    handles = [Line2D([], [], ls="", marker="o", color="#444444", label="judged"),
+               Line2D([], [], ls="", marker="x", color="#444444", label="left out"),
+               Patch(color="grey", alpha=0.2,
+                     label=f"within {100 * ACC_WINDOW:.0f} points\nof the best")]
     ax.set_xticks(range(len(order)), [f"{lr:g}" for lr in order])
-    ax.set(xlabel="learning rate", ylabel="test accuracy", title="Accuracy per LR")
-    ax.legend(fontsize="x-small")
+    ax.tick_params(axis="x", labelrotation=45 if len(order) > 5 else 0)
+    ax.set(xlabel="learning rate", ylabel="test accuracy", title="Accuracy per learning rate")
+    ax.legend(handles=handles, fontsize="x-small", loc="lower right")
 
-    ax = axes[2]
+    ax = axes["sil"]
     net_set = "similar accuracy" if ("PWCCA", "similar accuracy") in result.analyses \
         else "all nets"
     for measure, _ in MEASURES:
@@ -649,12 +680,14 @@ def plot_continuum(result: Result) -> plt.Figure:
         ks = sorted(a.silhouettes)
         ax.plot(ks, [a.silhouettes[k] for k in ks], "o-", color=plotting.MEASURE_COLORS[measure],
                 label=f"{measure} (cut: {a.n_clusters})")
-    ax.axhline(SILHOUETTE_MIN, ls="--", color="grey", lw=1,
+    ax.axhline(SILHOUETTE_MIN, ls="--", color="black", lw=1,
                label=f"{SILHOUETTE_MIN:g}: weak structure")
     ax.set(xlabel="number of clusters", ylabel="mean silhouette",
-           title=f"Cut of the {net_set} nets" if net_set == "all nets"
-           else "Cut of the nets of similar accuracy")
-    ax.legend(fontsize="x-small")
+           title="Cut of all nets" if net_set == "all nets"
+           else "Cut of the judged nets")
+    ax.legend(fontsize="x-small", loc="best")
+    for ax in axes.values():
+        ax.title.set_fontsize("medium")
     return fig
 
 

@@ -376,27 +376,30 @@ STATE_STYLE = {"trained": {"color": plotting.MEASURE_COLORS["PWCCA"], "marker": 
                "init": {"color": "#7f7f7f", "marker": "s"}}
 
 
-def _layer_title(result: Result, layer: str) -> str:
-    n = result.config.features_compared(layer)
+def _layer_note(result: Result, layer: str) -> str:
     if layer == "logits":
-        return f"logits ({n} classes; near-circular, reported apart)"
-    return f"{layer} ({n} features per net)"
+        return "(reported apart)"
+    return f"({result.config.features_compared(layer)} features)"
 
 
 def plot_width(result: Result) -> plt.Figure:
     """Fig. 4a: within-group distance vs width, trained and at initialization (mean ± standard
-    error over pairs), with the sampling floor (grey band); one column per layer, one row per
-    measure (PWCCA, linear CKA)."""
+    error over pairs), with the sampling floor (dashed, in its grey band); one row per layer,
+    one column per measure (PWCCA, linear CKA), the book's column wide
+    (:data:`cca_lib.plotting.COLUMN_WIDTH_IN`), one legend for all panels below them."""
     frame = result.to_frame()
     layers = result.config.layers
-    fig, axes = plt.subplots(2, len(layers), figsize=(5.2 * len(layers), 7.6),
-                             constrained_layout=True, squeeze=False)
-    for r, (column, label) in enumerate(MEASURE_COLUMNS.items()):
-        for ax, layer in zip(axes[r], layers, strict=True):
+    fig, axes = plotting.grid(len(layers) * len(MEASURE_COLUMNS), ncols=len(MEASURE_COLUMNS),
+                              panel=(plotting.COLUMN_WIDTH_IN / 2, 2.9), sharex=True)
+    panels = iter(axes)
+    for layer in layers:
+        for column, label in MEASURE_COLUMNS.items():
+            ax = next(panels)
             fl = result.floors[(result.floors["layer"] == layer)
                                & (result.floors["measure"] == column)].iloc[0]
-            ax.axhspan(fl["low"], fl["high"], color="#bbbbbb", alpha=0.5, lw=0,
-                       label="sampling floor")
+            # the floor's band can be thinner than a grid line: its estimate is drawn dashed
+            ax.axhspan(fl["low"], fl["high"], color="#888888", alpha=0.45, lw=0)
+            ax.axhline(fl["floor"], color="#555555", ls="--", lw=1.2, label="sampling floor")
             for state in STATES:
                 g = frame[(frame["layer"] == layer) & (frame["state"] == state)]
                 agg = g.groupby("width")[column].agg(["mean", "sem"])
@@ -406,22 +409,26 @@ def plot_width(result: Result) -> plt.Figure:
             ax.set_xscale("log", base=2)
             ax.set_xticks(result.config.widths, [str(w) for w in result.config.widths])
             ax.minorticks_off()
-            ax.set(xlabel="width (channels of conv1)", ylabel=f"within-group {label} distance",
-                   title=_layer_title(result, layer), ylim=(0, 1.05))
-            ax.legend(fontsize="small")
+            ax.set(ylabel=f"{label} distance", ylim=(0, 1.05),
+                   title=f"{layer}, {label} {_layer_note(result, layer)}")
+            ax.title.set_fontsize("small")
+    for ax in axes[-len(MEASURE_COLUMNS):]:
+        ax.set_xlabel("width (channels of conv1)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize="small",
+               frameon=False)
     return fig
 
 
 def plot_accuracy(result: Result) -> plt.Figure:
     """Fig. 4b: mean test accuracy vs mean within-group PWCCA distance, one point per width,
     with Pearson r, its bootstrap interval and its permutation p-value over widths, one panel
-    per layer."""
+    per layer (two to a row, no wider than the book's column)."""
     means = result.summary()
     trend = result.trend()
     layers = result.config.layers
-    fig, axes = plt.subplots(1, len(layers), figsize=(5.2 * len(layers), 3.9),
-                             constrained_layout=True, squeeze=False)
-    for ax, layer in zip(axes[0], layers, strict=True):
+    fig, axes = plotting.grid(len(layers), ncols=2, panel=(plotting.COLUMN_WIDTH_IN / 2, 3.3))
+    for ax, layer in zip(axes, layers, strict=True):
         x = means[f"{layer} trained"]
         ax.scatter(x, means["test acc"], s=50, zorder=3, **STATE_STYLE["trained"])
         for w, xi, yi in zip(means.index, x, means["test acc"], strict=True):
@@ -430,12 +437,13 @@ def plot_accuracy(result: Result) -> plt.Figure:
         slope, icpt = np.polyfit(x, means["test acc"], 1)
         xs = np.linspace(x.min(), x.max(), 10)
         ax.plot(xs, slope * xs + icpt, ls="--", color="black", lw=1)
+        ax.margins(x=0.15, y=0.12)  # room for the width labels
         t = trend.loc[layer]
         note = " (near-circular)" if layer == "logits" else ""
-        ax.set(xlabel=f"within-group PWCCA distance ({layer}, trained)",
-               ylabel="mean test accuracy",
-               title=f"{layer}{note}: r = {t['r']:.2f} [{t['r low']:.2f}, {t['r high']:.2f}], "
+        ax.set(xlabel=f"PWCCA distance ({layer}, trained)", ylabel="mean test accuracy",
+               title=f"{layer}{note}\nr = {t['r']:.2f} [{t['r low']:.2f}, {t['r high']:.2f}], "
                      f"p = {t['p']:.3f}")
+        ax.title.set_fontsize("small")
     return fig
 
 
