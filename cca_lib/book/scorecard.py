@@ -117,7 +117,8 @@ def render(records: list[dict], *, profile: str, chapters: list[str] | None = No
     lines = [
         "# Reproduction scorecard",
         "",
-        "Each row is one claim of Morcos, Raghu & Bengio (2018), as listed in the introduction,",
+        "Each row is one claim of Morcos, Raghu & Bengio (2018), as listed in the",
+        "[introduction](../intro.md),",
         "with the paper's figure and number beside ours. The status, the numbers and the",
         "intervals are written by the chapters' check cells when the book is built; nothing here",
         "is typed by hand. A claim can hold at the paper's scale and not at ours: the chapter",
