@@ -203,3 +203,21 @@ def test_notebook_shows_and_asserts_the_check_and_decides_nothing_itself():
 def test_notebook_runs_the_command_line_on_npy_files():
     code = "\n".join(_code_cells())
     assert '"-m", "cca_lib", "compare"' in code and "np.save(" in code
+
+
+@pytest.mark.parametrize("name", ["plot_modes", "plot_floor_sweep", "plot_directions",
+                                  "plot_matrix", "plot_streaming"])
+def test_figures_fit_the_column_with_legible_text(tiny, name):
+    import matplotlib.pyplot as plt
+
+    from cca_lib import plotting
+
+    plotting.set_theme()  # the book's theme, as every notebook sets it
+    fig = getattr(own_model, name)(tiny)
+    try:
+        width, _ = fig.get_size_inches()
+        assert width <= plotting.COLUMN_WIDTH_IN + 1e-9
+        points, text = plotting.smallest_text(fig)
+        assert points * 100 / 72 >= plotting.MIN_FONT_PX, (name, text, points)
+    finally:
+        plt.close(fig)

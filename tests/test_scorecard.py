@@ -145,3 +145,44 @@ def test_overall_status_of_parts():
     assert scorecard.overall_status(["holds", "does not hold"]) == "partly"
     with pytest.raises(ValueError):
         scorecard.overall_status([])
+
+
+def test_main_table_is_compact_and_every_status_links_to_its_evidence(tmp_path, monkeypatch):
+    """The table a reader scans fits the text column (five short columns); what the paper says,
+    its number, ours, CKA, the status and the evidence in full are in one section per claim
+    (or part) below it, which the row's status links to."""
+    import re
+
+    monkeypatch.setenv(scorecard.RESULTS_ENV, str(tmp_path / "results"))
+    monkeypatch.setenv(scorecard.PROFILE_ENV, "quick")
+    long_evidence = "the numbers compared, " * 30 + "end of evidence"
+    scorecard.record("cnn", [cl.Claim("C2", "holds", long_evidence, part="CNN",
+                                      paper_value="many", ours="0.62 [0.55, 0.70]",
+                                      cka_agrees=True, figure="Figure 3")], title="CNN")
+    scorecard.record("rnn", [cl.Claim("C2", "partly", "RNN evidence", part="RNN")],
+                     title="RNN")
+    text = scorecard.write_page(tmp_path / "results", tmp_path / "p.md", profile="quick",
+                                chapters=["cnn", "rnn"]).read_text()
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    header = table[0]
+    assert header.count("|") == 6  # five columns
+    for column in ("claim", "the paper (figure: number)", "ours (95% interval)", "CKA agrees",
+                   "status"):
+        assert f"| {column} |" in header
+    main_rows = [r for r in table[2:] if r.startswith(("| C", "| K"))]
+    assert all(r.replace("\\|", "").count("|") == 6 for r in main_rows)
+    # no long text in the table: the claim's statement and the evidence are below it
+    assert not any(long_evidence in r or cl.CLAIMS["C2"] in r for r in main_rows)
+    targets = set(re.findall(r"^\((scorecard-[a-z0-9-]+)\)=$", text, re.M))
+    links = re.findall(r"\]\((scorecard-[a-z0-9-]+)\)", text)
+    assert len(links) == len(main_rows) and set(links) == targets
+    assert len(targets) == len(main_rows)  # one section per row, none shared
+    cnn = text.split("(scorecard-c2-cnn)=", 1)[1].split("\n(scorecard-", 1)[0]
+    for field in ("**The paper says:** " + cl.CLAIMS["C2"], "**The paper's figure:** Fig. 1",
+                  "**The paper's number:** many", "**Our number (95% interval):** 0.62",
+                  "**CKA agrees:** yes", "**Status:** **holds**",
+                  "**Evidence:** " + long_evidence,
+                  "**Tested in:** [CNN](../executed/cnn.ipynb), Figure 3"):
+        assert field in cnn, field
+    assert "### C2 overall: partly" in text
+    assert text.index("**Tally:**") < text.index("## The evidence, claim by claim")

@@ -89,10 +89,25 @@ def _cka(claim: dict) -> str:
     return "—" if value is None else "yes" if value else "no"
 
 
+def _anchor(cid: str, part: str = "") -> str:
+    """The target name of one claim's (or one part's) evidence section on the page."""
+    slug = "".join(ch if ch.isalnum() else "-" for ch in f"{cid} {part}".strip().lower())
+    return "scorecard-" + "-".join(w for w in slug.split("-") if w)
+
+
+def _details(label: str, anchor: str, items: list[tuple[str, str]]) -> list[str]:
+    """One claim's (or part's) evidence section: a target, a heading and a list of fields."""
+    lines = [f"({anchor})=", f"### {label}", ""]
+    lines += [f"- **{name}:** {value}" for name, value in items]
+    return lines + [""]
+
+
 def render(records: list[dict], *, profile: str, chapters: list[str] | None = None) -> str:
-    """The scorecard page as MyST markdown: one row per claim (a claim tested in several parts
-    gets a row per part and an overall verdict), a tally, and the deviations of our setups
-    from the paper's."""
+    """The scorecard page as MyST markdown: a compact table with one row per claim (a claim
+    tested in several parts gets a row per part and an overall verdict) and a tally; then, per
+    claim, what the paper says, its figure and number, ours, whether CKA agrees, the status and
+    the evidence in full, with the chapter that tested it (each status in the table links to
+    its section); last, the deviations of our setups from the paper's."""
     order = {name: i for i, name in enumerate(chapters or [])}
     by_claim: dict[str, list[tuple[dict, dict]]] = {cid: [] for cid in CLAIMS}
     for rec in sorted(records, key=lambda r: order.get(r["chapter"], len(order))):
@@ -102,47 +117,73 @@ def render(records: list[dict], *, profile: str, chapters: list[str] | None = No
     lines = [
         "# Reproduction scorecard",
         "",
-        "Each row is one claim of Morcos, Raghu & Bengio (2018), as listed in the introduction,",
+        "Each row is one claim of Morcos, Raghu & Bengio (2018), as listed in the",
+        "[introduction](../intro.md),",
         "with the paper's figure and number beside ours. The status, the numbers and the",
         "intervals are written by the chapters' check cells when the book is built; nothing here",
         "is typed by hand. A claim can hold at the paper's scale and not at ours: the chapter",
         "then says so and shows the numbers. *CKA agrees* says whether linear CKA, applied to",
         "the same criteria, gives the same verdict as the PWCCA-based test. Rows whose id starts",
         "with K are cross-checks from other work (labelled as such), not claims of the paper.",
+        "Each status links to the claim's evidence below the table: what the paper says, the",
+        "numbers our check compared, and the chapter that ran it.",
         "",
         f"**Profile of this build:** `{', '.join(profiles)}`. "
         + " ".join(_PROFILE_NOTE.get(p, "") for p in profiles),
         "",
-        "| claim | the paper says | paper's figure | paper's number | our number (95% interval)"
-        " | CKA agrees | status | evidence |",
-        "|---|---|---|---|---|---|---|---|",
+        "| claim | the paper (figure: number) | ours (95% interval) | CKA agrees | status |",
+        "|---|---|---|---|---|",
     ]
+    details = ["## The evidence, claim by claim", "",
+               "Per claim (and per part of a claim tested in several chapters), the paper's",
+               "statement and number, ours, and the evidence the chapter's check cell recorded.",
+               ""]
     tally: dict[str, int] = {"holds": 0, "partly": 0, "does not hold": 0, "not run": 0}
     for cid, text in CLAIMS.items():
         rows = by_claim[cid]
         figure = PAPER_FIGURES.get(cid, "—")
         if not rows:
             tally["not run"] += 1
-            lines.append(f"| {cid} | {_cell(text)} | {figure} | — | not run in this build | — "
-                         f"| not run | — |")
+            anchor = _anchor(cid)
+            lines.append(f"| {cid} | {figure} | not run in this build | — "
+                         f"| [not run]({anchor}) |")
+            details += _details(f"{cid}: not run", anchor, [
+                ("The paper says", _cell(text)), ("The paper's figure", figure),
+                ("Status", "not run in this build (no chapter of this build checked it)")])
             continue
         for rec, claim in rows:
             where = f"[{rec['title']}](../executed/{rec['chapter']}.ipynb)"
             if claim.get("figure"):
                 where += f", {claim['figure']}"
-            label = cid + (f" ({claim['part']})" if claim.get("part") else "")
+            part = claim.get("part") or ""
+            label = cid + (f" ({part})" if part else "")
+            anchor = _anchor(cid, part)
+            paper_value = _cell(claim.get("paper_value", ""))
+            paper = figure if paper_value == "—" else f"{figure}: {paper_value}"
             lines.append(
-                f"| {label} | {_cell(text)} | {figure} | {_cell(claim.get('paper_value', ''))} "
-                f"| {_cell(claim.get('ours', ''))} | {_cka(claim)} | "
-                f"{_BADGE[claim['status']]} | {_cell(claim['evidence'])} ({where}) |")
+                f"| {label} | {paper} | {_cell(claim.get('ours', ''))} | {_cka(claim)} | "
+                f"[{_BADGE[claim['status']]}]({anchor}) |")
+            details += _details(f"{label}: {claim['status']}", anchor, [
+                ("The paper says", _cell(text)), ("The paper's figure", figure),
+                ("The paper's number", paper_value),
+                ("Our number (95% interval)", _cell(claim.get("ours", ""))),
+                ("CKA agrees", _cka(claim)), ("Status", _BADGE[claim["status"]]),
+                ("Evidence", _cell(claim["evidence"])), ("Tested in", where)])
         verdict = overall_status([c["status"] for _, c in rows])
         if len(rows) > 1:
             every = "yes" if verdict == "holds" else "no"
-            lines.append(f"| {cid} overall | all parts of {cid} | {figure} | | | | "
-                         f"{_BADGE[verdict]} | every part holds: {every} |")
+            anchor = _anchor(cid, "overall")
+            lines.append(f"| {cid} overall | {figure} | all parts of {cid} | | "
+                         f"[{_BADGE[verdict]}]({anchor}) |")
+            details += _details(f"{cid} overall: {verdict}", anchor, [
+                ("Status", _BADGE[verdict]),
+                ("Rule", f"holds if every part of {cid} holds, does not hold if no part holds "
+                         "even partly, partly otherwise"),
+                ("Every part holds", every)])
         tally[verdict] += 1
     lines += ["", "**Tally:** " + ", ".join(f"{n} {word}" for word, n in tally.items()) + ".",
               ""]
+    lines += details
     setup_rows = [(cid, claim) for cid in CLAIMS for _, claim in by_claim[cid]
                   if claim.get("setup")]
     if setup_rows:

@@ -529,15 +529,21 @@ MEASURE_COLORS = {"mean CCA": plotting.MEASURE_COLORS["mean CCA"],
                   "linear CKA": plotting.MEASURE_COLORS["linear CKA"], "RBF CKA": "#000000"}
 
 
+def _legend_panel(ax: plt.Axes, handles: list, labels: list[str], title: str = "") -> None:
+    """Use the spare panel of a 2 x 2 grid for the figure's legend (the panels stay clear)."""
+    ax.axis("off")
+    ax.legend(handles, labels, loc="center", title=title or None, frameon=False)
+
+
 def plot_modes(result: Result) -> plt.Figure:
     """One panel per conv layer: the similarity of net 0's layer and net 1's in each capture
     mode and measure (bars) on the probe images, with each comparison's floor (black ticks);
-    a mode where ``n <= d1 + d2`` is marked instead of drawn."""
+    a mode where ``n <= d1 + d2`` is marked instead of drawn. Two panels to a row, the legend
+    in the fourth."""
     modes = result.modes
-    fig, axes = plt.subplots(1, len(CONV_LAYERS), figsize=(12, 3.8), sharey=True,
-                             constrained_layout=True)
+    fig, axes = plotting.grid(len(CONV_LAYERS) + 1, ncols=2, panel=(3.45, 3.0))
     width = 0.26
-    for ax, layer in zip(axes, CONV_LAYERS, strict=True):
+    for ax, layer in zip(axes, CONV_LAYERS, strict=False):
         g = modes[modes["layer"] == layer]
         for mi, m in enumerate(MEASURES):
             for xi, mode in enumerate(MODES):
@@ -551,46 +557,53 @@ def plot_modes(result: Result) -> plt.Figure:
                         ax.text(xi, 0.05, "n <= d1 + d2:\nnot computable", ha="center",
                                 va="bottom", fontsize="x-small", rotation=90)
                     continue
-                ax.bar(x, v, width, color=MEASURE_COLORS[m],
-                       label=m if (layer == CONV_LAYERS[0] and xi == 0) else None)
+                ax.bar(x, v, width, color=MEASURE_COLORS[m], label=m)
                 ax.plot([x - width / 2, x + width / 2], [f, f], color="black", lw=2,
-                        label="floor" if (layer == CONV_LAYERS[0] and xi == 0 and mi == 0)
-                        else None)
+                        label="floor")
         feats = {mode: int(g[g["mode"] == mode]["features"].iloc[0]) for mode in MODES}
         rows = {mode: int(g[g["mode"] == mode]["rows"].iloc[0]) for mode in MODES}
         ax.set_xticks(range(len(MODES)),
-                      [f"{mode}\n{rows[mode]} x {feats[mode]}" if mode != "Fourier" else
-                       f"Fourier\nblocks of {feats[mode]}" for mode in MODES],
-                      fontsize="small")
-        ax.set_title(f"{layer} ({result.config.channels[layer]} channels)")
+                      [f"{mode}\n{rows[mode]}\nx {feats[mode]}" if mode != "Fourier" else
+                       f"Fourier\nblocks\nof {feats[mode]}" for mode in MODES],
+                      fontsize="x-small")
+        ax.set_title(f"{layer} ({result.config.channels[layer]} channels)", fontsize="small")
         ax.set_ylim(0, 1.05)
-    axes[0].set_ylabel("similarity, net 0 vs net 1")
-    axes[0].legend(fontsize="x-small", loc="upper right")
+        ax.tick_params(axis="y", labelsize="small")
+        ax.set_ylabel("net 0 vs net 1", fontsize="small")
+    handles, labels = axes[0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    _legend_panel(axes[-1], list(unique.values()), list(unique),
+                  "net 0 vs net 1, same layer;\nunder the bars: rows x features")
     return fig
 
 
 def plot_floor_sweep(result: Result) -> plt.Figure:
     """block2 in mean mode on the first n probe images, one panel per measure: the similarity
     of the two nets, the permutation floor (mean, and up to its 95% quantile, shaded) and the
-    closed-form floor for independent isotropic data, against n / d."""
+    closed-form floor for independent isotropic data, against n / d. Two panels to a row, the
+    legend in the fourth."""
     sweep = result.sweep
-    fig, axes = plt.subplots(1, len(MEASURES), figsize=(12, 3.6), sharey=True,
-                             constrained_layout=True)
-    for ax, m in zip(axes, MEASURES, strict=True):
+    fig, axes = plotting.grid(len(MEASURES) + 1, ncols=2, panel=(3.45, 2.7))
+    for ax, m in zip(axes, MEASURES, strict=False):
         g = sweep[sweep["measure"] == m]
         ax.plot(g["n / d"], g["similarity"], marker="o", color=MEASURE_COLORS[m],
-                label="net 0 vs net 1")
+                label="net 0 vs net 1 (colour: measure)")
         ax.plot(g["n / d"], g["floor"], marker="s", color="black", label="permutation floor")
         ax.fill_between(g["n / d"], g["floor"], g["floor_high"], color="black", alpha=0.2,
                         label="floor to its 95% quantile")
         ax.plot(g["n / d"], g["closed form"], ls="--", color="#ff7f0e",
                 label="closed form (isotropic)")
         ax.set_xscale("log", base=2)
-        ax.set_xticks(list(g["n / d"]), [f"{r:g}" for r in g["n / d"]])
+        ax.set_xticks(list(g["n / d"]), [f"{r:.0f}" if r >= 10 else f"{r:g}"
+                                         for r in g["n / d"]], fontsize="x-small")
         ax.minorticks_off()
-        ax.set(title=m, xlabel=f"n / d  (d = {result.config.d_last} channels)", ylim=(0, 1.05))
-    axes[0].set_ylabel("similarity")
-    axes[0].legend(fontsize="x-small", loc="center right")
+        ax.tick_params(axis="y", labelsize="small")
+        ax.set_title(m, fontsize="small")
+        ax.set_xlabel(f"n / d  (d = {result.config.d_last} channels)", fontsize="small")
+        ax.set_ylabel("similarity", fontsize="small")
+        ax.set_ylim(0, 1.05)
+    handles, labels = axes[0].get_legend_handles_labels()
+    _legend_panel(axes[-1], handles, labels, "block2, mean mode")
     return fig
 
 
@@ -611,65 +624,73 @@ def plot_directions(result: Result, label_gap: float = 0.03) -> plt.Figure:
             continue
         ax.annotate(f"{r['layer of net 0']}-{r['layer of net 1']}",
                     (r["PWCCA (weights from net 0)"], r["PWCCA (weights from net 1)"]),
-                    fontsize=6.5, xytext=(3, 3), textcoords="offset points")
+                    fontsize="x-small", xytext=(3, 3), textcoords="offset points")
     lo = float(min(d["PWCCA (weights from net 0)"].min(),
                    d["PWCCA (weights from net 1)"].min())) - 0.03
     ax.plot([lo, 1], [lo, 1], ls=":", color="black", lw=1)
     ax.set(xlim=(lo, 1), ylim=(lo, 1), xlabel="PWCCA, weights from net 0's layer",
-           ylabel="PWCCA, weights from net 1's layer",
-           title="PWCCA's two directions (labels: net 0's layer - net 1's)")
+           ylabel="PWCCA, weights from net 1's layer")
+    ax.set_title("PWCCA's two directions\n(labels: net 0's layer - net 1's)", fontsize="medium")
     ax.legend(fontsize="small", loc="lower right")
     return fig
 
 
 def plot_matrix(result: Result) -> plt.Figure:
     """Every layer of net 0 (rows) against every layer of net 1 (columns), mean mode on the
-    probe images, one panel per measure; a dot marks each row's most similar layer."""
+    probe images, one panel per measure (two to a row), one colour scale for all; a dot marks
+    each row's most similar layer."""
     measures = ("PWCCA (symmetric)", "linear CKA", "RBF CKA")
-    fig, axes = plt.subplots(1, len(measures), figsize=(12, 3.9), constrained_layout=True)
-    for ax, m in zip(axes, measures, strict=True):
+    fig, axes = plotting.grid(len(measures) + 1, ncols=2, panel=(3.45, 3.1))
+    for ax, m in zip(axes, measures, strict=False):
         s = result.matrix[m]
         im = ax.imshow(s, cmap="magma", vmin=0, vmax=1)
         best = s.argmax(axis=1)
         ax.scatter(best, range(len(LAYERS)), s=30, c="#2ca02c", edgecolors="white")
         for i in range(len(LAYERS)):
             for j in range(len(LAYERS)):
-                ax.text(j, i + 0.3, f"{s[i, j]:.2f}", ha="center", fontsize=7,
+                ax.text(j, i + 0.3, f"{s[i, j]:.2f}", ha="center", fontsize="x-small",
                         color="white" if s[i, j] < 0.6 else "black")
-        ax.set_xticks(range(len(LAYERS)), LAYERS)
-        ax.set_yticks(range(len(LAYERS)), LAYERS if ax is axes[0] else [])
-        ax.set(title=m, xlabel="layer of net 1")
+        ax.set_xticks(range(len(LAYERS)), LAYERS, fontsize="x-small")
+        ax.set_yticks(range(len(LAYERS)), LAYERS, fontsize="x-small")
+        ax.set_title(m, fontsize="small")
+        ax.set_xlabel("layer of net 1", fontsize="small")
+        ax.set_ylabel("layer of net 0", fontsize="small")
         ax.grid(False)
-        fig.colorbar(im, ax=ax, shrink=0.8)
-    axes[0].set_ylabel("layer of net 0")
+    axes[-1].axis("off")
+    bar = fig.colorbar(im, ax=axes[-1], location="left", fraction=0.12, shrink=0.9)
+    bar.set_label("similarity", fontsize="small")
+    bar.ax.tick_params(labelsize="x-small")
     return fig
 
 
 def plot_streaming(result: Result) -> plt.Figure:
     """Positions mode, streamed: each measure after every batch of images (one panel per conv
-    layer), with the in-memory value on the probe images (diamonds), the probe's end (dotted)
-    and each measure's floor on the probe images with whole images shuffled (dashed)."""
+    layer, two to a row), with the in-memory value on the probe images (diamonds), the probe's
+    end (dotted) and each measure's floor on the probe images with whole images shuffled
+    (dashed); the legend in the fourth panel."""
     run = result.running
-    fig, axes = plt.subplots(1, len(CONV_LAYERS), figsize=(12, 3.6), sharey=True,
-                             constrained_layout=True)
+    fig, axes = plotting.grid(len(CONV_LAYERS) + 1, ncols=2, panel=(3.45, 2.7))
     mem = result.streamed
-    for ax, layer in zip(axes, CONV_LAYERS, strict=True):
+    pf = result.position_floors
+    for ax, layer in zip(axes, CONV_LAYERS, strict=False):
         for m in MEASURES:
             g = run[(run["layer"] == layer) & (run["measure"] == m)]
             ax.plot(g["images"], g["similarity"], color=MEASURE_COLORS[m], label=m)
             v = mem[(mem["layer"] == layer) & (mem["measure"] == m)]["in memory (probe)"]
             ax.scatter([result.config.probe_size], v, marker="D", color=MEASURE_COLORS[m],
                        edgecolor="black", zorder=3)
-            pf = result.position_floors
             floor = pf[(pf["layer"] == layer) & (pf["measure"] == m)]["images shuffled"]
             ax.axhline(float(floor.iloc[0]), ls="--", lw=1, color=MEASURE_COLORS[m],
-                       label=f"{m}: floor" if layer == CONV_LAYERS[0] else None)
+                       label=f"{m}: floor")
         ax.axvline(result.config.probe_size, ls=":", color="black", lw=1)
         rows = int(run[run["layer"] == layer]["rows"].max())
-        ax.set(title=f"{layer}: {rows} rows at the end", xlabel="images streamed",
-               ylim=(0, 1.05))
-    axes[0].set_ylabel("similarity, net 0 vs net 1")
-    axes[0].legend(fontsize="x-small", loc="lower right")
+        ax.set_title(f"{layer}: {rows} rows at the end", fontsize="small")
+        ax.set_xlabel("images streamed", fontsize="small")
+        ax.set_ylabel("net 0 vs net 1", fontsize="small")
+        ax.tick_params(labelsize="small")
+        ax.set_ylim(0, 1.05)
+    handles, labels = axes[0].get_legend_handles_labels()
+    _legend_panel(axes[-1], handles, labels, "positions mode, streamed")
     return fig
 
 
