@@ -12,7 +12,10 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass, field
 
-STATUSES = ("holds", "partly", "does not hold")
+#: "not testable": the setup could not reach the claim's precondition at this scale (e.g. too
+#: little training after convergence to watch what happens after it); not a verdict on the claim.
+NOT_TESTABLE = "not testable"
+STATUSES = ("holds", "partly", "does not hold", NOT_TESTABLE)
 
 #: The paper's claims (Morcos, Raghu & Bengio 2018), in our words; see the book's introduction.
 CLAIMS: dict[str, str] = {
@@ -51,13 +54,16 @@ def status(holds: bool, partly: bool = False) -> str:
 
 
 def majority(statuses, *, min_nets: int = 1) -> str:
-    """The verdict over several networks (seeds) from their own verdicts: "holds" if more than
-    half hold and there are at least ``min_nets`` of them, else "partly" if more than half at
-    least partly hold, else "does not hold"."""
+    """The verdict over several networks (seeds) from their own verdicts: "not testable" if at
+    most half of them were testable; else "holds" if more than half hold and there are at least
+    ``min_nets`` of them, "partly" if more than half at least partly hold, else "does not hold"
+    (an untestable net counts as neither holding nor partly holding)."""
     statuses = list(statuses)
     if not statuses or any(s not in STATUSES for s in statuses):
         raise ValueError(f"statuses must be a non-empty list of {STATUSES}, got {statuses!r}")
     n = len(statuses)
+    if sum(s != NOT_TESTABLE for s in statuses) <= n / 2:
+        return NOT_TESTABLE
     holds = sum(s == "holds" for s in statuses)
     partly = holds + sum(s == "partly" for s in statuses)
     return status(holds > n / 2 and n >= min_nets, partly > n / 2)

@@ -133,6 +133,10 @@ def test_majority():
     assert rnn_dynamics.majority(["holds", "partly", "does not hold"]) == "partly"
     assert rnn_dynamics.majority(["holds", "does not hold", "does not hold"]) == "does not hold"
     assert rnn_dynamics.majority(["partly"]) == "partly"
+    # untestable nets count as not holding; at most half testable: the claim is not testable
+    assert rnn_dynamics.majority(["holds", "holds", "not testable"]) == "holds"
+    assert rnn_dynamics.majority(["holds", "not testable", "not testable"]) == "not testable"
+    assert rnn_dynamics.majority(["holds", "not testable"]) == "not testable"
     with pytest.raises(ValueError, match="statuses"):
         rnn_dynamics.majority(["maybe"])
 

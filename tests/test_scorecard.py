@@ -122,7 +122,7 @@ def test_page_has_part_rows_an_overall_verdict_a_tally_and_deviations(tmp_path, 
     scorecard.record("cnn", [cl.Claim("C2", "holds", "62% of coefficients below 0.9", part="CNN",
                                       paper_value="many", ours="0.62 [0.55, 0.70]",
                                       cka_agrees=True, setup=setup)], title="CNN")
-    scorecard.record("rnn", [cl.Claim("C2", "does not hold", "Not testable at this scale: x",
+    scorecard.record("rnn", [cl.Claim("C2", "not testable", "Not testable at this scale: x",
                                       part="RNN", cka_agrees=False)], title="RNN")
     text = scorecard.write_page(tmp_path / "results", tmp_path / "p.md", profile="quick",
                                 chapters=["cnn", "rnn"]).read_text()
@@ -133,8 +133,8 @@ def test_page_has_part_rows_an_overall_verdict_a_tally_and_deviations(tmp_path, 
     assert "*partly*" in rows["C2 overall"] and "Fig. 1" in rows["C2 (CNN)"]
     assert "0.62 [0.55, 0.70]" in rows["C2 (CNN)"] and "| yes |" in rows["C2 (CNN)"]
     assert "| no |" in rows["C2 (RNN)"]
-    assert (f"**Tally:** 0 holds, 1 partly, 0 does not hold, {len(cl.CLAIMS) - 1} not run."
-            in text)
+    assert ("**Tally:** 0 holds, 1 partly, 0 does not hold, 0 not testable, "
+            f"{len(cl.CLAIMS) - 1} not run." in text)
     assert "| C2 (CNN) | dataset | CIFAR-10 | Fashion-MNIST |" in text
     assert "quick** profile" in text and "True" not in text and "False" not in text
 
@@ -143,6 +143,11 @@ def test_overall_status_of_parts():
     assert scorecard.overall_status(["holds", "holds"]) == "holds"
     assert scorecard.overall_status(["does not hold"] * 2) == "does not hold"
     assert scorecard.overall_status(["holds", "does not hold"]) == "partly"
+    # an untestable part is no evidence either way, and keeps the claim from holding in full
+    assert scorecard.overall_status(["not testable"] * 2) == "not testable"
+    assert scorecard.overall_status(["does not hold", "not testable"]) == "does not hold"
+    assert scorecard.overall_status(["partly", "not testable"]) == "partly"
+    assert scorecard.overall_status(["holds", "not testable"]) == "partly"
     with pytest.raises(ValueError):
         scorecard.overall_status([])
 

@@ -53,7 +53,8 @@ def load_records(results_dir: Path) -> list[dict]:
 
 
 # plain words: emoji need a font that not every reader (or headless browser) has
-_BADGE = {"holds": "**holds**", "partly": "*partly*", "does not hold": "**does not hold**"}
+_BADGE = {"holds": "**holds**", "partly": "*partly*", "does not hold": "**does not hold**",
+          "not testable": "*not testable*"}
 
 _PROFILE_NOTE = {
     "quick": "This build used the **quick** profile: small networks and few seeds, chosen so "
@@ -73,13 +74,16 @@ def _cell(text: str) -> str:
 
 
 def overall_status(statuses: list[str]) -> str:
-    """One verdict for a claim tested in several parts: "holds" if every part holds, "does not
-    hold" if none holds even partly, else "partly"."""
+    """One verdict for a claim tested in several parts: "holds" if every part holds, "not
+    testable" if no part was testable, "does not hold" if no testable part holds even partly,
+    else "partly" (an untestable part keeps the claim from holding in full)."""
     if not statuses:
         raise ValueError("overall_status needs at least one status")
     if all(st == "holds" for st in statuses):
         return "holds"
-    if all(st == "does not hold" for st in statuses):
+    if all(st == "not testable" for st in statuses):
+        return "not testable"
+    if all(st in ("does not hold", "not testable") for st in statuses):
         return "does not hold"
     return "partly"
 
@@ -122,7 +126,9 @@ def render(records: list[dict], *, profile: str, chapters: list[str] | None = No
         "with the paper's figure and number beside ours. The status, the numbers and the",
         "intervals are written by the chapters' check cells when the book is built; nothing here",
         "is typed by hand. A claim can hold at the paper's scale and not at ours: the chapter",
-        "then says so and shows the numbers. *CKA agrees* says whether linear CKA, applied to",
+        "then says so and shows the numbers. *Not testable* means our setup did not reach what",
+        "the test needs (for example, enough training after accuracy converged): it is no",
+        "verdict on the claim. *CKA agrees* says whether linear CKA, applied to",
         "the same criteria, gives the same verdict as the PWCCA-based test. Rows whose id starts",
         "with K are cross-checks from other work (labelled as such), not claims of the paper.",
         "Each status links to the claim's evidence below the table: what the paper says, the",
@@ -138,7 +144,8 @@ def render(records: list[dict], *, profile: str, chapters: list[str] | None = No
                "Per claim (and per part of a claim tested in several chapters), the paper's",
                "statement and number, ours, and the evidence the chapter's check cell recorded.",
                ""]
-    tally: dict[str, int] = {"holds": 0, "partly": 0, "does not hold": 0, "not run": 0}
+    tally: dict[str, int] = {"holds": 0, "partly": 0, "does not hold": 0, "not testable": 0,
+                             "not run": 0}
     for cid, text in CLAIMS.items():
         rows = by_claim[cid]
         figure = PAPER_FIGURES.get(cid, "—")
@@ -177,8 +184,9 @@ def render(records: list[dict], *, profile: str, chapters: list[str] | None = No
                          f"[{_BADGE[verdict]}]({anchor}) |")
             details += _details(f"{cid} overall: {verdict}", anchor, [
                 ("Status", _BADGE[verdict]),
-                ("Rule", f"holds if every part of {cid} holds, does not hold if no part holds "
-                         "even partly, partly otherwise"),
+                ("Rule", f"holds if every part of {cid} holds, not testable if no part was "
+                         "testable, does not hold if no testable part holds even partly, partly "
+                         "otherwise"),
                 ("Every part holds", every)])
         tally[verdict] += 1
     lines += ["", "**Tally:** " + ", ".join(f"{n} {word}" for word, n in tally.items()) + ".",

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from cca_lib import _checks, analysis, capture, data, models, stats, training
-from cca_lib.claims import Claim, Criterion, status
+from cca_lib.claims import NOT_TESTABLE, Claim, Criterion, status
 from cca_lib.claims import majority as _majority
 from cca_lib.experiments._params import (
     COUNT,
@@ -665,8 +665,7 @@ def _c2(result: Result) -> Claim:
         n_unconv = sum(c.passed for c in rows)
         counts[seed] = n_unconv
         per_seed[seed] = (status(n_unconv >= C2_LAYER_FRACTION * len(rows), n_unconv > 0)
-                          if testable else "not testable")
-    n_testable = sum(v != "not testable" for v in per_seed.values())
+                          if testable else NOT_TESTABLE)
     afters = nets["after_frac"]
     after_text = (f"{afters.mean():.0%} of training came after test accuracy converged "
                   f"(range over seeds {afters.min():.0%} to {afters.max():.0%}; converged at "
@@ -676,14 +675,12 @@ def _c2(result: Result) -> Claim:
                f" Tested on under-trained nets: {_seeds_phrase(missed)} missed the book's "
                "rule for trained.")
     n_layers = len(result.layers)
-    if n_testable <= len(per_seed) / 2:
-        verdict = "does not hold"
+    verdict = majority(per_seed.values())
+    if verdict == NOT_TESTABLE:
         evidence = (f"Not testable at this scale: {after_text}, while the test needs at least "
                     f"{C2_MIN_AFTER:.0%} (the paper: 44%) in a majority of seeds; per seed: "
                     f"{_tally(per_seed)}." + trained)
     else:
-        verdict = majority([v if v != "not testable" else "does not hold"
-                            for v in per_seed.values()])
         evidence = (f"{after_text}. At the first checkpoint after accuracy converged, layers "
                     f"with at least {C2_SHARE_BELOW:.0%} of their coefficients with the final "
                     f"step below {RHO_LEVEL:g}: "
@@ -766,8 +763,8 @@ def check(result: Result) -> list[Claim]:
     accuracy converged (within :data:`ACC_TOL`); then, at that checkpoint ``t*``, per layer the
     share of coefficients of ``L(t*)`` vs ``L(T)`` below :data:`RHO_LEVEL`: the net holds if at
     least :data:`C2_LAYER_FRACTION` of its layers have :data:`C2_SHARE_BELOW` or more, partly if
-    one does. If most nets are not testable, the claim is "does not hold" and its evidence
-    starts "Not testable at this scale".
+    one does. An untestable net counts as not holding; if at most half the nets are testable,
+    the claim is "not testable" and its evidence starts "Not testable at this scale".
 
     C3, per net, over the checkpoints after ``T/2`` (held-out probe rows), per layer: (i) S's
     similarity never below :data:`S_MIN`; (ii) S's mean above B's by :data:`SB_MARGIN`; (iii)

@@ -44,7 +44,7 @@ from scipy.spatial.distance import squareform
 from scipy.stats import rankdata
 
 from cca_lib import _checks, analysis, executors, models, plotting, stats, training
-from cca_lib.claims import Claim, Criterion, status, yes_no
+from cca_lib.claims import NOT_TESTABLE, Claim, Criterion, status, yes_no
 from cca_lib.experiments._params import (
     BATCH,
     EPOCHS,
@@ -762,7 +762,7 @@ def _setup(cfg: Config) -> tuple[tuple[str, str, str], ...]:
 def check(result: Result) -> list[Claim]:
     """Claim C7 on the nets of similar accuracy (test accuracy within ``ACC_WINDOW`` of the
     best net's; a learning rate stays if at least ``MIN_NETS_PER_LR`` of its nets do). With
-    fewer than ``MIN_LRS`` learning rates left the claim is not testable: "does not hold", the
+    fewer than ``MIN_LRS`` learning rates left the claim is "not testable", the
     evidence starting "Not testable on nets of similar accuracy". Otherwise, in two parts on the
     PWCCA distances: ordered (a Mantel correlation with the log-learning-rate gap of at least
     ``MANTEL_MIN``, permutation p below ``P_MAX``) and discrete clusters that follow the
@@ -806,7 +806,7 @@ def check(result: Result) -> list[Claim]:
                     f"learning rates with {MIN_NETS_PER_LR} such nets are needed). Over all "
                     f"{len(nets)} nets, {cfg.layer}, reported and not judged: PWCCA "
                     f"{_numbers(all_pw)}")
-        return [Claim(status=status(False), evidence=evidence,
+        return [Claim(status=NOT_TESTABLE, evidence=evidence,
                       criteria=(testable_row, left_row, all_row, trained_row, floor_row),
                       ours=f"{len(r.judged_lrs)} of {n_lrs} learning rates at similar "
                            f"accuracy; all nets: Mantel r {_interval(all_pw.mantel_ci, 2)}",

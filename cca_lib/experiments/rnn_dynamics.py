@@ -36,7 +36,7 @@ from cca_lib import capture as _capture
 from cca_lib import data as _data
 from cca_lib import stats as _stats
 from cca_lib import training as _training
-from cca_lib.claims import Claim, Criterion, majority, status
+from cca_lib.claims import NOT_TESTABLE, Claim, Criterion, majority, status
 from cca_lib.experiments._params import (
     BATCH,
     COUNT,
@@ -603,14 +603,14 @@ def _c2_seed(result: Result, seed: int) -> tuple[str, dict]:
     later = [s for s in result.steps if s >= t_conv and s < result.steps[-1]]
     facts = {"t_conv": t_conv, "after": after, "testable": bool(after >= C2_MIN_AFTER and later)}
     if not later:
-        return "does not hold", {**facts, "t_star": None, "shares": None, "mean_after": None}
+        return NOT_TESTABLE, {**facts, "t_star": None, "shares": None, "mean_after": None}
     t_star = later[0]
     shares = result.unconverged(seed, t_star)
     mean_after = pd.concat([result.unconverged(seed, s) for s in later], axis=1).mean(axis=1)
     n_keep = int((shares >= C2_SHARE_BELOW).sum())
     facts.update(t_star=t_star, shares=shares, mean_after=mean_after, n_keep=n_keep)
     if not facts["testable"]:
-        return "does not hold", facts
+        return NOT_TESTABLE, facts
     return status(n_keep >= C2_LAYER_FRACTION * len(shares), n_keep > 0), facts
 
 
@@ -666,8 +666,8 @@ def check(result: Result) -> list[Claim]:
     ``C2_MIN_AFTER`` of training comes after that. At the first checkpoint ``t*`` from there,
     per layer, the share of coefficients with the final step below ``RHO_LEVEL``; a network
     holds if at least ``C2_LAYER_FRACTION`` of its layers have ``C2_SHARE_BELOW`` or more,
-    partly if one does. A network where it is not testable counts as "does not hold", and the
-    evidence says the claim was not testable."""
+    partly if one does. A network where it is not testable counts as not holding; if at most
+    half the networks are testable, the claim is "not testable" and the evidence says so."""
     cfg = result.config
     seeds_ = result.seeds
     t_steps = result.steps[-1]
@@ -743,8 +743,7 @@ def check(result: Result) -> list[Claim]:
                 f"{f['t_star']} to the last before {t_steps}, layers 1 to K",
                 "reported", _slashed(f["mean_after"]), None))
         rows.append(Criterion(f"seed {s}: verdict", "holds if enough layers keep an "
-                              "unconverged part, partly if one does; not testable counts as "
-                              "does not hold", verdict if f["testable"] else "not testable",
+                              "unconverged part, partly if one does", verdict,
                               None))
     afters = [f["after"] for _, f in c2.values()]
     shares_all = [float(f["shares"].mean()) for _, f in c2.values() if f["shares"] is not None]
@@ -755,7 +754,7 @@ def check(result: Result) -> list[Claim]:
     base = (f"validation loss within {C2_LOSS_TOL:.0%} of its final value for the last "
             f"{_spread(afters, '{:.0%}')} of training in {len(seeds_)} networks (needs "
             f"{C2_MIN_AFTER:.0%})")
-    if n_testable <= len(seeds_) / 2:
+    if c2_status == NOT_TESTABLE:
         c2_evidence = (f"Not testable at this scale: {base}, so most networks converge too late "
                        f"to watch their coefficients afterwards; {share_text}{under}")
     else:
