@@ -1,6 +1,7 @@
 """Chapter 'memorization': config checks and a tiny end-to-end run on the synthetic mirror."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from cca_lib.experiments import memorization
@@ -30,6 +31,16 @@ def test_config_validation():
         memorization.Config(method="cosine")
     with pytest.raises(ValueError, match="labels"):
         memorization.Config().train_config("noisy", 0)
+
+
+def test_measure_names_follow_the_method():
+    def result(method):
+        return memorization.Result(config=memorization.Config(method=method), layers=(),
+                                   nets=pd.DataFrame(), distances=pd.DataFrame(),
+                                   floors=pd.DataFrame())
+
+    assert result("pwcca").measure_names() == memorization.MEASURE_COLUMNS
+    assert result("mean_cca").measure_names() == {"distance": "mean CCA", "cka": "linear CKA"}
 
 
 def test_groups_differ_only_in_labels_and_seed():

@@ -63,7 +63,8 @@ _GROUP = {"true": "generalizing", "random": "memorizing"}
 #: of the generalizing nets (test accuracy over the last 20% of training; 1000 images resolve
 #: 0.1 points, well below the rule's 0.5). History evaluation does not change the weights.
 _HISTORY_EVAL_SIZE = 1000
-#: The distance columns of :attr:`Result.distances` and what they measure.
+#: The distance columns of :attr:`Result.distances` and what they measure with the default
+#: ``method`` (:meth:`Result.measure_names` gives the names for the run's ``method``).
 MEASURE_COLUMNS = {"distance": "PWCCA", "cka": "linear CKA"}
 #: ``method`` -> the :func:`cca_lib.compare` similarity its distance is 1 minus.
 _COMPARE_KEY = {"pwcca": "PWCCA (symmetric)", "mean_cca": "mean CCA", "svcca": "SVCCA",
@@ -148,6 +149,12 @@ class Result:
     #: "cka"), floor (distance of unrelated representations of this shape: 1 minus the mean
     #: similarity under row permutations), low and high (its 2.5% and 97.5% quantiles)
     floors: pd.DataFrame
+
+    def measure_names(self) -> dict[str, str]:
+        """Each distance column and the measure it holds in this run: ``"distance"`` is
+        ``method``'s (for example "mean CCA" with ``method="mean_cca"``), ``"cka"`` linear
+        CKA."""
+        return {"distance": _METHOD_LABEL[self.config.method], "cka": MEASURE_COLUMNS["cka"]}
 
     def to_frame(self) -> pd.DataFrame:
         """Long-format distances (one row per pair, layer and probe), for seaborn."""
