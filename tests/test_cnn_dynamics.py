@@ -128,9 +128,49 @@ def test_run_tiny(env):
         assert cnn_dynamics.describe(res, section)
     for plot in (cnn_dynamics.plot_accuracy, cnn_dynamics.plot_spectra, cnn_dynamics.plot_sb,
                  cnn_dynamics.plot_convergence):
-        assert plot(res).axes
+        fig = plot(res)
+        assert fig.axes
+        assert_fits_the_column(fig)
+    assert_figures_name_their_measures_and_layers(res)
     claims = cnn_dynamics.check(res)
     assert [c.id for c in claims] == ["C2", "C3"] and claims[0].part == "CNN"
+
+
+def assert_fits_the_column(fig):
+    """The figure is drawn at most the book's column wide with every text legible there."""
+    import matplotlib.pyplot as plt
+
+    from cca_lib import plotting
+
+    width = fig.get_size_inches()[0]
+    points, text = plotting.smallest_text(fig)
+    plt.close(fig)
+    assert width <= plotting.COLUMN_WIDTH_IN + 1e-9, f"{width} in wide"
+    assert points * 100 / 72 >= plotting.MIN_FONT_PX, f"{text!r} at {points} pt"
+
+
+def assert_figures_name_their_measures_and_layers(res):
+    """Each panel of the convergence figure names its own measure on its axis; every layer has
+    its own colour, the same in the convergence lines and on the per-layer panels."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+
+    colors = cnn_dynamics.layer_colors(res)
+    assert list(colors) == list(res.layers) and len(set(colors.values())) == len(res.layers)
+    fig = cnn_dynamics.plot_convergence(res)
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+    assert [ax.get_title() for ax in panels] == list(cnn_dynamics.MEASURES)
+    for ax, measure in zip(panels, cnn_dynamics.MEASURES, strict=True):
+        assert ax.get_ylabel().startswith(measure), (measure, ax.get_ylabel())
+        drawn = {to_hex(line.get_color()) for line in ax.get_lines()}
+        assert {c.lower() for c in colors.values()} <= drawn
+    plt.close(fig)
+    for plot in (cnn_dynamics.plot_spectra, cnn_dynamics.plot_sb):
+        fig = plot(res)
+        tops = [to_hex(ax.spines["top"].get_edgecolor()) for ax in fig.axes
+                if ax.get_visible() and ax.axison and ax.get_title()]
+        assert tops == [c.lower() for c in colors.values()]
+        plt.close(fig)
 
 
 def test_held_out_split_removes_the_selection_bias():

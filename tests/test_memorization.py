@@ -1,6 +1,7 @@
 """Chapter 'memorization': config checks and a tiny end-to-end run on the synthetic mirror."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from cca_lib.experiments import memorization
@@ -30,6 +31,16 @@ def test_config_validation():
         memorization.Config(method="cosine")
     with pytest.raises(ValueError, match="labels"):
         memorization.Config().train_config("noisy", 0)
+
+
+def test_measure_names_follow_the_method():
+    def result(method):
+        return memorization.Result(config=memorization.Config(method=method), layers=(),
+                                   nets=pd.DataFrame(), distances=pd.DataFrame(),
+                                   floors=pd.DataFrame())
+
+    assert result("pwcca").measure_names() == memorization.MEASURE_COLUMNS
+    assert result("mean_cca").measure_names() == {"distance": "mean CCA", "cka": "linear CKA"}
 
 
 def test_groups_differ_only_in_labels_and_seed():
@@ -75,6 +86,22 @@ def test_run_tiny(env):
     assert set(res.nets.columns) >= {"trained", "trained_rule"}
     fig = memorization.plot_distances(res)
     assert len([ax for ax in fig.axes if ax.get_title()]) == 4
+    assert_fits_the_column(fig)
+    # one legend for the figure (not one per panel hiding the points)
+    assert len(fig.legends) == 1 and not any(ax.get_legend() for ax in fig.axes)
+
+
+def assert_fits_the_column(fig):
+    """The figure is drawn at most the book's column wide with every text legible there."""
+    import matplotlib.pyplot as plt
+
+    from cca_lib import plotting
+
+    width = fig.get_size_inches()[0]
+    points, text = plotting.smallest_text(fig)
+    plt.close(fig)
+    assert width <= plotting.COLUMN_WIDTH_IN + 1e-9, f"{width} in wide"
+    assert points * 100 / 72 >= plotting.MIN_FONT_PX, f"{text!r} at {points} pt"
 
 
 def test_run_captures_through_capture_run_in_float64(env, monkeypatch):

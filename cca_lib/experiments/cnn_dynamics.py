@@ -354,11 +354,43 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
 # Figures
 # ---------------------------------------------------------------------------------------------
 
+#: One colour per layer, the same in every figure of the chapter: the Okabe-Ito palette
+#: (distinct in print and for the common colour-vision deficiencies), in depth order.
+LAYER_PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#000000", "#D55E00", "#56B4E9",
+                 "#F0E442")
+#: Width and height in inches of one per-layer panel: two panels fill the book's column.
+_PANEL = (3.45, 2.7)
+
+
+def layer_colors(result: Result) -> dict[str, str]:
+    """Each layer's colour (:data:`LAYER_PALETTE` in depth order; it repeats beyond eight
+    layers)."""
+    return {layer: LAYER_PALETTE[i % len(LAYER_PALETTE)]
+            for i, layer in enumerate(result.layers)}
+
+
 def _seed_colors(result: Result) -> dict[int, tuple]:
     import matplotlib.pyplot as plt
 
     cmap = plt.get_cmap("tab10")
     return {s: cmap(i % 10) for i, s in enumerate(result.seeds)}
+
+
+def _layer_grid(result: Result):
+    """A figure with one panel per layer, two to a row (:func:`cca_lib.plotting.grid`), each
+    panel's top edge in the layer's colour (:func:`layer_colors`); with an odd number of layers
+    the row's last slot is a spare panel for the legend. Returns ``(fig, axes, spare)`` with
+    ``spare`` that panel (axis off) or None."""
+    from cca_lib import plotting
+
+    n = len(result.layers)
+    fig, axes = plotting.grid(n + n % 2, ncols=2, panel=_PANEL, sharey=True)
+    for ax, layer in zip(axes, result.layers, strict=False):
+        ax.spines["top"].set(visible=True, color=layer_colors(result)[layer], linewidth=4)
+    if n % 2:
+        axes[-1].set_axis_off()
+        return fig, axes[:n], axes[-1]
+    return fig, axes, None
 
 
 def plot_accuracy(result: Result):
@@ -379,14 +411,15 @@ def plot_accuracy(result: Result):
     ax.set(xlabel="training step", ylabel="test accuracy",
            ylim=(max(0.0, float(accs.quantile(0.2)) - 0.05), min(1.0, float(accs.max()) + 0.02)),
            title="Test accuracy (dashed: converged within 0.5 points)")
-    ax.legend(fontsize="x-small", loc="lower right")
+    ax.legend(fontsize="small", loc="lower right")
     return fig
 
 
 def plot_spectra(result: Result, n_curves: int = 7, seed: int | None = None):
     """Sorted CCA coefficients of each layer at several steps t against ``L(T)`` (Fig. 1a) for
-    the net with ``seed`` (default: the first); its first checkpoint after accuracy converged
-    drawn in black."""
+    the net with ``seed`` (default: the first), one panel per layer (titles in the layer's
+    colour, :func:`layer_colors`), two to a row; its first checkpoint after accuracy converged
+    drawn in black, the colour bar of the steps below the panels."""
     import matplotlib.pyplot as plt
     from matplotlib import cm, colors
 
@@ -396,43 +429,53 @@ def plot_spectra(result: Result, n_curves: int = 7, seed: int | None = None):
     picks = sorted({steps[int(round(i))] for i in np.linspace(0, len(steps) - 1, n_curves)}
                    | {conv_ckpt} - {result.final_step})
     norm = colors.LogNorm(vmin=max(1, picks[0]), vmax=result.final_step)
-    cmap = plt.get_cmap("viridis")
-    fig, axes = plt.subplots(1, len(result.layers), figsize=(3.0 * len(result.layers), 3.4),
-                             sharey=True, constrained_layout=True)
+    # viridis without its yellow end, which is hard to see on white
+    cmap = colors.ListedColormap(plt.get_cmap("viridis")(np.linspace(0, 0.85, 256)))
+    fig, axes, spare = _layer_grid(result)
     spectra = result.spectra[result.spectra["seed"] == seed]
-    for ax, layer in zip(np.atleast_1d(axes), result.layers, strict=True):
+    for ax, layer in zip(axes, result.layers, strict=True):
         sub = spectra[spectra["layer"] == layer]
         for s in picks:
             rho = sub[sub["step"] == s].sort_values("index")
             x = (rho["index"] + 0.5) / len(rho)
             if s == conv_ckpt:
-                ax.plot(x, rho["rho"], color="black", lw=2.2, label=f"t={s} (accuracy converged)")
+                ax.plot(x, rho["rho"], color="black", lw=2.2,
+                        label=f"t = {s} (accuracy converged)")
             else:
                 ax.plot(x, rho["rho"], color=cmap(norm(max(s, 1))), lw=1.3)
-        ax.axhline(RHO_LEVEL, color="grey", ls=":", lw=1)
+        ax.axhline(RHO_LEVEL, color="grey", ls=":", lw=1, label=f"level {RHO_LEVEL:g}")
         ax.set(title=f"{layer} ({result.widths[layer]} neurons)", ylim=(0, 1.02),
                xlabel="sorted CCA direction (fraction)")
-    first = np.atleast_1d(axes)[0]
-    first.set_ylabel(rf"CCA coefficient $\rho_i$ of $L(t)$ vs $L(T)$ (seed {seed})")
-    if first.get_legend_handles_labels()[0]:  # the converged step may be T itself
-        first.legend(fontsize="x-small", loc="lower left")
-    fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="step t", shrink=0.9)
+    for ax in axes[::2]:  # the left column; the panels of a row share their y axis
+        ax.set_ylabel(r"$\rho_i$ of $L(t)$ vs $L(T)$")
+    fig.suptitle(f"CCA coefficients against the final step (seed {seed})")
+    bar = cm.ScalarMappable(norm=norm, cmap=cmap)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if spare is not None:  # the legend and the colour bar of the steps in the spare panel
+        spare.legend(handles, labels, loc="upper center", fontsize="small")
+        fig.colorbar(bar, cax=spare.inset_axes([0.08, 0.3, 0.84, 0.08]), label="step t",
+                     orientation="horizontal")
+    else:
+        axes[0].legend(fontsize="small", loc="lower left")
+        fig.colorbar(bar, ax=axes, label="step t", orientation="horizontal", location="bottom",
+                     shrink=0.6, aspect=40)
     return fig
 
 
 def plot_sb(result: Result, measure: str = "mean CCA"):
     """Similarity of S (top-k) and B (bottom-k) with ``L(t)`` on the held-out probe rows
-    through training (Fig. 1d-f), one panel per layer and one line per seed; the checkpoints
-    after ``T/2`` (the ones judged) shaded; for mean CCA, the floor of unrelated data of B's
-    shape (closed form) dotted."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(result.layers), figsize=(3.0 * len(result.layers), 3.4),
-                             sharey=True, constrained_layout=True)
-    styles = {"S": ("#1f77b4", "-", "S (top-k)"), "B": ("#ff7f0e", "--", "B (bottom-k)")}
+    through training (Fig. 1d-f), one panel per layer, two to a row, and one line per seed;
+    the checkpoints after ``T/2`` (the ones judged) shaded; for mean CCA, the floor of
+    unrelated data of B's shape (closed form) dotted."""
+    fig, axes, spare = _layer_grid(result)
+    styles = {"S": ("#0072B2", "-", "S (top-k)"), "B": ("#D55E00", "--", "B (bottom-k)")}
     sb = result.sb[(result.sb["measure"] == measure) & (result.sb["step"] > 0)]
     n_held = result.config.n_probe - result.config.n_probe // 2
-    for n, (ax, layer) in enumerate(zip(np.atleast_1d(axes), result.layers, strict=True)):
+    ylabel = ("mean CCA" if measure == "mean CCA" else "CKA / CKA at T/2")
+    # CKA relative to T/2 can exceed 1: the axis shows every line from t_early on (earlier,
+    # far above 1 for a few directions, the lines leave the panel)
+    top = max(1.05, 1.03 * float(sb.loc[sb["step"] >= result.early_step, "similarity"].max()))
+    for n, (ax, layer) in enumerate(zip(axes, result.layers, strict=True)):
         sub = sb[sb["layer"] == layer]
         for name, (color, ls, label) in styles.items():
             for i, seed in enumerate(result.seeds):
@@ -448,37 +491,51 @@ def plot_sb(result: Result, measure: str = "mean CCA"):
             floor = stats.expected_null(n_held, k, result.widths[layer], measure="mean CCA")
             ax.axhline(floor, color="black", lw=1, ls=":",
                        label="floor (unrelated data)" if n == 0 else None)
-        ax.set(xscale="log", ylim=(0, 1.05), xlabel="step t", title=f"{layer} (k={k})")
-    first = np.atleast_1d(axes)[0]
-    ylabel = ("mean CCA" if measure == "mean CCA" else "linear CKA / its value at T/2")
-    first.set_ylabel(f"{ylabel} of S or B with $L(t)$")
-    first.legend(fontsize="x-small", loc="lower left")
+        ax.set(xscale="log", ylim=(0, top), xlabel="step t", title=f"{layer} (k={k})")
+    for ax in axes[::2]:  # the left column; the panels of a row share their y axis
+        ax.set_ylabel(f"{ylabel} with $L(t)$")
+    fig.suptitle(f"S and B through training, by {measure} (one line per net)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if spare is not None:
+        spare.legend(handles, labels, loc="center", fontsize="small")
+    else:
+        axes[0].legend(fontsize="small", loc="lower left")
     return fig
 
 
 def plot_convergence(result: Result):
-    """Distance of each layer to its final representation over training, PWCCA, mean CCA and
-    linear CKA (the line: mean over seeds, the band: their range), each layer's sampling floor
-    dashed."""
-    import matplotlib.pyplot as plt
+    """Distance of each layer to its final representation over training, one panel per measure
+    (PWCCA, mean CCA, linear CKA; each panel's axis names its measure), two to a row (the line:
+    mean over seeds, the band: their range; colours: :func:`layer_colors`), each layer's
+    sampling floor dashed; the legend in the spare panel."""
     import seaborn as sns
+    from matplotlib.lines import Line2D
+
+    from cca_lib import plotting
 
     frame = result.convergence[result.convergence["step"] > 0]
-    palette = dict(zip(result.layers, sns.color_palette("viridis", len(result.layers)),
-                       strict=True))
-    fig, axes = plt.subplots(1, len(MEASURES), figsize=(15, 3.9), sharey=True,
-                             constrained_layout=True)
-    for n, (ax, measure) in enumerate(zip(axes, MEASURES, strict=True)):
+    palette = layer_colors(result)
+    n = len(MEASURES)
+    fig, axes = plotting.grid(n + n % 2, ncols=2, panel=(3.45, 2.9))
+    for ax, measure in zip(axes, MEASURES, strict=False):
         sns.lineplot(data=frame[frame["measure"] == measure], x="step", y="distance",
                      hue="layer", hue_order=list(result.layers), palette=palette, marker=".",
-                     errorbar=("pi", 100), ax=ax, legend=n == len(MEASURES) - 1)
+                     errorbar=("pi", 100), ax=ax, legend=False)
         floors = result.floors[result.floors["measure"] == measure].set_index("layer")["floor"]
         for layer in result.layers:
             ax.axhline(floors[layer], color=palette[layer], ls="--", lw=0.9)
-        label = "PWCCA distance (symmetric)" if measure == "PWCCA" else f"{measure} distance"
-        ax.set(xscale="log", xlabel="step t", ylabel=f"{label} to $L(T)$",
-               title=f"{measure} (dashed: floor)")
-    axes[-1].legend(title="layer", fontsize="small")
+        label = "PWCCA (symmetric)" if measure == "PWCCA" else measure
+        ax.set(xscale="log", xlabel="step t", ylabel=f"{label} distance to $L(T)$",
+               ylim=(0, 1.02), title=measure)
+    handles = [Line2D([], [], color=palette[layer], marker=".", lw=1.5)
+               for layer in result.layers]
+    handles.append(Line2D([], [], color="grey", ls="--", lw=0.9))
+    names = [*result.layers, "floor (unrelated data)"]
+    if len(axes) > n:  # the spare panel of the last row holds the legend
+        axes[n].set_axis_off()
+        axes[n].legend(handles, names, title="layer", loc="center", fontsize="small")
+    else:
+        axes[-1].legend(handles, names, title="layer", fontsize="small")
     return fig
 
 

@@ -63,7 +63,8 @@ _GROUP = {"true": "generalizing", "random": "memorizing"}
 #: of the generalizing nets (test accuracy over the last 20% of training; 1000 images resolve
 #: 0.1 points, well below the rule's 0.5). History evaluation does not change the weights.
 _HISTORY_EVAL_SIZE = 1000
-#: The distance columns of :attr:`Result.distances` and what they measure.
+#: The distance columns of :attr:`Result.distances` and what they measure with the default
+#: ``method`` (:meth:`Result.measure_names` gives the names for the run's ``method``).
 MEASURE_COLUMNS = {"distance": "PWCCA", "cka": "linear CKA"}
 #: ``method`` -> the :func:`cca_lib.compare` similarity its distance is 1 minus.
 _COMPARE_KEY = {"pwcca": "PWCCA (symmetric)", "mean_cca": "mean CCA", "svcca": "SVCCA",
@@ -148,6 +149,12 @@ class Result:
     #: "cka"), floor (distance of unrelated representations of this shape: 1 minus the mean
     #: similarity under row permutations), low and high (its 2.5% and 97.5% quantiles)
     floors: pd.DataFrame
+
+    def measure_names(self) -> dict[str, str]:
+        """Each distance column and the measure it holds in this run: ``"distance"`` is
+        ``method``'s (for example "mean CCA" with ``method="mean_cca"``), ``"cka"`` linear
+        CKA."""
+        return {"distance": _METHOD_LABEL[self.config.method], "cka": MEASURE_COLUMNS["cka"]}
 
     def to_frame(self) -> pd.DataFrame:
         """Long-format distances (one row per pair, layer and probe), for seaborn."""
@@ -259,17 +266,22 @@ def plot_distances(result: Result):
     """Per-layer distance within and across groups, mean ± std over pairs, with each layer's
     sampling floor (grey band: unrelated representations of the same shape); one column per
     probe (training inputs left, test inputs right, as the paper's Fig. 3 and A10), one row per
-    measure (``method``'s distance, then linear CKA)."""
-    import matplotlib.pyplot as plt
+    measure (``method``'s distance, then linear CKA); one legend under the panels. The figure
+    fits the book's text column (:func:`cca_lib.plotting.grid`)."""
     import seaborn as sns
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    from cca_lib import plotting
 
     frame = result.to_frame()
     n = result.config.probe_size
     labels = {"distance": f"{_METHOD_LABEL[result.config.method]} distance",
               "cka": "linear CKA distance"}
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharey="row", constrained_layout=True)
+    fig, axes = plotting.grid(2 * len(PROBES), ncols=len(PROBES), panel=(3.45, 2.9),
+                              sharey="row")
     for r, column in enumerate(MEASURE_COLUMNS):
-        for ax, probe in zip(axes[r], PROBES, strict=True):
+        for ax, probe in zip(axes[r * len(PROBES):(r + 1) * len(PROBES)], PROBES, strict=True):
             sub = frame[frame["probe"] == probe]
             fl = result.floors[(result.floors["probe"] == probe)
                                & (result.floors["measure"] == column)].set_index("layer")
@@ -280,10 +292,16 @@ def plot_distances(result: Result):
                 ax.hlines(fl.loc[layer, "floor"], x - 0.4, x + 0.4, color="#666666", lw=1)
             sns.pointplot(data=sub, x="layer", y=column, hue="pair", hue_order=list(PAIRS),
                           order=list(result.layers), palette=PAIR_COLORS, errorbar="sd",
-                          dodge=0.25, capsize=0.08, markersize=5, linewidth=1.5, ax=ax)
+                          dodge=0.25, capsize=0.08, markersize=5, linewidth=1.5, ax=ax,
+                          legend=False)
             ax.set(xlabel="layer", ylabel=labels[column], ylim=(0, 1.05),
                    title=f"{'Training' if probe == 'train' else 'Test'} inputs ({n} images)")
-            ax.legend(title="pairs", fontsize="small", loc="lower right")
+            ax.tick_params(axis="x", labelsize="small")
+    handles = [Line2D([], [], color=PAIR_COLORS[k], marker="o", markersize=5, lw=1.5)
+               for k in PAIRS]
+    handles.append(Patch(color="#bbbbbb", alpha=0.6, label="sampling floor"))
+    fig.legend(handles, [f"{k} pairs" for k in PAIRS] + ["sampling floor (95% band)"],
+               loc="outside lower center", ncols=2, fontsize="small")
     return fig
 
 
