@@ -144,10 +144,13 @@ def render(records: list[dict], *, profile: str, chapters: list[str] | None = No
                "Per claim (and per part of a claim tested in several chapters), the paper's",
                "statement and number, ours, and the evidence the chapter's check cell recorded.",
                ""]
-    tally: dict[str, int] = {"holds": 0, "partly": 0, "does not hold": 0, "not testable": 0,
-                             "not run": 0}
+    words = ("holds", "partly", "does not hold", "not testable", "not run")
+    # the paper's claims and the cross-checks from other work (ids starting with K) apart
+    tallies: dict[str, dict[str, int]] = {"paper": dict.fromkeys(words, 0),
+                                          "cross": dict.fromkeys(words, 0)}
     for cid, text in CLAIMS.items():
         rows = by_claim[cid]
+        tally = tallies["cross" if cid.startswith("K") else "paper"]
         figure = PAPER_FIGURES.get(cid, "—")
         if not rows:
             tally["not run"] += 1
@@ -189,8 +192,13 @@ def render(records: list[dict], *, profile: str, chapters: list[str] | None = No
                          "otherwise"),
                 ("Every part holds", every)])
         tally[verdict] += 1
-    lines += ["", "**Tally:** " + ", ".join(f"{n} {word}" for word, n in tally.items()) + ".",
-              ""]
+    def counted(tally: dict[str, int]) -> str:
+        return ", ".join(f"{n} {word}" for word, n in tally.items())
+
+    lines += ["", f"**Tally:** {counted(tallies['paper'])} (the paper's claims)."]
+    if any(tallies["cross"].values()):
+        lines += [f"Cross-checks from other work, apart: {counted(tallies['cross'])}."]
+    lines += [""]
     lines += details
     setup_rows = [(cid, claim) for cid in CLAIMS for _, claim in by_claim[cid]
                   if claim.get("setup")]
