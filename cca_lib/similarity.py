@@ -839,17 +839,43 @@ def _fast_whitener(s: np.ndarray, rtol: float, name: str,
     times slower when the threads share the cores (each pool's idle threads spin on the cores
     the other needs).
     """
+    return _whitening(s, rtol, name, dead)[0]
+
+
+def _whitening(s: np.ndarray, rtol: float, name: str, dead: np.ndarray | None,
+               product: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`_fast_whitener`'s ``w`` and, with ``product``, ``s @ w`` (else ``None``).
+
+    On the Cholesky route ``s @ w`` needs no product for the live neurons: with
+    ``s_live = D^{1/2} R D^{1/2}`` and ``w_live = D^{-1/2} L^{-T}`` it is ``D^{1/2} L``
+    (``R = L L'``); the rows of dead neurons (whose ``w`` rows are zero) are
+    ``s[dead, live] @ w_live``. PWCCA's weights ``x'h = s w A`` then cost one product with
+    ``A`` instead of two.
+    """
     r, live, sd = _standardized(s, name, dead)
     try:
         chol = np.linalg.cholesky(r)
         inv = _lower_inverse(chol)  # L^{-1}
     except np.linalg.LinAlgError:
-        return _whitener(s, rtol, name, dead)
-    absinv = np.abs(inv)
-    bound = np.abs(r).sum(axis=0).max() * absinv.sum(axis=0).max() * absinv.sum(axis=1).max()
-    if not bound < 1.0 / (_CHOLESKY_MARGIN * rtol * rtol):  # also catches inf / nan
-        return _whitener(s, rtol, name, dead)
-    return _embed(inv.T, live, sd, s.shape[0])
+        chol = None
+    if chol is not None:
+        absinv = np.abs(inv)
+        bound = (np.abs(r).sum(axis=0).max() * absinv.sum(axis=0).max()
+                 * absinv.sum(axis=1).max())
+        if not bound < 1.0 / (_CHOLESKY_MARGIN * rtol * rtol):  # also catches inf / nan
+            chol = None
+    if chol is None:
+        w = _whitener(s, rtol, name, dead)
+        return w, (s @ w if product else None)
+    w = _embed(inv.T, live, sd, s.shape[0])
+    if not product:
+        return w, None
+    sw = np.zeros_like(w)
+    sw[live] = chol * sd[:, None]
+    if live.size < s.shape[0]:
+        dead_rows = np.setdiff1d(np.arange(s.shape[0]), live)
+        sw[dead_rows] = s[np.ix_(dead_rows, live)] @ w[live]
+    return w, sw
 
 
 #: Size below which :func:`_lower_inverse` inverts a triangular block with LAPACK directly.
@@ -877,6 +903,25 @@ def _whiteners(g: _Grams) -> tuple[np.ndarray, np.ndarray]:
     """The whitenings of both inputs (the rank rule of the module doc)."""
     return (_fast_whitener(g.sxx, g.rtol_x, "x", g.dead_x),
             _fast_whitener(g.syy, g.rtol_y, "y", g.dead_y))
+
+
+def _pwcca_from_grams(g: _Grams, backward: bool = True,
+                      wb: tuple | None = None) -> tuple[np.ndarray, float, float | None]:
+    """``(rho, pwcca(x, y), pwcca(y, x))`` from the covariances (the last ``None`` unless
+    ``backward``), with the whitenings of :func:`_whiteners`. The weights ``x'h`` are
+    ``(Sigma_xx W_x) A`` with ``Sigma_xx W_x`` from :func:`_whitening` (no canonical weights
+    are formed); ``B`` of the SVD is used only for ``backward``. ``wb``: ``(W_x, Sigma_xx
+    W_x, W_y, Sigma_yy W_y)`` if already computed."""
+    if wb is None:
+        wx, bx = _whitening(g.sxx, g.rtol_x, "x", g.dead_x, product=True)
+        wy, by = _whitening(g.syy, g.rtol_y, "y", g.dead_y, product=backward)
+    else:
+        wx, bx, wy, by = wb
+    a, s, bt = np.linalg.svd(wx.T @ g.sxy @ wy, full_matrices=False)
+    rho = np.clip(s, 0.0, 1.0)
+    c = s.size
+    fwd = _pw_mean(rho, bx @ a[:, :c])
+    return rho, fwd, (_pw_mean(rho, by @ bt[:c].T) if backward else None)
 
 
 def _cca_from_grams(g: _Grams, vectors: bool = True,
@@ -1060,12 +1105,8 @@ def pwcca(x: Any, y: Any, *, symmetric: bool = False, method: str = "gram",
         if not symmetric:
             return forward
         return 0.5 * (forward + _pw_mean(core.rho, yc.T @ (yc @ core.y_weights)))
-    g = _grams(x, y, rtol)
-    core = _cca_from_grams(g)
-    forward = _pw_mean(core.rho, g.sxx @ core.x_weights)
-    if not symmetric:
-        return forward
-    return 0.5 * (forward + _pw_mean(core.rho, g.syy @ core.y_weights))
+    _, forward, backward = _pwcca_from_grams(_grams(x, y, rtol), backward=symmetric)
+    return forward if not symmetric else 0.5 * (forward + backward)
 
 
 def _svd_reduce(vals: np.ndarray, keep: float | int, name: str) -> int:
@@ -1218,13 +1259,12 @@ def compare(x: Any, y: Any, *, keep: float | int = 0.99, rtol: float | None = No
 def _compare_from_grams(g: _Grams, keep: float | int, reverse: bool = False) -> dict[str, float]:
     """:func:`compare`'s values from the covariances; ``reverse`` adds ``"PWCCA (reverse)"``,
     ``pwcca(y, x)``."""
-    w = _whiteners(g)
-    core = _cca_from_grams(g, w=w)
-    forward = _pw_mean(core.rho, g.sxx @ core.x_weights)
-    backward = _pw_mean(core.rho, g.syy @ core.y_weights)
+    wx, bx = _whitening(g.sxx, g.rtol_x, "x", g.dead_x, product=True)
+    wy, by = _whitening(g.syy, g.rtol_y, "y", g.dead_y, product=True)
+    rho, forward, backward = _pwcca_from_grams(g, wb=(wx, bx, wy, by))
     out = {
-        "mean CCA": float(np.mean(core.rho)),
-        "SVCCA": _svcca_from_grams(g, keep, w),
+        "mean CCA": float(np.mean(rho)),
+        "SVCCA": _svcca_from_grams(g, keep, (wx, wy)),
         "PWCCA": forward,
         "PWCCA (symmetric)": 0.5 * (forward + backward),
         "linear CKA": _cka_from_grams(g),
