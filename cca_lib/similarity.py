@@ -563,10 +563,10 @@ class _Moments:
                     np.minimum(lox, xs.min(axis=0), out=lox)
                     np.maximum(hiy, ys.max(axis=0), out=hiy)
                     np.minimum(loy, ys.min(axis=0), out=loy)
+                if kern is not None:  # while the chunk of the buffer is in cache
+                    _add_host_kernel_sums(kern, buf[r0:r1, :d1], buf[r0:r1, d1:d1 + d2])
             b = buf[: stop - start]
             acc += b.T @ b
-            if kern is not None:
-                _add_host_kernel_sums(kern, b[:, :d1], b[:, d1:d1 + d2])
         if find:
             hi_lo = tuple(v.astype(np.float64) for v in (hix, lox, hiy, loy))
         hix, lox, hiy, loy = hi_lo
@@ -710,17 +710,19 @@ def _add_kernel_sums(s: dict, a: Any, b: Any) -> None:
 
 
 def _add_host_kernel_sums(s: dict, a: np.ndarray, b: np.ndarray) -> None:
-    """:func:`_add_kernel_sums` for host blocks in their dtype: every sum in float64, a
-    float32 block read without a float64 copy of it."""
-    if a.dtype == np.float64:
-        _add_kernel_sums(s, a, b)
-        return
-    na = np.einsum("ij,ij->i", a, a, dtype=np.float64)
-    nb = np.einsum("ij,ij->i", b, b, dtype=np.float64)
-    s["qxx"] = s["qxx"] + np.einsum("ij,i->j", a, na, dtype=np.float64)
-    s["qxy"] = s["qxy"] + np.einsum("ij,i->j", a, nb, dtype=np.float64)
-    s["qyx"] = s["qyx"] + np.einsum("ij,i->j", b, na, dtype=np.float64)
-    s["qyy"] = s["qyy"] + np.einsum("ij,i->j", b, nb, dtype=np.float64)
+    """:func:`_add_kernel_sums` for a chunk of host rows (small enough to stay in cache),
+    every sum in float64 (a float32 chunk is read as float64): the rows' squared norms
+    ``na``, ``nb`` in one read each, then ``a' [na nb]`` and ``b' [na nb]`` as one product
+    per input."""
+    if a.dtype != np.float64:
+        a, b = a.astype(np.float64), b.astype(np.float64)
+    na, nb = np.einsum("ij,ij->i", a, a), np.einsum("ij,ij->i", b, b)
+    nab = np.stack([na, nb], axis=1)
+    qa, qb = a.T @ nab, b.T @ nab
+    s["qxx"] += qa[:, 0]
+    s["qxy"] += qa[:, 1]
+    s["qyx"] += qb[:, 0]
+    s["qyy"] += qb[:, 1]
     s["paa"] = s["paa"] + na @ na
     s["pbb"] = s["pbb"] + nb @ nb
     s["pab"] = s["pab"] + na @ nb
