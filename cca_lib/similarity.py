@@ -370,7 +370,7 @@ _KERNEL_SUMS = ("qxx", "qxy", "qyx", "qyy", "paa", "pbb", "pab")
 
 
 def _recentre(s: dict[str, Any], n: int, s1x: Any, s1y: Any, ex: Any, ey: Any,
-              centre: bool = False) -> dict:
+              centre: bool = False, second: bool = True) -> dict:
     """Sums over the rows of ``u_i = x_i - c`` and ``v_i = y_i - c'`` (``s1x``, ``s1y``: the
     sums of ``u`` and ``v``) turned, exactly in exact arithmetic, into the sums over
     ``u_i - ex`` and ``v_i - ey`` (the same rows about the point shifted by ``(ex, ey)``).
@@ -382,15 +382,17 @@ def _recentre(s: dict[str, Any], n: int, s1x: Any, s1y: Any, ex: Any, ey: Any,
     expanding ``|u - e|^2 = a - 2 u.e + |e|^2``. Used twice: to center a batch (about its
     mean, ``e = s1 / n``: ``centre=True``) and to merge two centered parts about their common
     mean (Chan et al. 1979, extended to the kernel sums; ``s1x = s1y = None`` for sums that are
-    already centered).
+    already centered). ``second=False`` leaves the second moments as they are (a merge
+    combines them itself, see :meth:`_Moments._absorb`).
     """
     sxx, syy, sxy = s["sxx"], s["syy"], s["sxy"]
     out = dict(s)
     if s1x is None:  # centered sums (s1 = 0), as when merging
         s1x, s1y = 0.0 * ex, 0.0 * ey
-        out["sxx"] = sxx + n * _outer(ex, ex)
-        out["syy"] = syy + n * _outer(ey, ey)
-        out["sxy"] = sxy + n * _outer(ex, ey)
+        if second:
+            out["sxx"] = sxx + n * _outer(ex, ex)
+            out["syy"] = syy + n * _outer(ey, ey)
+            out["sxy"] = sxy + n * _outer(ex, ey)
     elif centre:  # e = s1 / n, to the mean: S - s1 e' - e s1' + n e e' = S - s1 e'
         out["sxx"] = sxx - _outer(s1x, ex)
         out["syy"] = syy - _outer(s1y, ey)
@@ -650,9 +652,15 @@ class _Moments:
         na, nb = self.n, other.n
         n = na + nb
         dx, dy = b["mean_x"] - a["mean_x"], b["mean_y"] - a["mean_y"]
-        a = _recentre(a, na, None, None, (nb / n) * dx, (nb / n) * dy)
-        b = _recentre(b, nb, None, None, (-na / n) * dx, (-na / n) * dy)
+        # second moments by Chan et al.'s update, S_a + S_b + (na nb / n) d d' (the two
+        # shifts' outer products, na (nb/n)^2 + nb (na/n)^2 = na nb / n, in one); the kernel
+        # sums by _recentre
+        second = {"sxx": (dx, dx), "syy": (dy, dy), "sxy": (dx, dy)}
+        a = _recentre(a, na, None, None, (nb / n) * dx, (nb / n) * dy, second=False)
+        b = _recentre(b, nb, None, None, (-na / n) * dx, (-na / n) * dy, second=False)
         merged = {k: (None if a[k] is None else a[k] + b[k]) for k in a}
+        for k, (u, v) in second.items():
+            merged[k] += _outer((na * nb / n) * u, v)
         merged["mean_x"] = a["mean_x"] + (nb / n) * dx
         merged["mean_y"] = a["mean_y"] + (nb / n) * dy
         self.sums, self.n, self.exp_x, self.exp_y = merged, n, ex, ey
