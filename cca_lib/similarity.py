@@ -370,7 +370,7 @@ _KERNEL_SUMS = ("qxx", "qxy", "qyx", "qyy", "paa", "pbb", "pab")
 
 
 def _recentre(s: dict[str, Any], n: int, s1x: Any, s1y: Any, ex: Any, ey: Any,
-              centre: bool = False) -> dict:
+              centre: bool = False, second: bool = True) -> dict:
     """Sums over the rows of ``u_i = x_i - c`` and ``v_i = y_i - c'`` (``s1x``, ``s1y``: the
     sums of ``u`` and ``v``) turned, exactly in exact arithmetic, into the sums over
     ``u_i - ex`` and ``v_i - ey`` (the same rows about the point shifted by ``(ex, ey)``).
@@ -382,15 +382,17 @@ def _recentre(s: dict[str, Any], n: int, s1x: Any, s1y: Any, ex: Any, ey: Any,
     expanding ``|u - e|^2 = a - 2 u.e + |e|^2``. Used twice: to center a batch (about its
     mean, ``e = s1 / n``: ``centre=True``) and to merge two centered parts about their common
     mean (Chan et al. 1979, extended to the kernel sums; ``s1x = s1y = None`` for sums that are
-    already centered).
+    already centered). ``second=False`` leaves the second moments as they are (a merge
+    combines them itself, see :meth:`_Moments._absorb`).
     """
     sxx, syy, sxy = s["sxx"], s["syy"], s["sxy"]
     out = dict(s)
     if s1x is None:  # centered sums (s1 = 0), as when merging
         s1x, s1y = 0.0 * ex, 0.0 * ey
-        out["sxx"] = sxx + n * _outer(ex, ex)
-        out["syy"] = syy + n * _outer(ey, ey)
-        out["sxy"] = sxy + n * _outer(ex, ey)
+        if second:
+            out["sxx"] = sxx + n * _outer(ex, ex)
+            out["syy"] = syy + n * _outer(ey, ey)
+            out["sxy"] = sxy + n * _outer(ex, ey)
     elif centre:  # e = s1 / n, to the mean: S - s1 e' - e s1' + n e e' = S - s1 e'
         out["sxx"] = sxx - _outer(s1x, ex)
         out["syy"] = syy - _outer(s1y, ey)
@@ -563,10 +565,10 @@ class _Moments:
                     np.minimum(lox, xs.min(axis=0), out=lox)
                     np.maximum(hiy, ys.max(axis=0), out=hiy)
                     np.minimum(loy, ys.min(axis=0), out=loy)
+                if kern is not None:  # while the chunk of the buffer is in cache
+                    _add_host_kernel_sums(kern, buf[r0:r1, :d1], buf[r0:r1, d1:d1 + d2])
             b = buf[: stop - start]
             acc += b.T @ b
-            if kern is not None:
-                _add_host_kernel_sums(kern, b[:, :d1], b[:, d1:d1 + d2])
         if find:
             hi_lo = tuple(v.astype(np.float64) for v in (hix, lox, hiy, loy))
         hix, lox, hiy, loy = hi_lo
@@ -650,9 +652,15 @@ class _Moments:
         na, nb = self.n, other.n
         n = na + nb
         dx, dy = b["mean_x"] - a["mean_x"], b["mean_y"] - a["mean_y"]
-        a = _recentre(a, na, None, None, (nb / n) * dx, (nb / n) * dy)
-        b = _recentre(b, nb, None, None, (-na / n) * dx, (-na / n) * dy)
+        # second moments by Chan et al.'s update, S_a + S_b + (na nb / n) d d' (the two
+        # shifts' outer products, na (nb/n)^2 + nb (na/n)^2 = na nb / n, in one); the kernel
+        # sums by _recentre
+        second = {"sxx": (dx, dx), "syy": (dy, dy), "sxy": (dx, dy)}
+        a = _recentre(a, na, None, None, (nb / n) * dx, (nb / n) * dy, second=False)
+        b = _recentre(b, nb, None, None, (-na / n) * dx, (-na / n) * dy, second=False)
         merged = {k: (None if a[k] is None else a[k] + b[k]) for k in a}
+        for k, (u, v) in second.items():
+            merged[k] += _outer((na * nb / n) * u, v)
         merged["mean_x"] = a["mean_x"] + (nb / n) * dx
         merged["mean_y"] = a["mean_y"] + (nb / n) * dy
         self.sums, self.n, self.exp_x, self.exp_y = merged, n, ex, ey
@@ -710,17 +718,19 @@ def _add_kernel_sums(s: dict, a: Any, b: Any) -> None:
 
 
 def _add_host_kernel_sums(s: dict, a: np.ndarray, b: np.ndarray) -> None:
-    """:func:`_add_kernel_sums` for host blocks in their dtype: every sum in float64, a
-    float32 block read without a float64 copy of it."""
-    if a.dtype == np.float64:
-        _add_kernel_sums(s, a, b)
-        return
-    na = np.einsum("ij,ij->i", a, a, dtype=np.float64)
-    nb = np.einsum("ij,ij->i", b, b, dtype=np.float64)
-    s["qxx"] = s["qxx"] + np.einsum("ij,i->j", a, na, dtype=np.float64)
-    s["qxy"] = s["qxy"] + np.einsum("ij,i->j", a, nb, dtype=np.float64)
-    s["qyx"] = s["qyx"] + np.einsum("ij,i->j", b, na, dtype=np.float64)
-    s["qyy"] = s["qyy"] + np.einsum("ij,i->j", b, nb, dtype=np.float64)
+    """:func:`_add_kernel_sums` for a chunk of host rows (small enough to stay in cache),
+    every sum in float64 (a float32 chunk is read as float64): the rows' squared norms
+    ``na``, ``nb`` in one read each, then ``a' [na nb]`` and ``b' [na nb]`` as one product
+    per input."""
+    if a.dtype != np.float64:
+        a, b = a.astype(np.float64), b.astype(np.float64)
+    na, nb = np.einsum("ij,ij->i", a, a), np.einsum("ij,ij->i", b, b)
+    nab = np.stack([na, nb], axis=1)
+    qa, qb = a.T @ nab, b.T @ nab
+    s["qxx"] += qa[:, 0]
+    s["qxy"] += qa[:, 1]
+    s["qyx"] += qb[:, 0]
+    s["qyy"] += qb[:, 1]
     s["paa"] = s["paa"] + na @ na
     s["pbb"] = s["pbb"] + nb @ nb
     s["pab"] = s["pab"] + na @ nb
@@ -839,17 +849,43 @@ def _fast_whitener(s: np.ndarray, rtol: float, name: str,
     times slower when the threads share the cores (each pool's idle threads spin on the cores
     the other needs).
     """
+    return _whitening(s, rtol, name, dead)[0]
+
+
+def _whitening(s: np.ndarray, rtol: float, name: str, dead: np.ndarray | None,
+               product: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`_fast_whitener`'s ``w`` and, with ``product``, ``s @ w`` (else ``None``).
+
+    On the Cholesky route ``s @ w`` needs no product for the live neurons: with
+    ``s_live = D^{1/2} R D^{1/2}`` and ``w_live = D^{-1/2} L^{-T}`` it is ``D^{1/2} L``
+    (``R = L L'``); the rows of dead neurons (whose ``w`` rows are zero) are
+    ``s[dead, live] @ w_live``. PWCCA's weights ``x'h = s w A`` then cost one product with
+    ``A`` instead of two.
+    """
     r, live, sd = _standardized(s, name, dead)
     try:
         chol = np.linalg.cholesky(r)
         inv = _lower_inverse(chol)  # L^{-1}
     except np.linalg.LinAlgError:
-        return _whitener(s, rtol, name, dead)
-    absinv = np.abs(inv)
-    bound = np.abs(r).sum(axis=0).max() * absinv.sum(axis=0).max() * absinv.sum(axis=1).max()
-    if not bound < 1.0 / (_CHOLESKY_MARGIN * rtol * rtol):  # also catches inf / nan
-        return _whitener(s, rtol, name, dead)
-    return _embed(inv.T, live, sd, s.shape[0])
+        chol = None
+    if chol is not None:
+        absinv = np.abs(inv)
+        bound = (np.abs(r).sum(axis=0).max() * absinv.sum(axis=0).max()
+                 * absinv.sum(axis=1).max())
+        if not bound < 1.0 / (_CHOLESKY_MARGIN * rtol * rtol):  # also catches inf / nan
+            chol = None
+    if chol is None:
+        w = _whitener(s, rtol, name, dead)
+        return w, (s @ w if product else None)
+    w = _embed(inv.T, live, sd, s.shape[0])
+    if not product:
+        return w, None
+    sw = np.zeros_like(w)
+    sw[live] = chol * sd[:, None]
+    if live.size < s.shape[0]:
+        dead_rows = np.setdiff1d(np.arange(s.shape[0]), live)
+        sw[dead_rows] = s[np.ix_(dead_rows, live)] @ w[live]
+    return w, sw
 
 
 #: Size below which :func:`_lower_inverse` inverts a triangular block with LAPACK directly.
@@ -877,6 +913,25 @@ def _whiteners(g: _Grams) -> tuple[np.ndarray, np.ndarray]:
     """The whitenings of both inputs (the rank rule of the module doc)."""
     return (_fast_whitener(g.sxx, g.rtol_x, "x", g.dead_x),
             _fast_whitener(g.syy, g.rtol_y, "y", g.dead_y))
+
+
+def _pwcca_from_grams(g: _Grams, backward: bool = True,
+                      wb: tuple | None = None) -> tuple[np.ndarray, float, float | None]:
+    """``(rho, pwcca(x, y), pwcca(y, x))`` from the covariances (the last ``None`` unless
+    ``backward``), with the whitenings of :func:`_whiteners`. The weights ``x'h`` are
+    ``(Sigma_xx W_x) A`` with ``Sigma_xx W_x`` from :func:`_whitening` (no canonical weights
+    are formed); ``B`` of the SVD is used only for ``backward``. ``wb``: ``(W_x, Sigma_xx
+    W_x, W_y, Sigma_yy W_y)`` if already computed."""
+    if wb is None:
+        wx, bx = _whitening(g.sxx, g.rtol_x, "x", g.dead_x, product=True)
+        wy, by = _whitening(g.syy, g.rtol_y, "y", g.dead_y, product=backward)
+    else:
+        wx, bx, wy, by = wb
+    a, s, bt = np.linalg.svd(wx.T @ g.sxy @ wy, full_matrices=False)
+    rho = np.clip(s, 0.0, 1.0)
+    c = s.size
+    fwd = _pw_mean(rho, bx @ a[:, :c])
+    return rho, fwd, (_pw_mean(rho, by @ bt[:c].T) if backward else None)
 
 
 def _cca_from_grams(g: _Grams, vectors: bool = True,
@@ -1060,12 +1115,8 @@ def pwcca(x: Any, y: Any, *, symmetric: bool = False, method: str = "gram",
         if not symmetric:
             return forward
         return 0.5 * (forward + _pw_mean(core.rho, yc.T @ (yc @ core.y_weights)))
-    g = _grams(x, y, rtol)
-    core = _cca_from_grams(g)
-    forward = _pw_mean(core.rho, g.sxx @ core.x_weights)
-    if not symmetric:
-        return forward
-    return 0.5 * (forward + _pw_mean(core.rho, g.syy @ core.y_weights))
+    _, forward, backward = _pwcca_from_grams(_grams(x, y, rtol), backward=symmetric)
+    return forward if not symmetric else 0.5 * (forward + backward)
 
 
 def _svd_reduce(vals: np.ndarray, keep: float | int, name: str) -> int:
@@ -1218,13 +1269,12 @@ def compare(x: Any, y: Any, *, keep: float | int = 0.99, rtol: float | None = No
 def _compare_from_grams(g: _Grams, keep: float | int, reverse: bool = False) -> dict[str, float]:
     """:func:`compare`'s values from the covariances; ``reverse`` adds ``"PWCCA (reverse)"``,
     ``pwcca(y, x)``."""
-    w = _whiteners(g)
-    core = _cca_from_grams(g, w=w)
-    forward = _pw_mean(core.rho, g.sxx @ core.x_weights)
-    backward = _pw_mean(core.rho, g.syy @ core.y_weights)
+    wx, bx = _whitening(g.sxx, g.rtol_x, "x", g.dead_x, product=True)
+    wy, by = _whitening(g.syy, g.rtol_y, "y", g.dead_y, product=True)
+    rho, forward, backward = _pwcca_from_grams(g, wb=(wx, bx, wy, by))
     out = {
-        "mean CCA": float(np.mean(core.rho)),
-        "SVCCA": _svcca_from_grams(g, keep, w),
+        "mean CCA": float(np.mean(rho)),
+        "SVCCA": _svcca_from_grams(g, keep, (wx, wy)),
         "PWCCA": forward,
         "PWCCA (symmetric)": 0.5 * (forward + backward),
         "linear CKA": _cka_from_grams(g),

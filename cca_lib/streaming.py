@@ -216,9 +216,9 @@ class Accumulator:
         """:func:`cca_lib.pwcca` of all rows so far: ``pwcca(x, y)`` (weights from ``x``),
         ``reverse=True`` for ``pwcca(y, x)``, ``symmetric=True`` for their mean."""
         g = self._grams(rtol, True, allow_few_samples)
-        core = _sim._cca_from_grams(g)
-        fwd = _sim._pw_mean(core.rho, g.sxx @ core.x_weights)
-        bwd = _sim._pw_mean(core.rho, g.syy @ core.y_weights)
+        if not (symmetric or reverse):
+            return _sim._pwcca_from_grams(g, backward=False)[1]
+        _, fwd, bwd = _sim._pwcca_from_grams(g)
         if symmetric:
             return 0.5 * (fwd + bwd)
         return bwd if reverse else fwd

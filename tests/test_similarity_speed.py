@@ -65,3 +65,44 @@ def test_a_large_row_the_sample_misses_repeats_the_pass_with_the_same_answer(dty
     tol = 1e-10 if dtype == np.float64 else 1e-4
     for k in want:
         assert got[k] == pytest.approx(want[k], abs=tol), k
+
+
+def _layers(case, seed=3, n=4000, d1=40, d2=30):
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, 4))
+    x = z @ rng.standard_normal((4, d1)) + rng.standard_normal((n, d1))
+    y = z @ rng.standard_normal((4, d2)) + rng.standard_normal((n, d2))
+    if case in ("dead", "dead and duplicate"):
+        x[:, 5] = 2.5  # a constant neuron
+        x[:, 9] = 7.0 + 1e-17 * rng.standard_normal(n)  # dead by the rounding rule
+    if case == "dead and duplicate":
+        x[:, 1] = x[:, 2]  # the eigendecomposition route
+    return x * np.geomspace(1e-3, 1e3, d1), y
+
+
+@pytest.mark.parametrize("case", ["plain", "dead", "dead and duplicate"])
+def test_whitening_product_is_the_covariance_times_the_whitening(case):
+    """``Sigma W`` from the Cholesky factor (D^{1/2} L, dead rows by product) equals the
+    product itself, on both routes, with the same whitening as _fast_whitener."""
+    x, _ = _layers(case)
+    g = sim._grams(x, x[:, :3], None)
+    w, sw = sim._whitening(g.sxx, g.rtol_x, "x", g.dead_x, product=True)
+    np.testing.assert_array_equal(w, sim._fast_whitener(g.sxx, g.rtol_x, "x", g.dead_x))
+    want = g.sxx @ w
+    np.testing.assert_allclose(sw, want, rtol=0, atol=1e-12 * np.abs(want).max())
+    assert w.shape[1] == x.shape[1] - (2 if case == "dead" else 3 if case != "plain" else 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", ["plain", "dead", "dead and duplicate"])
+def test_pwcca_weights_from_the_factor_equal_those_from_the_canonical_weights(case, dtype):
+    """_pwcca_from_grams (weights (Sigma W) A, no canonical weights) gives the numbers of the
+    direct formula Sigma_xx @ x_weights, both directions."""
+    x, y = (a.astype(dtype) for a in _layers(case))
+    g = sim._grams(x, y, None)
+    core = sim._cca_from_grams(g)
+    rho, fwd, bwd = sim._pwcca_from_grams(g)
+    np.testing.assert_allclose(rho, core.rho, rtol=0, atol=1e-12)
+    assert fwd == pytest.approx(sim._pw_mean(core.rho, g.sxx @ core.x_weights), abs=1e-12)
+    assert bwd == pytest.approx(sim._pw_mean(core.rho, g.syy @ core.y_weights), abs=1e-12)
+    assert sim._pwcca_from_grams(g, backward=False) == (pytest.approx(rho), fwd, None)
