@@ -61,3 +61,23 @@ def test_every_k_is_drawn_under_both_readings_of_the_noise():
     assert lo <= mean <= hi
     with pytest.raises(ValueError, match="noise_sweep repeats"):
         signal_noise.Config(noise_sweep=(0.1,))
+
+
+def test_signal_weight_is_pwccas_weight_on_the_unit_coefficients():
+    cfg = signal_noise.Config(n_neurons=30, n_points=900, signal_dims=(3, 27), n_repeats=2,
+                              spectrum_dims=(3,), noise_stds=(0.1, 0.5), noise_sweep=(0.003,),
+                              seed=4)
+    x, y = signal_noise.make_pair(3, cfg, np.random.default_rng(0), 0.1)
+    w = signal_noise.signal_weight(x, y)
+    # PWCCA = w * 1 + (1 - w) * (weighted noise coefficients), which lie in [0, 1)
+    from cca_lib import pwcca
+    assert w <= pwcca(x, y) <= 1
+    assert 0 < w < 1
+    a = signal_noise.run(cfg, progress=False)
+    share = a.weights.groupby("noise_std")["signal_weight"].mean()
+    assert set(share.index) == {0.003, 0.1, 0.5}
+    # more noise, less weight on the signal; very weak noise leaves the signal nearly all of it
+    assert share[0.5] < share[0.1] < share[0.003] and share[0.003] > 0.9
+    # the scorecard's number gives mean CCA and the floor beside PWCCA
+    (claim,) = signal_noise.check(a)
+    assert "mean CCA" in claim.ours and "floor" in claim.ours and "PWCCA" in claim.ours

@@ -8,13 +8,16 @@ Two "layers" share ``k`` signal dimensions and differ in the rest, which is inde
   noise ``Ny``.
 
 CCA finds ``k`` coefficients equal to 1 (the shared signal, whatever ``Q`` is) and ``d - k``
-small chance correlations between the noise blocks. The unweighted mean of all ``d`` coefficients
-is therefore close to the signal fraction ``k / d``, while projection weighting (PWCCA) weights
-each canonical direction by how much of ``x``'s activity it accounts for. How much weight the
-noise directions still get depends on the noise level. The paper's "N(0, 0.1)" can be read as a
-standard deviation of 0.1 or as a variance of 0.1 (standard deviation 0.316): :func:`run` draws
-every ``k`` under each reading (``noise_stds``), and also sweeps the noise level at the smallest
-``k``. Each measure's sampling floor (unrelated inputs of the same shape) comes with it.
+chance correlations between the noise blocks. The unweighted mean of all ``d`` coefficients is
+therefore the signal fraction ``k / d`` lifted by those chance correlations, while projection
+weighting (PWCCA) weights each canonical direction by the sum of its absolute projections on
+``x``'s neurons. How much weight the noise directions get depends on the noise level and on
+``k / d`` (at small ``k`` the many noise neurons can give them most of it): :func:`run` records
+the signal directions' share of PWCCA's weight at the smallest ``k``. The paper's
+"N(0, 0.1)" can be read as a standard deviation of 0.1 or as a variance of 0.1 (standard
+deviation 0.316): :func:`run` draws every ``k`` under each reading (``noise_stds``), and also
+sweeps the noise level at the smallest ``k``. Each measure's sampling floor (unrelated inputs
+of the same shape) comes with it.
 """
 
 from __future__ import annotations
@@ -146,6 +149,10 @@ class Result:
     #: sampling floor (similarity of unrelated inputs of the same shape): noise_std,
     #: signal_dims, measure, floor
     floors: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: at k = min(signal_dims), every noise level of ``noise``: the share of PWCCA's weight
+    #: (sum of alpha_i over the directions with rho_i > 0.999, the signal) per draw; columns
+    #: noise_std, repeat, signal_weight
+    weights: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def to_frame(self) -> pd.DataFrame:
         """Long-format similarities (one row per noise level, k, repeat and measure)."""
@@ -182,14 +189,29 @@ def _floors(x: np.ndarray, y: np.ndarray, config: Config, seed: int) -> dict[str
     return out
 
 
+#: A CCA coefficient above this counts as a signal direction (the construction's check too).
+SIGNAL_RHO = 0.999
+
+
+def signal_weight(x: np.ndarray, y: np.ndarray) -> float:
+    """The share of PWCCA's weight (:func:`cca_lib.pwcca` with weights from ``x``) on the
+    directions whose CCA coefficient exceeds :data:`SIGNAL_RHO`: ``sum alpha_i`` over them, with
+    ``alpha_i`` proportional to ``sum_j |<h_i, z_j>|`` (``h_i`` the canonical variates of ``x``,
+    ``z_j`` its centered neurons)."""
+    res = cca(x, y)
+    alpha = np.abs((x - x.mean(axis=0)).T @ res.x_variates).sum(axis=0)
+    return float(alpha[res.rho > SIGNAL_RHO].sum() / alpha.sum())
+
+
 def run(config: Config = Config(), *, progress: bool = True) -> Result:
     """Compute every measure for every noise level in ``noise_stds``, every ``k`` in
-    ``signal_dims`` and every repeat; the noise sweep at the smallest ``k``; the floors at the
+    ``signal_dims`` and every repeat; the noise sweep at the smallest ``k`` with the signal
+    directions' share of PWCCA's weight there (:func:`signal_weight`); the floors at the
     smallest and largest ``k`` (first draw)."""
     from cca_lib._progress import bar as tqdm_bar
 
     rng = np.random.default_rng(config.seed)
-    rows, spectra, noise_rows, floors = [], [], [], []
+    rows, spectra, noise_rows, floors, weight_rows = [], [], [], [], []
     ones: dict[int, list[int]] = {}
     k_min, k_max = min(config.signal_dims), max(config.signal_dims)
     jobs = [(sigma, k, r, True) for sigma in config.noise_stds for k in config.signal_dims
@@ -201,6 +223,8 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
         if k == k_min:
             noise_rows.extend({"noise_std": sigma, "repeat": repeat, "measure": m,
                                "similarity": values[m]} for m in MEASURES)
+            weight_rows.append({"noise_std": sigma, "repeat": repeat,
+                                "signal_weight": signal_weight(x, y)})
         if not main:
             continue
         rows.extend({"noise_std": sigma, "signal_dims": k,
@@ -213,7 +237,7 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
         if sigma != config.noise_stds[0]:
             continue
         rho = cca(x, y, variates=False).rho  # the construction's check and the spectra
-        ones.setdefault(k, []).append(int(np.sum(rho > 0.999)))
+        ones.setdefault(k, []).append(int(np.sum(rho > SIGNAL_RHO)))
         if k in config.spectrum_dims:
             spectra.extend({"noise_std": sigma, "signal_dims": k, "repeat": repeat, "index": i,
                             "rho": float(v)} for i, v in enumerate(rho))
@@ -225,6 +249,7 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
         ones={k: float(np.mean(v)) for k, v in ones.items()},
         noise=pd.DataFrame(noise_rows, columns=["noise_std", "repeat", "measure", "similarity"]),
         floors=pd.DataFrame(floors, columns=["noise_std", "signal_dims", "measure", "floor"]),
+        weights=pd.DataFrame(weight_rows, columns=["noise_std", "repeat", "signal_weight"]),
     )
 
 
@@ -444,8 +469,11 @@ def check(result: Result) -> list[Claim]:
                 + f"; holds only if it holds under both readings of N(0, 0.1); PWCCA at "
                 f"k = {min(cfg.signal_dims)} by noise std: {sweep}; mean CCA's sampling floor "
                 f"{floor.mean():.3f}; linear CKA in place of PWCCA gives {cka}")
-    ours = "; ".join(f"PWCCA {_fmt(f['rob_lo'])} at k/d = {f['lo']:.2f} (std {s:.3g})"
-                     for s, (_, _, f) in readings.items())
+    k_floor = floor[result.floors["signal_dims"] == min(cfg.signal_dims)].mean()
+    ours = (f"at k/d = {min(cfg.signal_dims) / cfg.n_neurons:.2f}: "
+            + "; ".join(f"std {s:.3g}: PWCCA {_fmt(f['rob_lo'])}, mean CCA "
+                        f"{f['mean_lo'][0]:.3f}" for s, (_, _, f) in readings.items())
+            + f"; sampling floor {k_floor:.3f}")
     setup = (
         ("dataset", "synthetic: 200 neurons, 2000 points, N(0, 0.1) noise",
          f"synthetic: {cfg.n_neurons} neurons, {cfg.n_points} points, noise std "
