@@ -211,3 +211,28 @@ def test_tables_fit_the_column_and_are_complete(env):
     assert s.shape[1] == 2 + 2
     assert s.loc[(1, "PWCCA"), ("separation S", "")] == pytest.approx(a.separation("PWCCA", 1),
                                                                       nan_ok=True)
+
+
+def test_floor_distances_do_not_warn_about_the_groups_they_measure():
+    import warnings
+
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((200, 8))
+    groups = np.repeat(np.arange(20), 10)  # 20 sequences for 8 units: < 5 per unit
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        floors = rnn_dynamics.floor_distances(ref, groups, seed=0)
+    assert set(floors) == set(rnn_dynamics.MEASURES)
+    assert all(np.isfinite(v) and v > 0 for v in floors.values())
+
+
+def test_nets_view_names_the_columns_in_words():
+    nets = pd.DataFrame({"seed": [0, 1], "valid_ppl": [9.123, 8.0], "unigram_valid_ppl": 28.4,
+                         "trained": [True, False], "why": ["a", "b"], "train_seconds": 3.0})
+    view = rnn_dynamics.nets_view(nets)
+    assert list(view.index) == [0, 1]
+    assert list(view.columns) == ["validation perplexity", "unigram perplexity", "trained", "why",
+                                  "training seconds"]
+    assert view.loc[0, "validation perplexity"] == 9.12
+    with pytest.raises(ValueError, match="why"):
+        rnn_dynamics.nets_view(nets.drop(columns="why"))

@@ -206,6 +206,20 @@ def nets_table(runs) -> pd.DataFrame:
                                        "why", "train_seconds"])
 
 
+#: Column headings of :func:`nets_table` in words (:func:`nets_view`).
+NETS_HEADINGS = {"valid_ppl": "validation perplexity", "unigram_valid_ppl": "unigram perplexity",
+                 "trained": "trained", "why": "why", "train_seconds": "training seconds"}
+
+
+def nets_view(nets: pd.DataFrame) -> pd.DataFrame:
+    """:func:`nets_table` for the reader: indexed by seed, headings in words
+    (:data:`NETS_HEADINGS`), numbers rounded to two decimals."""
+    missing = sorted((set(NETS_HEADINGS) | {"seed"}) - set(nets.columns))
+    if missing:
+        raise ValueError(f"nets lacks the columns {missing} of nets_table")
+    return nets.set_index("seed").rename(columns=NETS_HEADINGS).round(2)
+
+
 def _distances(ref: np.ndarray, x: np.ndarray) -> dict[str, float]:
     """Every measure's distance of ``x`` to ``ref`` (float64, same neurons and inputs)."""
     from cca_lib.similarity import compare
@@ -224,17 +238,26 @@ FLOOR_PERMUTATIONS = 20
 def floor_distances(ref: np.ndarray, groups: np.ndarray, seed: int) -> dict[str, float]:
     """The sampling floor of every measure: the mean distance of ``ref`` to itself with whole
     probe sequences shuffled (``groups``: the sequence of each row), at the same ``n`` and
-    ``d`` (:func:`cca_lib.stats.permutation_null`, :data:`FLOOR_PERMUTATIONS` permutations)."""
+    ``d`` (:func:`cca_lib.stats.permutation_null`, :data:`FLOOR_PERMUTATIONS` permutations).
+
+    :class:`cca_lib.FewSamplesWarning` (fewer than 5 groups per unit) is not raised here: the
+    floor is the measurement of that bias that the warning recommends."""
+    import warnings
+
+    from cca_lib import FewSamplesWarning
+
     out = {}
-    for m in _SIMILARITIES:
-        null = _stats.permutation_null(ref, ref, m, n_perm=FLOOR_PERMUTATIONS, seed=seed,
-                                       groups=groups)
-        out[m] = 1.0 - null.floor
-    for m, f in (("cosine", _analysis.cosine_distance),
-                 ("Euclidean", _analysis.euclidean_distance)):
-        null = _stats.permutation_null(ref, ref, f, n_perm=FLOOR_PERMUTATIONS, seed=seed,
-                                       groups=groups, alternative="less")
-        out[m] = null.floor
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FewSamplesWarning)
+        for m in _SIMILARITIES:
+            null = _stats.permutation_null(ref, ref, m, n_perm=FLOOR_PERMUTATIONS, seed=seed,
+                                           groups=groups)
+            out[m] = 1.0 - null.floor
+        for m, f in (("cosine", _analysis.cosine_distance),
+                     ("Euclidean", _analysis.euclidean_distance)):
+            null = _stats.permutation_null(ref, ref, f, n_perm=FLOOR_PERMUTATIONS, seed=seed,
+                                           groups=groups, alternative="less")
+            out[m] = null.floor
     return out
 
 
@@ -893,8 +916,8 @@ def floor_note(result: Result, measure: str = "PWCCA") -> str:
             f"than unrelated inputs: " + "; ".join(parts) + ".")
 
 
-__all__ = ["MEASURES", "RUN_FIELDS", "Config", "Result", "check", "distance_table",
-           "floor_distances", "floor_note", "layer_palette", "lm_config", "lm_configs",
-           "majority", "nets_table", "panel_legend", "plot_distances", "plot_perplexity",
-           "plot_spectra", "probe_ids", "run", "seeds", "step_palette", "summary_table",
-           "total_steps", "train", "train_all"]
+__all__ = ["MEASURES", "NETS_HEADINGS", "RUN_FIELDS", "Config", "Result", "check",
+           "distance_table", "floor_distances", "floor_note", "layer_palette", "lm_config",
+           "lm_configs", "majority", "nets_table", "nets_view", "panel_legend", "plot_distances",
+           "plot_perplexity", "plot_spectra", "probe_ids", "run", "seeds", "step_palette",
+           "summary_table", "total_steps", "train", "train_all"]

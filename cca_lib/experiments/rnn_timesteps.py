@@ -463,13 +463,13 @@ def plot_repeats(result: Result, measure: str = "PWCCA"):
                     & (f["floor"] == "permuted rows")]["distance"].mean()
             ax.axhline(val, ls="--", lw=1, color=color)
         ax.axhline(1 - REPEAT_SIMILARITY_MIN, ls=":", lw=1, color="black")
-        ax.set(title=f"layer {layer}", xlabel="repeat j",
-               ylabel=f"{measure} distance to last repeat" if i % 2 == 0 else "")
+        ax.set(title=f"layer {layer}", xlabel="repeat j", ylabel="")
     handles, labels = _legend_of_first(axes, [
         (rnn_dynamics.floor_handle(), "sampling floor"),
         (Line2D([], [], ls=":", lw=1, color="black"),
          f"similarity {REPEAT_SIMILARITY_MIN:g}")])
     rnn_dynamics.panel_legend(fig, handles, labels, "context")
+    fig.supylabel(f"{measure} distance to the last repeat", fontsize="medium")
     fig.suptitle(f"The token {result.repeat_token!r} repeated {result.config.window} times",
                  fontsize="medium")
     return fig
