@@ -147,3 +147,96 @@ def test_total_steps_is_the_engine_count(env):
     cfg = tiny(n_seeds=1)
     assert rnn_dynamics.total_steps(cfg) == training.total_steps(rnn_dynamics.lm_config(cfg))
     assert rnn_dynamics.train(cfg, progress=False).final_step == rnn_dynamics.total_steps(cfg)
+
+
+def _luminance(color) -> float:
+    from matplotlib.colors import to_rgb
+
+    r, g, b = to_rgb(color)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def assert_fits_the_column(fig):
+    """``fig`` is at most the book's column wide, its text at least MIN_FONT_PX as displayed
+    there, and none of its plotted lines is near white."""
+    import matplotlib.pyplot as plt
+
+    from cca_lib import plotting
+
+    try:
+        assert fig.get_figwidth() <= plotting.COLUMN_WIDTH_IN + 1e-9
+        _, meta = plotting.figure_png(fig)
+        report = meta[plotting.REPORT_KEY]
+        # shown at most the column's 690 px wide (the PNG is cropped with a small margin)
+        shown = min(report["width_px"], plotting.COLUMN_WIDTH_IN * 100)
+        assert plotting.displayed_min_font(report, shown) >= plotting.MIN_FONT_PX, report
+        lines = [line for ax in fig.axes for line in ax.get_lines()]
+        assert lines
+        assert all(_luminance(line.get_color()) < 0.8 for line in lines)
+    finally:
+        plt.close(fig)
+
+
+def test_figures_fit_the_column_and_have_no_near_white_lines(env):
+    a = rnn_dynamics.run(tiny(n_layers=3), progress=False)
+    for plot in (rnn_dynamics.plot_distances, rnn_dynamics.plot_spectra,
+                 rnn_dynamics.plot_perplexity):
+        assert_fits_the_column(plot(a))
+    # one legend for the whole figure, in the spare (sixth) panel of the five measures
+    fig = rnn_dynamics.plot_distances(a)
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    assert len(legends) == 1 and len(fig.axes) == 6
+    assert [t.get_text() for t in legends[0].get_texts()][:3] == ["1", "2", "3"]
+
+
+def test_palettes_leave_out_the_near_white_ends():
+    layers = rnn_dynamics.layer_palette([1, 2, 3, 4, 5])
+    steps = rnn_dynamics.step_palette([1, 10, 100, 1000, 10000, 20000])
+    assert list(layers) == [1, 2, 3, 4, 5] and len(set(layers.values())) == 5
+    assert len(set(steps.values())) == 6
+    assert max(_luminance(c) for c in [*layers.values(), *steps.values()]) < 0.8
+    # later checkpoints are darker
+    lum = [_luminance(steps[s]) for s in sorted(steps)]
+    assert lum == sorted(lum, reverse=True)
+
+
+def test_tables_fit_the_column_and_are_complete(env):
+    a = rnn_dynamics.run(tiny(), progress=False)
+    t = rnn_dynamics.distance_table(a)
+    assert list(t.index) == [s for s in a.steps if s > 0]
+    assert list(t.columns) == [("PWCCA", 1), ("PWCCA", 2), ("linear CKA", 1), ("linear CKA", 2)]
+    step = a.steps[1]
+    mean = np.mean([a.table("PWCCA", s).loc[step, 2] for s in a.seeds])
+    assert t.loc[step, ("PWCCA", 2)] == pytest.approx(mean)
+    with pytest.raises(ValueError, match="measures"):
+        rnn_dynamics.distance_table(a, ("CKA",))
+    s = rnn_dynamics.summary_table(a)
+    assert list(s.index) == [(seed, m) for seed in a.seeds for m in rnn_dynamics.MEASURES]
+    assert s.shape[1] == 2 + 2
+    assert s.loc[(1, "PWCCA"), ("separation S", "")] == pytest.approx(a.separation("PWCCA", 1),
+                                                                      nan_ok=True)
+
+
+def test_floor_distances_do_not_warn_about_the_groups_they_measure():
+    import warnings
+
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((200, 8))
+    groups = np.repeat(np.arange(20), 10)  # 20 sequences for 8 units: < 5 per unit
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        floors = rnn_dynamics.floor_distances(ref, groups, seed=0)
+    assert set(floors) == set(rnn_dynamics.MEASURES)
+    assert all(np.isfinite(v) and v > 0 for v in floors.values())
+
+
+def test_nets_view_names_the_columns_in_words():
+    nets = pd.DataFrame({"seed": [0, 1], "valid_ppl": [9.123, 8.0], "unigram_valid_ppl": 28.4,
+                         "trained": [True, False], "why": ["a", "b"], "train_seconds": 3.0})
+    view = rnn_dynamics.nets_view(nets)
+    assert list(view.index) == [0, 1]
+    assert list(view.columns) == ["validation perplexity", "unigram perplexity", "trained", "why",
+                                  "training seconds"]
+    assert view.loc[0, "validation perplexity"] == 9.12
+    with pytest.raises(ValueError, match="why"):
+        rnn_dynamics.nets_view(nets.drop(columns="why"))

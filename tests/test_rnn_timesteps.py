@@ -106,3 +106,40 @@ def test_timesteps_reuse_the_dynamics_runs(env):
         cca_lib.training.train = original
     assert {k for k, _ in seen} == keys
     assert [r.seconds for r in again] == [r.seconds for r in runs]  # loaded, not retrained
+
+
+def _tiny_run():
+    training = rnn_dynamics.Config(n_layers=3, hidden_size=8, embed_dim=8, batch_size=8,
+                                   seq_len=12, epochs=2.0, lr=1e-2, log_checkpoints=3,
+                                   tail_checkpoints=1, eval_points=2, probe_seqs=10,
+                                   probe_len=20, threads=1, n_seeds=2)
+    cfg = rnn_timesteps.Config(training=training, window=5, n_streams=1, toy_dim=4,
+                               toy_samples=100, toy_blend=(0.0, 0.5, 1.0, 2.0),
+                               repeat_contexts=100, early_prefix=2, late_prefix=20)
+    return rnn_timesteps.run(cfg, progress=False)
+
+
+def test_figures_fit_the_column_and_have_no_near_white_lines(env):
+    from test_rnn_dynamics import assert_fits_the_column
+
+    a = _tiny_run()
+    for fig in (rnn_timesteps.plot_toy(a), rnn_timesteps.plot_curves(a, "trained"),
+                rnn_timesteps.plot_curves(a, "untrained"), rnn_timesteps.plot_repeats(a)):
+        assert_fits_the_column(fig)
+    # the linear toy (a = 0) has the darkest line, not a near-white one
+    blends = rnn_timesteps.blend_palette([2.0, 0.0, 1.0, 0.5])
+    assert list(blends) == [0.0, 0.5, 1.0, 2.0] and len(set(blends.values())) == 4
+
+
+def test_curve_table_fits_the_column_and_is_complete(env):
+    a = _tiny_run()
+    t = rnn_timesteps.curve_table(a, "untrained")
+    assert list(t.index) == [f"j = {j}" for j in range(5)] + [
+        "floor: disjoint halves", "floor: permuted rows"]
+    assert t.shape[1] == 2 * 3 and list(t.columns.get_level_values(0)[:3]) == ["PWCCA"] * 3
+    mean = np.mean([a.curve("PWCCA", "untrained", seed=s).loc[1, 2] for s in a.seeds])
+    assert t.loc["j = 1", ("PWCCA", 2)] == pytest.approx(mean)
+    floor = np.mean([a.floor("linear CKA", "untrained", seed=s)[3] for s in a.seeds])
+    assert t.loc["floor: permuted rows", ("linear CKA", 3)] == pytest.approx(floor)
+    with pytest.raises(ValueError, match="measures"):
+        rnn_timesteps.curve_table(a, measures=("cosine",))

@@ -206,6 +206,20 @@ def nets_table(runs) -> pd.DataFrame:
                                        "why", "train_seconds"])
 
 
+#: Column headings of :func:`nets_table` in words (:func:`nets_view`).
+NETS_HEADINGS = {"valid_ppl": "validation perplexity", "unigram_valid_ppl": "unigram perplexity",
+                 "trained": "trained", "why": "why", "train_seconds": "training seconds"}
+
+
+def nets_view(nets: pd.DataFrame) -> pd.DataFrame:
+    """:func:`nets_table` for the reader: indexed by seed, headings in words
+    (:data:`NETS_HEADINGS`), numbers rounded to two decimals."""
+    missing = sorted((set(NETS_HEADINGS) | {"seed"}) - set(nets.columns))
+    if missing:
+        raise ValueError(f"nets lacks the columns {missing} of nets_table")
+    return nets.set_index("seed").rename(columns=NETS_HEADINGS).round(2)
+
+
 def _distances(ref: np.ndarray, x: np.ndarray) -> dict[str, float]:
     """Every measure's distance of ``x`` to ``ref`` (float64, same neurons and inputs)."""
     from cca_lib.similarity import compare
@@ -224,17 +238,26 @@ FLOOR_PERMUTATIONS = 20
 def floor_distances(ref: np.ndarray, groups: np.ndarray, seed: int) -> dict[str, float]:
     """The sampling floor of every measure: the mean distance of ``ref`` to itself with whole
     probe sequences shuffled (``groups``: the sequence of each row), at the same ``n`` and
-    ``d`` (:func:`cca_lib.stats.permutation_null`, :data:`FLOOR_PERMUTATIONS` permutations)."""
+    ``d`` (:func:`cca_lib.stats.permutation_null`, :data:`FLOOR_PERMUTATIONS` permutations).
+
+    :class:`cca_lib.FewSamplesWarning` (fewer than 5 groups per unit) is not raised here: the
+    floor is the measurement of that bias that the warning recommends."""
+    import warnings
+
+    from cca_lib import FewSamplesWarning
+
     out = {}
-    for m in _SIMILARITIES:
-        null = _stats.permutation_null(ref, ref, m, n_perm=FLOOR_PERMUTATIONS, seed=seed,
-                                       groups=groups)
-        out[m] = 1.0 - null.floor
-    for m, f in (("cosine", _analysis.cosine_distance),
-                 ("Euclidean", _analysis.euclidean_distance)):
-        null = _stats.permutation_null(ref, ref, f, n_perm=FLOOR_PERMUTATIONS, seed=seed,
-                                       groups=groups, alternative="less")
-        out[m] = null.floor
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FewSamplesWarning)
+        for m in _SIMILARITIES:
+            null = _stats.permutation_null(ref, ref, m, n_perm=FLOOR_PERMUTATIONS, seed=seed,
+                                           groups=groups)
+            out[m] = 1.0 - null.floor
+        for m, f in (("cosine", _analysis.cosine_distance),
+                     ("Euclidean", _analysis.euclidean_distance)):
+            null = _stats.permutation_null(ref, ref, f, n_perm=FLOOR_PERMUTATIONS, seed=seed,
+                                           groups=groups, alternative="less")
+            out[m] = null.floor
     return out
 
 
@@ -434,28 +457,126 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
 # Figures
 # ---------------------------------------------------------------------------------------------
 
+def distance_table(result: Result, measures: tuple[str, ...] = ("PWCCA", "linear CKA")
+                   ) -> pd.DataFrame:
+    """The distances to the final step of ``measures``, mean over seeds: one row per checkpoint
+    after step 0, one column per measure and layer (narrow enough for the book's column)."""
+    unknown = sorted(set(measures) - set(MEASURES))
+    if unknown:
+        raise ValueError(f"measures must be among {MEASURES}, got {unknown}")
+    frame = result.to_frame()
+    frame = frame[(frame["step"] > 0) & frame["measure"].isin(measures)]
+    table = frame.pivot_table(index="step", columns=["measure", "layer"], values="distance")
+    return table[list(measures)]
+
+
+def summary_table(result: Result) -> pd.DataFrame:
+    """The numbers behind the C8 check, one row per seed and measure: the time-averaged
+    distance of each layer over the learning checkpoints (:meth:`Result.area`), the share of
+    them at which the layers are strictly ordered (:meth:`Result.ordered_fraction`) and the
+    separation index (:meth:`Result.separation`)."""
+    rows = {}
+    for seed in result.seeds:
+        for m in MEASURES:
+            row = {("time-averaged distance", f"layer {k}"): v
+                   for k, v in result.area(m, seed).items()}
+            row[("ordered share", "")] = result.ordered_fraction(m, seed)
+            row[("separation S", "")] = result.separation(m, seed)
+            rows[(seed, m)] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.names = ["seed", "measure"]
+    table.columns = pd.MultiIndex.from_tuples(table.columns)
+    return table
+
+
 def _range(values):
     return float(np.min(values)), float(np.max(values))
+
+
+#: The part of viridis the layer colours are taken from (dark blue for layer 1 to green for the
+#: top layer): its last, yellow shades are left out, as they are hard to see on white.
+LAYER_CMAP_SPAN = (0.0, 0.8)
+#: The part of magma the checkpoint colours of the spectra are taken from (light red for the
+#: earliest shown step to near-black for the last); its near-white end is left out.
+STEP_CMAP_SPAN = (0.75, 0.05)
+#: Panel size (inches) of the chapter's multi-panel figures, two panels to a row: two of them
+#: fill the book's text column (:data:`cca_lib.plotting.COLUMN_WIDTH_IN`).
+PANEL = (3.45, 2.7)
+
+
+def layer_palette(layers) -> dict:
+    """One colour per layer, from a truncated viridis (:data:`LAYER_CMAP_SPAN`): no shade of it
+    is near white."""
+    import matplotlib.pyplot as plt
+
+    layers = list(layers)
+    colors = plt.get_cmap("viridis")(np.linspace(*LAYER_CMAP_SPAN, len(layers)))
+    return {layer: tuple(c) for layer, c in zip(layers, colors, strict=True)}
+
+
+def step_palette(steps) -> dict:
+    """One colour per checkpoint, light red (early) to near black (late), evenly spaced in the
+    order of the steps, from a truncated magma (:data:`STEP_CMAP_SPAN`)."""
+    import matplotlib.pyplot as plt
+
+    steps = sorted(steps)
+    colors = plt.get_cmap("magma")(np.linspace(*STEP_CMAP_SPAN, len(steps)))
+    return {step: tuple(c) for step, c in zip(steps, colors, strict=True)}
+
+
+def panel_legend(fig, handles, labels, title: str) -> None:
+    """The figure's one legend: in the grid's spare panel if it has one (a
+    :func:`cca_lib.plotting.grid` with fewer panels than places), otherwise below the panels."""
+    spare = [ax for ax in fig.axes if not ax.get_visible()]
+    if spare:
+        ax = spare[0]
+        ax.set_visible(True)
+        ax.set_axis_off()
+        ax.xaxis.set_visible(False)
+        ax.yaxis.set_visible(False)
+        ax.legend(handles, labels, title=title, loc="center", frameon=False)
+    else:
+        fig.legend(handles, labels, title=title, loc="outside lower center",
+                   ncols=min(len(labels), 4))
+
+
+def _first_legend(axes):
+    """Handles and labels of the first panel's legend, which is then removed."""
+    legend = axes[0].get_legend()
+    handles, labels = axes[0].get_legend_handles_labels()
+    if legend is not None:
+        legend.remove()
+    return handles, labels
+
+
+def floor_handle():
+    """A legend entry for the dashed sampling-floor lines."""
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], ls="--", lw=1, color="0.35")
 
 
 def plot_distances(result: Result):
     """The paper's Fig. 6 and A8: distance to the final representation vs training step, one
     line per layer (mean over seeds, band: across-seed range), one panel per measure (log step
-    axis; step 0 left out). Dashed: each layer's sampling floor (mean over seeds); grey: the
-    checkpoints before the model learns (before the earliest :meth:`Result.learning_start`)."""
-    import matplotlib.pyplot as plt
+    axis; step 0 left out), two panels to a row. Dashed: each layer's sampling floor (mean over
+    seeds); grey: the checkpoints before the model learns (before the earliest
+    :meth:`Result.learning_start`)."""
     import seaborn as sns
+    from matplotlib.patches import Patch
+
+    from cca_lib import plotting
 
     frame = result.to_frame()
     frame = frame[frame["step"] > 0]
-    fig, axes = plt.subplots(1, len(MEASURES), figsize=(17, 3.6), constrained_layout=True)
+    fig, axes = plotting.grid(len(MEASURES), ncols=2, panel=PANEL)
     layers = sorted(frame["layer"].unique())
-    palette = dict(zip(layers, sns.color_palette("viridis_r", len(layers)), strict=True))
+    palette = layer_palette(layers)
     starts = [s for s in (result.learning_start(seed) for seed in result.seeds) if s]
-    for ax, measure in zip(axes, MEASURES, strict=True):
+    for i, (ax, measure) in enumerate(zip(axes, MEASURES, strict=True)):
         sub = frame[frame["measure"] == measure]
         sns.lineplot(data=sub, x="step", y="distance", hue="layer", palette=palette,
-                     marker="o", markersize=4, errorbar=_range, ax=ax, legend=ax is axes[0])
+                     marker="o", markersize=4, errorbar=_range, ax=ax, legend=i == 0)
         fl = result.floors[result.floors["measure"] == measure].groupby("layer")["distance"]
         for layer, val in fl.mean().items():
             ax.axhline(val, ls="--", lw=1, color=palette[layer])
@@ -463,17 +584,24 @@ def plot_distances(result: Result):
             ax.axvspan(max(1, sub["step"].min()), min(starts), color="0.85", zorder=0)
         ax.set_xscale("log")
         ax.set(title=measure, xlabel="training step (log)",
-               ylabel="distance to final step" if ax is axes[0] else "")
-    axes[0].legend(title="layer", fontsize="small")
+               ylabel="distance to final step" if i % 2 == 0 else "")
+    handles, labels = _first_legend(axes)
+    handles, labels = handles + [floor_handle()], labels + ["sampling floor"]
+    if starts:
+        handles.append(Patch(color="0.85"))
+        labels.append("before learning")
+    panel_legend(fig, handles, labels, "layer")
     return fig
 
 
 def plot_spectra(result: Result, steps: tuple[int, ...] | None = None,
                  seed: int | None = None):
     """The paper's Fig. 1b/c: sorted CCA coefficients between each layer at step t and at the
-    final step, one panel per layer, one line per checkpoint (one seed, default the first)."""
-    import matplotlib.pyplot as plt
+    final step, one panel per layer (two to a row), one line per checkpoint (one seed, default
+    the first; colours from :func:`step_palette`, darker = later)."""
     import seaborn as sns
+
+    from cca_lib import plotting
 
     seed = result.seeds[0] if seed is None else seed
     spec = result.spectra[result.spectra["seed"] == seed]
@@ -483,33 +611,27 @@ def plot_spectra(result: Result, steps: tuple[int, ...] | None = None,
         steps = tuple(all_steps[i] for i in idx)
     spec = spec[spec["step"].isin(steps)]
     layers = sorted(spec["layer"].unique())
-    fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers), 3.6),
-                             constrained_layout=True, sharey=True)
-    for ax, layer in zip(np.atleast_1d(axes), layers, strict=True):
+    palette = step_palette(steps)
+    fig, axes = plotting.grid(len(layers), ncols=2, panel=PANEL, sharey=True)
+    for i, (ax, layer) in enumerate(zip(axes, layers, strict=True)):
         sub = spec[spec["layer"] == layer]
-        sns.lineplot(data=sub, x="index", y="rho", hue="step", palette="magma_r",
-                     hue_norm=matplotlib_lognorm(min(steps), max(steps)), ax=ax,
-                     legend=layer == layers[-1])
+        sns.lineplot(data=sub, x="index", y="rho", hue="step", palette=palette, ax=ax,
+                     legend=i == 0)
         ax.axhline(RHO_LEVEL, ls=":", color="grey", lw=1)
         ax.set(title=f"layer {layer} (seed {seed})", xlabel="CCA direction (sorted)",
-               ylabel=r"$\rho_i$ with the final step", ylim=(0, 1.02))
-    np.atleast_1d(axes)[-1].legend(title="step", fontsize="small", loc="center left",
-                                   bbox_to_anchor=(1.02, 0.5))
+               ylabel=r"$\rho_i$ with the final step" if i % 2 == 0 else "", ylim=(0, 1.02))
+    handles, labels = _first_legend(axes)
+    panel_legend(fig, handles, labels, "step")
     return fig
-
-
-def matplotlib_lognorm(lo: float, hi: float):
-    from matplotlib.colors import LogNorm
-
-    return LogNorm(vmin=max(lo, 1), vmax=max(hi, 2))
 
 
 def plot_perplexity(result: Result):
     """Validation perplexity over training (log step axis), one line per seed, with the
-    unigram model and each seed's converged step (:meth:`Result.converged_step`, dotted)."""
+    unigram model (dashed) and each seed's converged step (:meth:`Result.converged_step`,
+    dotted)."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.6), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(6.5, 3.6), constrained_layout=True)
     for i, seed in enumerate(result.seeds):
         h = result._history(seed)
         h = h[h["step"] > 0]
@@ -519,7 +641,7 @@ def plot_perplexity(result: Result):
             ax.axhline(np.exp(result.metrics[seed]["unigram_valid_loss"]), ls="--",
                        color="grey", label="unigram model")
     ax.set(xscale="log", xlabel="training step (log)", ylabel="perplexity",
-           title="Validation perplexity (dotted: loss within 1% of its final value from here)")
+           title="Validation perplexity")
     ax.legend(fontsize="small")
     return fig
 
@@ -793,7 +915,8 @@ def floor_note(result: Result, measure: str = "PWCCA") -> str:
             f"than unrelated inputs: " + "; ".join(parts) + ".")
 
 
-__all__ = ["MEASURES", "RUN_FIELDS", "Config", "Result", "check", "floor_distances",
-           "floor_note", "lm_config", "lm_configs", "majority", "nets_table", "plot_distances",
-           "plot_perplexity", "plot_spectra", "probe_ids", "run", "seeds", "total_steps",
-           "train", "train_all"]
+__all__ = ["MEASURES", "NETS_HEADINGS", "RUN_FIELDS", "Config", "Result", "check",
+           "distance_table", "floor_distances", "floor_note", "layer_palette", "lm_config",
+           "lm_configs", "majority", "nets_table", "nets_view", "panel_legend", "plot_distances",
+           "plot_perplexity", "plot_spectra", "probe_ids", "run", "seeds", "step_palette",
+           "summary_table", "total_steps", "train", "train_all"]

@@ -341,78 +341,136 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
 # Figures
 # ---------------------------------------------------------------------------------------------
 
+def curve_table(result: Result, model: str = "trained",
+                measures: tuple[str, ...] = ("PWCCA", "linear CKA")) -> pd.DataFrame:
+    """The curves of :meth:`Result.curve` of ``model`` for ``measures``, mean over seeds: one
+    row per timestep ``j = 0 .. window - 1``, then the two sampling floors (mean over seeds);
+    one column per measure and layer. Narrow enough for the book's column."""
+    unknown = sorted(set(measures) - set(FLOOR_MEASURES))
+    if unknown:
+        raise ValueError(f"measures must be among {FLOOR_MEASURES} (those with a floor), got "
+                         f"{unknown}")
+    c = result.curves[(result.curves["model"] == model)
+                      & result.curves["measure"].isin(measures)]
+    if c.empty:
+        raise ValueError(f"no curves for model={model!r}")
+    table = c.pivot_table(index="j", columns=["measure", "layer"], values="distance")
+    table.index = [f"j = {j}" for j in table.index]
+    f = result.floors[(result.floors["model"] == model)
+                      & result.floors["measure"].isin(measures)]
+    floors = f.pivot_table(index="floor", columns=["measure", "layer"], values="distance")
+    floors.index = [f"floor: {k}" for k in floors.index]
+    out = pd.concat([table, floors])
+    out.columns = out.columns.set_names(["measure", "layer"])
+    return out[list(measures)]
+
+
+#: The part of plasma the toy RNN's blend colours are taken from (dark blue for a = 0 to orange
+#: for the largest a): its near-white yellow end is left out.
+BLEND_CMAP_SPAN = (0.0, 0.8)
+
+
+def blend_palette(blends) -> dict:
+    """One colour per toy blend ``a``, from a truncated plasma (:data:`BLEND_CMAP_SPAN`)."""
+    import matplotlib.pyplot as plt
+
+    blends = sorted(blends)
+    colors = plt.get_cmap("plasma")(np.linspace(*BLEND_CMAP_SPAN, len(blends)))
+    return {a: tuple(c) for a, c in zip(blends, colors, strict=True)}
+
+
+def _legend_of_first(axes, extra=()):
+    """The first panel's legend entries (its legend removed), with ``extra`` (handle, label)s."""
+    handles, labels = axes[0].get_legend_handles_labels()
+    if axes[0].get_legend() is not None:
+        axes[0].get_legend().remove()
+    for handle, label in extra:
+        handles.append(handle)
+        labels.append(label)
+    return handles, labels
+
+
 def plot_curves(result: Result, model: str = "trained"):
     """The paper's Figs. A2/A3: distance of O_j to the last step vs j, one line per layer (mean
-    over seeds, band: across-seed range), one panel per measure; the CCA and CKA panels show
-    the permuted-rows sampling floor (dashed, mean over seeds)."""
-    import matplotlib.pyplot as plt
+    over seeds, band: across-seed range), one panel per measure, two to a row; the CCA and CKA
+    panels show the permuted-rows sampling floor (dashed, mean over seeds)."""
     import seaborn as sns
+
+    from cca_lib import plotting
 
     c = result.curves[result.curves["model"] == model]
     layers = sorted(c["layer"].unique())
-    palette = dict(zip(layers, sns.color_palette("viridis_r", len(layers)), strict=True))
-    fig, axes = plt.subplots(1, len(MEASURES), figsize=(17, 3.5), constrained_layout=True)
+    palette = rnn_dynamics.layer_palette(layers)
+    fig, axes = plotting.grid(len(MEASURES), ncols=2, panel=rnn_dynamics.PANEL)
     f = result.floors[(result.floors["model"] == model)
                       & (result.floors["floor"] == "permuted rows")]
-    for ax, measure in zip(axes, MEASURES, strict=True):
+    for i, (ax, measure) in enumerate(zip(axes, MEASURES, strict=True)):
         sub = c[c["measure"] == measure]
         sns.lineplot(data=sub, x="j", y="distance", hue="layer", palette=palette, marker="o",
-                     markersize=4, errorbar=rnn_dynamics._range, ax=ax, legend=ax is axes[0])
+                     markersize=4, errorbar=rnn_dynamics._range, ax=ax, legend=i == 0)
         if measure in FLOOR_MEASURES:
             for layer, val in f[f["measure"] == measure].groupby("layer")["distance"].mean(
                     ).items():
                 ax.axhline(val, ls="--", lw=1, color=palette[layer])
         ax.set(title=measure, xlabel="timestep j in the window",
-               ylabel=f"distance to O_{result.config.window - 1}" if ax is axes[0] else "")
-    axes[0].legend(title="layer", fontsize="small")
-    when = "at the final step" if model == "trained" else "at step 0 (untrained)"
-    fig.suptitle(f"{len(result.seeds)} LSTMs {when} (dashed: sampling floor)",
-                 fontsize="medium")
+               ylabel=f"distance to O_{result.config.window - 1}" if i % 2 == 0 else "")
+    handles, labels = _legend_of_first(axes, [(rnn_dynamics.floor_handle(), "sampling floor")])
+    rnn_dynamics.panel_legend(fig, handles, labels, "layer")
     return fig
 
 
 def plot_toy(result: Result):
-    """Toy RNN (paper Fig. A4): distance of h_j to the last state for each blend a."""
-    import matplotlib.pyplot as plt
+    """Toy RNN (paper Fig. A4): distance of h_j to the last state for each blend a, one panel
+    per measure, two to a row."""
     import seaborn as sns
 
-    fig, axes = plt.subplots(1, len(MEASURES), figsize=(17, 3.3), constrained_layout=True)
-    for ax, measure in zip(axes, MEASURES, strict=True):
+    from cca_lib import plotting
+
+    palette = blend_palette(result.toy["a"].unique())
+    fig, axes = plotting.grid(len(MEASURES), ncols=2, panel=rnn_dynamics.PANEL)
+    for i, (ax, measure) in enumerate(zip(axes, MEASURES, strict=True)):
         sub = result.toy[result.toy["measure"] == measure]
-        sns.lineplot(data=sub, x="j", y="distance", hue="a", palette="rocket_r", marker="o",
-                     markersize=4, ax=ax, legend=ax is axes[0])
+        sns.lineplot(data=sub, x="j", y="distance", hue="a", palette=palette, marker="o",
+                     markersize=4, ax=ax, legend=i == 0)
         ax.set(title=measure, xlabel="timestep j",
-               ylabel=f"distance to h_{result.config.window - 1}" if ax is axes[0] else "")
-    axes[0].legend(title="blend a", fontsize="small")
-    fig.suptitle("Toy RNN h' = W h + a sigmoid(V h) + b, W orthogonal", fontsize="medium")
+               ylabel=f"distance to h_{result.config.window - 1}" if i % 2 == 0 else "")
+    handles, labels = _legend_of_first(axes)
+    rnn_dynamics.panel_legend(fig, handles, labels, "blend a")
     return fig
 
 
 def plot_repeats(result: Result, measure: str = "PWCCA"):
-    """Repeated input: distance of O_j to the last repeat, early vs late context, per layer
-    (mean over seeds, band: across-seed range; dashed: sampling floor)."""
-    import matplotlib.pyplot as plt
+    """Repeated input: distance of O_j to the last repeat, early vs late context, one panel per
+    layer, two to a row (mean over seeds, band: across-seed range; dashed: sampling floor;
+    dotted: the similarity :data:`REPEAT_SIMILARITY_MIN`)."""
     import seaborn as sns
+    from matplotlib.lines import Line2D
+
+    from cca_lib import plotting
 
     r = result.repeats[result.repeats["measure"] == measure]
     layers = sorted(r["layer"].unique())
-    fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers), 3.3),
-                             constrained_layout=True, sharey=True)
+    fig, axes = plotting.grid(len(layers), ncols=2, panel=rnn_dynamics.PANEL, sharey=True)
     f = result.repeat_floors
-    for ax, layer in zip(np.atleast_1d(axes), layers, strict=True):
+    colors = dict(zip(["early", "late"], sns.color_palette()[:2], strict=True))
+    for i, (ax, layer) in enumerate(zip(axes, layers, strict=True)):
         sub = r[r["layer"] == layer]
         sns.lineplot(data=sub, x="j", y="distance", hue="context", marker="o", markersize=4,
-                     hue_order=["early", "late"], errorbar=rnn_dynamics._range, ax=ax,
-                     legend=layer == layers[0])
-        for context, color in zip(["early", "late"], sns.color_palette()[:2], strict=True):
+                     hue_order=["early", "late"], palette=colors, errorbar=rnn_dynamics._range,
+                     ax=ax, legend=i == 0)
+        for context, color in colors.items():
             val = f[(f["layer"] == layer) & (f["context"] == context) & (f["measure"] == measure)
                     & (f["floor"] == "permuted rows")]["distance"].mean()
             ax.axhline(val, ls="--", lw=1, color=color)
         ax.axhline(1 - REPEAT_SIMILARITY_MIN, ls=":", lw=1, color="black")
-        ax.set(title=f"layer {layer}", xlabel="repeat j",
-               ylabel=f"{measure} distance to the last repeat" if layer == layers[0] else "")
-    fig.suptitle(f"The token {result.repeat_token!r} repeated {result.config.window} times "
-                 f"(dashed: sampling floor; dotted: similarity {REPEAT_SIMILARITY_MIN:g})",
+        ax.set(title=f"layer {layer}", xlabel="repeat j", ylabel="")
+    handles, labels = _legend_of_first(axes, [
+        (rnn_dynamics.floor_handle(), "sampling floor"),
+        (Line2D([], [], ls=":", lw=1, color="black"),
+         f"similarity {REPEAT_SIMILARITY_MIN:g}")])
+    rnn_dynamics.panel_legend(fig, handles, labels, "context")
+    fig.supylabel(f"{measure} distance to the last repeat", fontsize="medium")
+    fig.suptitle(f"The token {result.repeat_token!r} repeated {result.config.window} times",
                  fontsize="medium")
     return fig
 
@@ -569,5 +627,6 @@ def check(result: Result) -> list[Claim]:
                   cka_agrees=cka_verdict == verdict, setup=setup)]
 
 
-__all__ = ["FLOOR_MEASURES", "MEASURES", "Config", "Result", "check", "plot_curves",
-           "plot_repeats", "plot_toy", "repeated_probes", "run", "sanity_checks", "toy_states"]
+__all__ = ["FLOOR_MEASURES", "MEASURES", "Config", "Result", "blend_palette", "check",
+           "curve_table", "plot_curves", "plot_repeats", "plot_toy", "repeated_probes", "run",
+           "sanity_checks", "toy_states"]
