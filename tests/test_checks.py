@@ -379,9 +379,10 @@ _W = (6, 8, 12, 16, 24)
 
 
 def _width(trained, init, acc=(0.80, 0.82, 0.85, 0.87, 0.90), seeds=3, all_trained=True,
-           cka=None):
+           cka=None, acc_spread=0.0):
     """``trained`` / ``init``: layer -> mean within-group distance per width (each pair at it
-    +- 0.002, deterministic)."""
+    +- 0.002, deterministic); ``acc_spread``: the nets of a width have test accuracies up to
+    this far from the width's (deterministic), which widens the bootstrap intervals of r."""
     cfg = width.Config(widths=_W, n_seeds=seeds)
     rows = []
     for state, values in (("trained", trained), ("init", init)):
@@ -396,7 +397,8 @@ def _width(trained, init, acc=(0.80, 0.82, 0.85, 0.87, 0.90), seeds=3, all_train
     n = len(_W) * seeds
     nets = pd.DataFrame({"width": [w for w in cfg.widths for _ in range(seeds)],
                          "seed": list(range(seeds)) * len(_W),
-                         "test_acc": [a + 0.001 * s for a in acc for s in range(seeds)],
+                         "test_acc": [a + 0.001 * s + acc_spread * ((7 * s + i * seeds + s) % 3 - 1)
+                                      for i, a in enumerate(acc) for s in range(seeds)],
                          "train_acc": [1.0] * n, "converged": [True] * n,
                          "trained": [all_trained] + [True] * (n - 1),
                          "trained_rule": ["rule"] * n})
@@ -415,10 +417,15 @@ def test_width_check_holds_partly_and_fails():
     assert _statuses(claims) == ["holds", "holds"]
     assert all(c.cka_agrees is True and c.ours and c.setup for c in claims)
     # the control at initialization falls as much as the trained distance: not training's work;
-    # C6 keeps its correlation part only
+    # accuracy correlates as strongly with the untrained distances, so C6 fails its control too
     control = _width({"conv4": FALLING, "logits": FALLING},
                      {"conv4": FALLING_INIT, "logits": FLAT_INIT})
-    assert _statuses(width.check(control)) == ["does not hold", "partly"]
+    assert _statuses(width.check(control)) == ["does not hold", "does not hold"]
+    # initialization distances that rise with width: the correlation part passes, the "barely
+    # change" part does not
+    rising = _width({"conv4": FALLING, "logits": FALLING},
+                    {"conv4": FALLING_INIT[::-1], "logits": FLAT_INIT})
+    assert _statuses(width.check(rising)) == ["holds", "partly"]
     # nets that missed the trained rule: at most partly, and the evidence says so
     under = width.check(_width({"conv4": FALLING, "logits": FALLING},
                                {"conv4": FLAT_INIT, "logits": FLAT_INIT}, all_trained=False))
@@ -453,10 +460,50 @@ def test_width_check_c6_needs_a_significant_correlation():
     assert p.passed is False and "120 orderings" in p.threshold
 
 
+def test_width_check_c6_judges_the_whole_interval_of_r():
+    # r's estimate is near -1, but with accuracies spread within each width its interval
+    # reaches above -0.8: the correlation part fails (the point estimate alone would pass)
+    res = _width({"conv4": FALLING, "logits": FALLING}, {"conv4": FLAT_INIT, "logits": FLAT_INIT},
+                 acc_spread=0.05)
+    t = res.trend().loc["conv4"]
+    assert t["r"] <= width.PEARSON_MAX < t["r high"]
+    c5, c6 = width.check(res)
+    assert (c5.status, c6.status) == ("holds", "does not hold")
+    (row,) = [c for c in c6.criteria if c.name.startswith("Pearson r") and "conv4" in c.name]
+    assert row.passed is False and row.measured == pytest.approx(t["r high"])
+    # a narrow spread keeps the whole interval below -0.8
+    res = _width({"conv4": FALLING, "logits": FALLING}, {"conv4": FLAT_INIT, "logits": FLAT_INIT},
+                 acc_spread=0.01)
+    assert width.check(res)[1].status == "holds"
+
+
+def test_width_check_c6_trained_correlation_must_beat_the_initialization_control():
+    # distances at initialization fall a little with width (within the flat margin), in step
+    # with accuracy: untrained nets already give r near -1, so training adds nothing
+    init = tuple(0.6 - 0.004 * np.log2(w / 6) for w in _W)
+    acc = tuple(0.80 + 0.05 * np.log2(w / 6) for w in _W)
+    res = _width({"conv4": FALLING, "logits": FALLING}, {"conv4": init, "logits": FLAT_INIT},
+                 acc=acc)
+    t = res.trend().loc["conv4"]
+    assert t["r high"] <= width.PEARSON_MAX and t["init r"] < -0.99
+    assert t["r difference high"] >= width.R_DIFFERENCE_MAX
+    c5, c6 = width.check(res)
+    assert (c5.status, c6.status) == ("holds", "does not hold")
+    (row,) = [c for c in c6.criteria if c.name.startswith("trained minus initialization r")
+              and "conv4" in c.name]
+    assert row.passed is False and "stronger than the control" in row.threshold
+    assert "at initialization r = " in c6.evidence and "at initialization r = " in c6.ours
+    # with flat distances at initialization the control is passed
+    good = _width({"conv4": FALLING, "logits": FALLING},
+                  {"conv4": FLAT_INIT, "logits": FLAT_INIT}, acc=acc)
+    assert width.check(good)[1].status == "holds"
+
+
 def test_width_check_init_slope_interval_and_cka():
-    # a small init slope (0.005 per doubling) is within the margin, a larger one is not
-    small = tuple(0.6 - 0.005 * np.log2(w / 6) for w in _W)
-    large = tuple(0.6 - 0.03 * np.log2(w / 6) for w in _W)
+    # a small init slope (0.005 per doubling) is within the margin, a larger one is not (both
+    # rising, so that accuracy is not anti-correlated with them: the r control passes)
+    small = tuple(0.6 + 0.005 * np.log2(w / 6) for w in _W)
+    large = tuple(0.6 + 0.03 * np.log2(w / 6) for w in _W)
     for init, expected in ((small, "holds"), (large, "partly")):
         res = _width({"conv4": FALLING, "logits": FALLING}, {"conv4": init, "logits": FLAT_INIT})
         assert width.check(res)[1].status == expected
