@@ -379,9 +379,10 @@ _W = (6, 8, 12, 16, 24)
 
 
 def _width(trained, init, acc=(0.80, 0.82, 0.85, 0.87, 0.90), seeds=3, all_trained=True,
-           cka=None):
+           cka=None, acc_spread=0.0):
     """``trained`` / ``init``: layer -> mean within-group distance per width (each pair at it
-    +- 0.002, deterministic)."""
+    +- 0.002, deterministic); ``acc_spread``: the nets of a width have test accuracies up to
+    this far from the width's (deterministic), which widens the bootstrap intervals of r."""
     cfg = width.Config(widths=_W, n_seeds=seeds)
     rows = []
     for state, values in (("trained", trained), ("init", init)):
@@ -396,7 +397,8 @@ def _width(trained, init, acc=(0.80, 0.82, 0.85, 0.87, 0.90), seeds=3, all_train
     n = len(_W) * seeds
     nets = pd.DataFrame({"width": [w for w in cfg.widths for _ in range(seeds)],
                          "seed": list(range(seeds)) * len(_W),
-                         "test_acc": [a + 0.001 * s for a in acc for s in range(seeds)],
+                         "test_acc": [a + 0.001 * s + acc_spread * ((7 * s + i * seeds + s) % 3 - 1)
+                                      for i, a in enumerate(acc) for s in range(seeds)],
                          "train_acc": [1.0] * n, "converged": [True] * n,
                          "trained": [all_trained] + [True] * (n - 1),
                          "trained_rule": ["rule"] * n})
@@ -415,10 +417,15 @@ def test_width_check_holds_partly_and_fails():
     assert _statuses(claims) == ["holds", "holds"]
     assert all(c.cka_agrees is True and c.ours and c.setup for c in claims)
     # the control at initialization falls as much as the trained distance: not training's work;
-    # C6 keeps its correlation part only
+    # accuracy correlates as strongly with the untrained distances, so C6 fails its control too
     control = _width({"conv4": FALLING, "logits": FALLING},
                      {"conv4": FALLING_INIT, "logits": FLAT_INIT})
-    assert _statuses(width.check(control)) == ["does not hold", "partly"]
+    assert _statuses(width.check(control)) == ["does not hold", "does not hold"]
+    # initialization distances that rise with width: the correlation part passes, the "barely
+    # change" part does not
+    rising = _width({"conv4": FALLING, "logits": FALLING},
+                    {"conv4": FALLING_INIT[::-1], "logits": FLAT_INIT})
+    assert _statuses(width.check(rising)) == ["holds", "partly"]
     # nets that missed the trained rule: at most partly, and the evidence says so
     under = width.check(_width({"conv4": FALLING, "logits": FALLING},
                                {"conv4": FLAT_INIT, "logits": FLAT_INIT}, all_trained=False))
@@ -453,10 +460,50 @@ def test_width_check_c6_needs_a_significant_correlation():
     assert p.passed is False and "120 orderings" in p.threshold
 
 
+def test_width_check_c6_judges_the_whole_interval_of_r():
+    # r's estimate is near -1, but with accuracies spread within each width its interval
+    # reaches above -0.8: the correlation part fails (the point estimate alone would pass)
+    res = _width({"conv4": FALLING, "logits": FALLING}, {"conv4": FLAT_INIT, "logits": FLAT_INIT},
+                 acc_spread=0.05)
+    t = res.trend().loc["conv4"]
+    assert t["r"] <= width.PEARSON_MAX < t["r high"]
+    c5, c6 = width.check(res)
+    assert (c5.status, c6.status) == ("holds", "does not hold")
+    (row,) = [c for c in c6.criteria if c.name.startswith("Pearson r") and "conv4" in c.name]
+    assert row.passed is False and row.measured == pytest.approx(t["r high"])
+    # a narrow spread keeps the whole interval below -0.8
+    res = _width({"conv4": FALLING, "logits": FALLING}, {"conv4": FLAT_INIT, "logits": FLAT_INIT},
+                 acc_spread=0.01)
+    assert width.check(res)[1].status == "holds"
+
+
+def test_width_check_c6_trained_correlation_must_beat_the_initialization_control():
+    # distances at initialization fall a little with width (within the flat margin), in step
+    # with accuracy: untrained nets already give r near -1, so training adds nothing
+    init = tuple(0.6 - 0.004 * np.log2(w / 6) for w in _W)
+    acc = tuple(0.80 + 0.05 * np.log2(w / 6) for w in _W)
+    res = _width({"conv4": FALLING, "logits": FALLING}, {"conv4": init, "logits": FLAT_INIT},
+                 acc=acc)
+    t = res.trend().loc["conv4"]
+    assert t["r high"] <= width.PEARSON_MAX and t["init r"] < -0.99
+    assert t["r difference high"] >= width.R_DIFFERENCE_MAX
+    c5, c6 = width.check(res)
+    assert (c5.status, c6.status) == ("holds", "does not hold")
+    (row,) = [c for c in c6.criteria if c.name.startswith("trained minus initialization r")
+              and "conv4" in c.name]
+    assert row.passed is False and "stronger than the control" in row.threshold
+    assert "at initialization r = " in c6.evidence and "at initialization r = " in c6.ours
+    # with flat distances at initialization the control is passed
+    good = _width({"conv4": FALLING, "logits": FALLING},
+                  {"conv4": FLAT_INIT, "logits": FLAT_INIT}, acc=acc)
+    assert width.check(good)[1].status == "holds"
+
+
 def test_width_check_init_slope_interval_and_cka():
-    # a small init slope (0.005 per doubling) is within the margin, a larger one is not
-    small = tuple(0.6 - 0.005 * np.log2(w / 6) for w in _W)
-    large = tuple(0.6 - 0.03 * np.log2(w / 6) for w in _W)
+    # a small init slope (0.005 per doubling) is within the margin, a larger one is not (both
+    # rising, so that accuracy is not anti-correlated with them: the r control passes)
+    small = tuple(0.6 + 0.005 * np.log2(w / 6) for w in _W)
+    large = tuple(0.6 + 0.03 * np.log2(w / 6) for w in _W)
     for init, expected in ((small, "holds"), (large, "partly")):
         res = _width({"conv4": FALLING, "logits": FALLING}, {"conv4": init, "logits": FLAT_INIT})
         assert width.check(res)[1].status == expected
@@ -517,15 +564,68 @@ def _lr(pwcca=None, cka=None, *, acc=(0.85, 0.84, 0.86, 0.85, 0.845, 0.855),
 
 def test_learning_rate_check_holds_partly_and_fails():
     assert _statuses(_plain(learning_rate.check(_lr()))) == ["holds"]
-    fails_discrete = (dict(silhouettes={2: 0.2, 3: 0.24}), dict(lr_contiguous=False),
-                      dict(contrast_p=0.06), dict(n_clusters=1, silhouettes={1: 0.4}),
-                      dict(lr_consistent=2 / 3))
-    for change in fails_discrete:
+    # the node-label test and a valid cut pass, and some (not all) cut criteria: partly
+    one_cut_criterion_fails = (dict(silhouettes={2: 0.2, 3: 0.24}), dict(lr_contiguous=False),
+                               dict(lr_consistent=2 / 3))
+    for change in one_cut_criterion_fails:
         assert _statuses(learning_rate.check(_lr(_lr_analysis(**change)))) == ["partly"], change
-    for change in (dict(mantel_p=0.06), dict(mantel_r=0.45)):
-        assert _statuses(learning_rate.check(_lr(_lr_analysis(**change)))) == ["partly"], change
-    both = _lr_analysis(mantel_r=0.4, lr_consistent=2 / 3)
-    assert _statuses(learning_rate.check(_lr(both))) == ["does not hold"]
+    two_fail = _lr_analysis(silhouettes={2: 0.2, 3: 0.24}, lr_consistent=2 / 3)
+    assert _statuses(learning_rate.check(_lr(two_fail))) == ["partly"]
+    # every cut criterion fails, or the node-label test does, or there is no valid cut: no credit
+    no_credit = (dict(silhouettes={2: 0.2, 3: 0.24}, lr_consistent=2 / 3, lr_contiguous=False),
+                 dict(contrast_p=0.06), dict(n_clusters=1, silhouettes={1: 0.4}),
+                 dict(contrast_p=0.06, lr_contiguous=False))
+    for change in no_credit:
+        assert _statuses(learning_rate.check(_lr(_lr_analysis(**change)))) == \
+            ["does not hold"], change
+
+
+def test_learning_rate_continuum_does_not_decide_c7():
+    # a strong continuum does not earn "partly" when the clusters fail (the old rule's credit)
+    clusters_fail = _lr_analysis(contrast_p=0.3, lr_consistent=2 / 3)
+    (claim,) = _plain(learning_rate.check(_lr(clusters_fail)))
+    assert claim.status == "does not hold"
+    assert "a strong ordering" in claim.evidence and "not a strong ordering" not in claim.evidence
+    # and a weak continuum takes nothing away from clusters that pass
+    for change in (dict(mantel_p=0.06), dict(mantel_r=0.1)):
+        (claim,) = _plain(learning_rate.check(_lr(_lr_analysis(**change))))
+        assert claim.status == "holds", change
+        assert "not a strong ordering" in claim.evidence
+    mantel_rows = [c for c in claim.criteria if "Mantel" in c.name]
+    assert len(mantel_rows) == 2 and all(c.passed is None for c in mantel_rows)
+    # CKA is held to the same rule: its continuum alone does not make it agree
+    (claim,) = learning_rate.check(_lr(clusters_fail, cka=_lr_analysis("linear CKA",
+                                                                       contrast_p=0.3)))
+    assert claim.cka_agrees is True and '"does not hold"' in claim.evidence
+
+
+def test_learning_rate_cut_must_obey_the_minimum_cluster_size():
+    # two learning rates x 3 nets, plus one outlier net far from every other: every cut into
+    # 2 or 3 clusters leaves the outlier alone, so no cut is valid with min_cluster_size 2
+    lrs = np.array([0.1, 0.1, 0.1, 1.0, 1.0, 1.0, 1.0])
+    d = np.full((7, 7), 0.3)
+    d[:3, :3] = d[3:6, 3:6] = 0.1
+    d[6, :] = d[:, 6] = 0.9
+    np.fill_diagonal(d, 0.0)
+    kw = dict(measure="PWCCA", max_clusters=3, seed=0, n_perm=99, n_boot=50)
+    a = learning_rate.analyze(d, lrs, min_cluster_size=1, **kw)
+    assert a.eligible == (2, 3) and a.valid_cut
+    strict = learning_rate.analyze(d, lrs, min_cluster_size=2, **kw)
+    assert strict.eligible == () and not strict.valid_cut
+    assert np.isnan(strict.silhouette) and np.isnan(strict.ari)
+    assert np.isnan(strict.lr_consistent) and not strict.lr_contiguous
+    # the old fallback took the best forbidden cut (the outlier alone): its silhouette is high
+    assert max(strict.silhouettes.values()) > learning_rate.SILHOUETTE_MIN
+    assert learning_rate.verdict(strict) == "does not hold"
+    (claim,) = _plain(learning_rate.check(_lr(_lr_analysis(
+        n_clusters=1, clusters=np.ones(6, dtype=int), eligible=()))))
+    assert claim.status == "does not hold" and claim.ours.startswith("no valid cut")
+    cut_rows = [c for c in claim.criteria if c.measured == "no valid cut" and c.passed is not None]
+    assert len(cut_rows) == 4 and all(c.passed is False for c in cut_rows)
+    assert "without a valid cut the cut criteria fail" in claim.evidence
+    # a chosen cut outside the eligible ones (the old fallback) is no valid cut either
+    (claim,) = learning_rate.check(_lr(_lr_analysis(eligible=(2,))))
+    assert claim.status == "does not hold"
 
 
 def test_learning_rate_check_judges_only_nets_of_similar_accuracy():
@@ -555,7 +655,9 @@ def test_learning_rate_judged_nets_window_and_nets_per_rate():
 def test_learning_rate_check_reports_whether_cka_agrees():
     (claim,) = learning_rate.check(_lr(cka=_lr_analysis("linear CKA", contrast_p=0.3)))
     assert claim.status == "holds" and claim.cka_agrees is False
-    assert '"partly"' in claim.evidence
+    assert '"does not hold"' in claim.evidence
+    (claim,) = learning_rate.check(_lr(cka=_lr_analysis("linear CKA", lr_contiguous=False)))
+    assert claim.cka_agrees is False and '"partly"' in claim.evidence
 
 
 def test_learning_rate_check_says_when_nets_are_under_trained():
@@ -571,7 +673,8 @@ def test_learning_rate_check_reports_the_accuracy_spread_without_judging_it():
     assert spread.passed is None
     # clusters {0, 1}, {2, 3}, {4, 5}: means 0.845, 0.855, 0.85
     assert spread.measured == pytest.approx(0.855 - 0.845)
-    assert claim.ours.startswith("Mantel r 0.80 [0.60, 0.90]")
+    assert claim.ours.startswith("silhouette 0.40 [0.30, 0.50] (3 clusters)")
+    assert "Mantel r 0.80 [0.60, 0.90] (continuum, reported)" in claim.ours
 
 
 # ---------------------------------------------------------------------------------------------

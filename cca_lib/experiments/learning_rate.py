@@ -20,11 +20,15 @@ matrix clusters by seed rather than by learning rate. We then
      ``|log10 lr_i - log10 lr_j|``, with a bootstrap interval over networks
      (:func:`cca_lib.stats.bootstrap_pairs`);
    * the clusters: average-linkage clustering cut into the number of clusters with the largest
-     mean silhouette, a node-label permutation test that nets of one learning rate are closer
+     mean silhouette among the valid cuts (no cluster smaller than ``min_cluster_size``; there
+     may be none), a node-label permutation test that nets of one learning rate are closer
      than nets of different ones (:func:`cca_lib.stats.group_distance_test`, with its interval
      from :func:`cca_lib.stats.group_distance_ci`), the adjusted Rand index of the clusters
      with the learning rates, and whether each learning rate's nets share one cluster and each
      cluster covers a contiguous range of learning rates.
+
+Only the discrete clusters decide C7 (the paper's claim, :func:`verdict`); the continuum is
+reported beside them.
 
 The silhouette and the adjusted Rand index are :func:`cca_lib.analysis.silhouette` and
 :func:`cca_lib.analysis.adjusted_rand_index` (numpy, no scikit-learn).
@@ -155,16 +159,24 @@ MIN_NETS_PER_LR = 2
 #: Fewer learning rates left than this: the claim cannot be tested on nets of similar accuracy
 #: (two learning rates make one gap, not an ordering nor a set of clusters).
 MIN_LRS = 3
-#: Ordered (the continuum): the Mantel correlation (Spearman) of the distance matrix with the
-#: log-learning-rate gap is at least this (a strong rank association) ...
+#: The continuum, reported beside the verdict (it does not decide C7): an ordering is strong
+#: when the Mantel correlation (Spearman) of the distance matrix with the log-learning-rate gap
+#: is at least this, with its permutation p-value below ``P_MAX``.
 MANTEL_MIN = 0.5
-#: ... and every permutation test's p-value is below this (the issue's directional rule).
+#: Every permutation test's p-value must be below this (the issue's directional rule).
 P_MAX = 0.05
-#: Discrete clusters: the chosen cut's mean silhouette is at least this ("weak" structure or
-#: better, Rousseeuw's reading) ...
+#: Discrete clusters (these decide C7, :func:`verdict`): the node-label permutation test that
+#: nets of one learning rate are closer than nets of different ones, p below ``P_MAX``; a
+#: valid cut exists (at least ``MIN_CLUSTERS`` clusters, none smaller than
+#: ``Config.min_cluster_size``); and the three cut criteria on it: mean silhouette at least
+#: ``SILHOUETTE_MIN`` ("weak" structure or better, Rousseeuw's reading), every learning rate's
+#: nets in one cluster, every cluster a contiguous range of learning rates.
 SILHOUETTE_MIN = 0.25
-#: ... with at least this many clusters.
 MIN_CLUSTERS = 2
+#: C7 holds if every discrete-cluster criterion passes; partly if the node-label test passes,
+#: a valid cut exists and at least this many of the three cut criteria pass; does not hold
+#: otherwise.
+PARTLY_MIN_CUT_CRITERIA = 1
 #: Permutations of the Mantel and node-label tests, and node-bootstrap resamples of the
 #: intervals (95%).
 N_PERM = 9999
@@ -197,13 +209,17 @@ class Analysis:
     linkage: np.ndarray  #: scipy average-linkage matrix
     silhouettes: dict[int, float]  #: number of clusters -> mean silhouette
     eligible: tuple[int, ...]  #: cluster counts whose cut has no cluster below min_cluster_size
-    n_clusters: int  #: the number with the largest silhouette
+    #: the eligible number with the largest silhouette; 1 when no cut is eligible (no valid cut:
+    #: every net in one cluster)
+    n_clusters: int
     clusters: np.ndarray  #: (m,) cluster of each analysed net (1 .. n_clusters)
-    silhouette_ci: stats.Interval  #: that cut's silhouette, networks resampled
-    ari: float  #: adjusted Rand index between the clusters and the learning rates
+    #: that cut's silhouette, networks resampled (NaN without a valid cut)
+    silhouette_ci: stats.Interval
+    ari: float  #: adjusted Rand index between the clusters and the learning rates (NaN: no cut)
     ari_at_n_lrs: float  #: the same when the tree is cut into as many clusters as rates
-    lr_consistent: float  #: fraction of learning rates whose nets all share one cluster
-    lr_contiguous: bool  #: every cluster covers a contiguous range of learning rates
+    #: fraction of learning rates whose nets all share one cluster (NaN without a valid cut)
+    lr_consistent: float
+    lr_contiguous: bool  #: every cluster covers a contiguous range of rates (False: no cut)
     mantel_r: float  #: Mantel (Spearman) correlation with |log10 lr_i - log10 lr_j|
     mantel_p: float  #: its permutation p-value (nets relabelled; one-sided, r > 0)
     mantel_ci: stats.Interval  #: its interval, networks resampled
@@ -217,8 +233,15 @@ class Analysis:
         return int(np.unique(self.lrs).size)
 
     @property
+    def valid_cut(self) -> bool:
+        """Whether the chosen cut is a candidate: at least ``MIN_CLUSTERS`` clusters, none
+        smaller than ``min_cluster_size`` (the cut counts in ``eligible``)."""
+        return self.n_clusters >= MIN_CLUSTERS and self.n_clusters in self.eligible
+
+    @property
     def silhouette(self) -> float:
-        return float(self.silhouettes[self.n_clusters])
+        """The chosen cut's mean silhouette (NaN without a valid cut)."""
+        return float(self.silhouettes[self.n_clusters]) if self.valid_cut else float("nan")
 
 
 def _gap(lrs: np.ndarray) -> np.ndarray:
@@ -284,8 +307,10 @@ def analyze(dist: np.ndarray, lrs: np.ndarray, nets: tuple[int, ...] | None = No
             n_perm: int = N_PERM, n_boot: int = N_BOOT) -> Analysis:
     """The continuum and cluster statistics of the ``(m, m)`` distance matrix ``dist`` between
     nets trained with learning rates ``lrs`` (at least 2 distinct, at least 4 nets). The cut
-    search tries 2 .. ``min(max_clusters, m - 1)`` clusters. ``seed`` seeds the tests and
-    bootstraps (one stream each)."""
+    search tries 2 .. ``min(max_clusters, m - 1)`` clusters; only a cut with no cluster smaller
+    than ``min_cluster_size`` is a candidate, and with none the analysis has no valid cut (one
+    cluster of every net; silhouette, adjusted Rand index and the share of rates in one cluster
+    NaN, contiguous False). ``seed`` seeds the tests and bootstraps (one stream each)."""
     dist = np.asarray(dist, dtype=np.float64)
     lrs = np.asarray(lrs, dtype=np.float64)
     m = lrs.size
@@ -298,8 +323,11 @@ def analyze(dist: np.ndarray, lrs: np.ndarray, nets: tuple[int, ...] | None = No
     seeds = np.random.SeedSequence(seed).generate_state(5)
     link = hierarchy.linkage(squareform(dist, checks=False), method="average")
     sil, eligible = _cut(link, dist, min(max_clusters, m - 1), min_cluster_size)
-    best = max(eligible or list(sil), key=lambda k: (sil[k], -k))
-    clusters = hierarchy.fcluster(link, best, criterion="maxclust")
+    if eligible:
+        best = max(eligible, key=lambda k: (sil[k], -k))
+        clusters = hierarchy.fcluster(link, best, criterion="maxclust")
+    else:  # no valid cut: every net in one cluster
+        clusters = np.ones(m, dtype=np.int32)
     uniq, lr_codes = np.unique(lrs, return_inverse=True)
     at_n_lrs = hierarchy.fcluster(link, min(uniq.size, m - 1), criterion="maxclust")
     order = np.argsort(lrs, kind="stable")
@@ -316,17 +344,24 @@ def analyze(dist: np.ndarray, lrs: np.ndarray, nets: tuple[int, ...] | None = No
                                          n_perm=n_perm, seed=int(seeds[2]), alternative="greater")
     contrast_ci = stats.group_distance_ci(dist, lrs, contrast=("between", "within"),
                                           n_boot=n_boot, level=LEVEL, seed=int(seeds[3]))
-    sil_ci = stats.bootstrap_pairs(dist, lambda d, idx: silhouette_nan(d, clusters[idx]),
-                                   n_boot=n_boot, level=LEVEL, seed=int(seeds[4]))
+    if eligible:
+        sil_ci = stats.bootstrap_pairs(dist, lambda d, idx: silhouette_nan(d, clusters[idx]),
+                                       n_boot=n_boot, level=LEVEL, seed=int(seeds[4]))
+        ari = analysis.adjusted_rand_index(clusters, lr_codes)
+        consistent = float(np.mean([np.unique(clusters[lrs == lr]).size == 1 for lr in uniq]))
+        contiguous = len(runs_of) == len(set(runs_of))
+    else:
+        nan = float("nan")
+        sil_ci = stats.Interval(nan, nan, nan, LEVEL, 0)
+        ari, consistent, contiguous = nan, nan, False
     iu = np.triu_indices(m, 1)
     same = (lrs[:, None] == lrs[None, :])[iu]
     return Analysis(
         measure=measure, nets=nets, lrs=lrs, distances=dist, linkage=link, silhouettes=sil,
         eligible=tuple(eligible), n_clusters=int(np.unique(clusters).size), clusters=clusters,
-        silhouette_ci=sil_ci, ari=analysis.adjusted_rand_index(clusters, lr_codes),
+        silhouette_ci=sil_ci, ari=ari,
         ari_at_n_lrs=analysis.adjusted_rand_index(at_n_lrs, lr_codes),
-        lr_consistent=float(np.mean([np.unique(clusters[lrs == lr]).size == 1 for lr in uniq])),
-        lr_contiguous=len(runs_of) == len(set(runs_of)), mantel_r=float(mantel.statistic),
+        lr_consistent=consistent, lr_contiguous=contiguous, mantel_r=float(mantel.statistic),
         mantel_p=float(mantel.p_value), mantel_ci=mantel_ci,
         within=float(dist[iu][same].mean()), between=float(dist[iu][~same].mean()),
         contrast_p=float(contrast.p_value), contrast_ci=contrast_ci)
@@ -442,7 +477,8 @@ class Result:
 
     def distance_table(self) -> pd.DataFrame:
         """PWCCA beside linear CKA, for the nets of similar accuracy and for all nets: the
-        Mantel test, the node-label test, the cut, and the sampling floor."""
+        Mantel test, the node-label test, the cut (``NO_CUT`` in its columns where no cut is
+        valid), and the sampling floor."""
         rows = []
         for measure, _ in MEASURES:
             for nets in NET_SETS:
@@ -454,14 +490,20 @@ class Result:
                     "Mantel r [95%]": _interval(a.mantel_ci, 2),
                     "Mantel p": a.mantel_p,
                     "between - within [95%]": _interval(a.contrast_ci, 3),
-                    "node-label p": a.contrast_p, "clusters": a.n_clusters,
-                    "silhouette [95%]": _interval(a.silhouette_ci, 2),
-                    "adjusted Rand index": a.ari,
-                    "rates in one cluster": a.lr_consistent,
-                    "contiguous": yes_no(a.lr_contiguous),
+                    "node-label p": a.contrast_p,
+                    "clusters": a.n_clusters if a.valid_cut else NO_CUT,
+                    "silhouette [95%]": _interval(a.silhouette_ci, 2) if a.valid_cut
+                    else NO_CUT,
+                    "adjusted Rand index": a.ari if a.valid_cut else NO_CUT,
+                    "rates in one cluster": a.lr_consistent if a.valid_cut else NO_CUT,
+                    "contiguous": yes_no(a.lr_contiguous) if a.valid_cut else NO_CUT,
                     "largest distance": float(a.distances.max()),
                     "floor": self.floor(measure)})
         return pd.DataFrame(rows).set_index(["measure", "nets"])
+
+
+#: What the cut columns of :meth:`Result.distance_table` say where no cut is valid.
+NO_CUT = "no valid cut"
 
 
 def _interval(ci: stats.Interval, digits: int) -> str:
@@ -625,7 +667,8 @@ def plot_continuum(result: Result) -> plt.Figure:
     """Top: pair distance (PWCCA and linear CKA) vs the gap in log10 learning rate, pairs of
     judged nets filled, pairs with a left-out net hollow, each measure's sampling floor dashed.
     Bottom left: test accuracy per learning rate, with the similar-accuracy window. Bottom right:
-    mean silhouette vs number of clusters of the judged nets (all nets when none are judged).
+    mean silhouette vs number of clusters of the judged nets (all nets when none are judged),
+    filled for candidate cuts, hollow for cuts that leave a cluster below the minimum size.
     The figure is the book's column wide."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -678,8 +721,17 @@ def plot_continuum(result: Result) -> plt.Figure:
     for measure, _ in MEASURES:
         a = result.analyses[(measure, net_set)]
         ks = sorted(a.silhouettes)
-        ax.plot(ks, [a.silhouettes[k] for k in ks], "o-", color=plotting.MEASURE_COLORS[measure],
-                label=f"{measure} (cut: {a.n_clusters})")
+        color = plotting.MEASURE_COLORS[measure]
+        ax.plot(ks, [a.silhouettes[k] for k in ks], "-", color=color,
+                label=f"{measure} (cut: {a.n_clusters if a.valid_cut else 'none valid'})")
+        # filled: a candidate cut; hollow: a cut that leaves a cluster below the minimum size
+        ok = [k in a.eligible for k in ks]
+        ax.scatter([k for k, e in zip(ks, ok, strict=True) if e],
+                   [a.silhouettes[k] for k, e in zip(ks, ok, strict=True) if e], color=color,
+                   zorder=3)
+        ax.scatter([k for k, e in zip(ks, ok, strict=True) if not e],
+                   [a.silhouettes[k] for k, e in zip(ks, ok, strict=True) if not e],
+                   facecolors="white", edgecolors=color, zorder=3)
     ax.axhline(SILHOUETTE_MIN, ls="--", color="black", lw=1,
                label=f"{SILHOUETTE_MIN:g}: weak structure")
     ax.set(xlabel="number of clusters", ylabel="mean silhouette",
@@ -696,46 +748,71 @@ def plot_continuum(result: Result) -> plt.Figure:
 # ---------------------------------------------------------------------------------------------
 
 
-def _parts(a: Analysis) -> tuple[tuple[Criterion, ...], tuple[Criterion, ...]]:
-    """The ordered and the discrete-cluster criteria of one analysis."""
+def ordered(a: Analysis) -> bool:
+    """Whether the continuum is a strong ordering (reported, not deciding): Mantel r at least
+    ``MANTEL_MIN`` with p below ``P_MAX``."""
+    return bool(a.mantel_r >= MANTEL_MIN and a.mantel_p < P_MAX)
+
+
+def _parts(a: Analysis) -> tuple[tuple[Criterion, ...], tuple[Criterion, ...],
+                                 tuple[Criterion, ...]]:
+    """The criteria of one analysis: the continuum rows (reported only), the node-label test
+    and the valid-cut row, and the three cut criteria (all failed without a valid cut)."""
     m = a.measure
-    ordered = (
+    continuum = (
         Criterion(f"Mantel correlation (Spearman) of the {m} distance with the log "
-                  "learning-rate gap", f"at least {MANTEL_MIN:g}", a.mantel_r,
-                  bool(a.mantel_r >= MANTEL_MIN)),
-        Criterion("its Mantel permutation p-value (nets relabelled)", f"below {P_MAX:g}",
-                  a.mantel_p, bool(a.mantel_p < P_MAX)),
+                  "learning-rate gap (the continuum, reported beside the verdict)",
+                  f"reported (a strong ordering: at least {MANTEL_MIN:g})", a.mantel_r, None),
+        Criterion("its Mantel permutation p-value (nets relabelled)",
+                  f"reported (a strong ordering: below {P_MAX:g})", a.mantel_p, None),
     )
-    sil = a.silhouette
-    discrete = (
+    cut_sizes = ("no valid cut" if not a.valid_cut else
+                 f"{a.n_clusters} clusters of {', '.join(map(str, np.bincount(a.clusters)[1:]))}"
+                 " nets")
+    base = (
         Criterion("node-label permutation p-value: nets of one learning rate closer than nets "
                   "of different ones", f"below {P_MAX:g}", a.contrast_p,
                   bool(a.contrast_p < P_MAX)),
-        Criterion(f"mean silhouette of the chosen cut ({m})", f"at least {SILHOUETTE_MIN:g}",
-                  sil, bool(sil >= SILHOUETTE_MIN)),
-        Criterion("clusters in the chosen cut", f"at least {MIN_CLUSTERS}", a.n_clusters,
-                  bool(a.n_clusters >= MIN_CLUSTERS)),
-        Criterion("share of learning rates whose nets all share one cluster", "all (1.000)",
-                  a.lr_consistent, bool(a.lr_consistent == 1.0)),
-        Criterion("every cluster a contiguous range of learning rates", "yes",
-                  yes_no(a.lr_contiguous), bool(a.lr_contiguous)),
+        Criterion(f"a valid cut ({m}): the cut with the largest mean silhouette among those with "
+                  "no cluster smaller than the minimum cluster size",
+                  f"exists, at least {MIN_CLUSTERS} clusters", cut_sizes, a.valid_cut),
     )
-    return ordered, discrete
+    v = a.valid_cut
+    cut = (
+        Criterion(f"mean silhouette of the chosen cut ({m})", f"at least {SILHOUETTE_MIN:g}",
+                  a.silhouette if v else "no valid cut",
+                  bool(v and a.silhouette >= SILHOUETTE_MIN)),
+        Criterion("share of learning rates whose nets all share one cluster", "all (1.000)",
+                  a.lr_consistent if v else "no valid cut", bool(v and a.lr_consistent == 1.0)),
+        Criterion("every cluster a contiguous range of learning rates", "yes",
+                  yes_no(a.lr_contiguous) if v else "no valid cut", bool(v and a.lr_contiguous)),
+    )
+    return continuum, base, cut
 
 
 def verdict(a: Analysis) -> str:
-    """The status C7's criteria give one analysis: holds if the ordered and the discrete part
-    pass, partly if one does."""
-    ordered, discrete = _parts(a)
-    o, d = all(c.passed for c in ordered), all(c.passed for c in discrete)
-    return status(o and d, o or d)
+    """The status C7's discrete-cluster criteria give one analysis (the continuum does not
+    enter): holds if every one passes (the node-label test, a valid cut, and all three cut
+    criteria); partly if the node-label test passes, a valid cut exists and at least
+    ``PARTLY_MIN_CUT_CRITERIA`` of the cut criteria pass; does not hold otherwise."""
+    _, base, cut = _parts(a)
+    base_ok = all(c.passed for c in base)
+    n_cut = sum(bool(c.passed) for c in cut)
+    return status(base_ok and n_cut == len(cut),
+                  base_ok and n_cut >= PARTLY_MIN_CUT_CRITERIA)
+
+
+def _cut_text(a: Analysis) -> str:
+    if not a.valid_cut:
+        return "no valid cut (every cut leaves a cluster below the minimum size)"
+    return (f"best valid cut {a.n_clusters} clusters, silhouette "
+            f"{_interval(a.silhouette_ci, 2)}, adjusted Rand index {a.ari:.2f}")
 
 
 def _numbers(a: Analysis) -> str:
-    return (f"Mantel r {_interval(a.mantel_ci, 2)} (p {a.mantel_p:.2g}); between minus within "
-            f"learning rate {_interval(a.contrast_ci, 3)} (p {a.contrast_p:.2g}); best cut "
-            f"{a.n_clusters} clusters, silhouette {_interval(a.silhouette_ci, 2)}, adjusted "
-            f"Rand index {a.ari:.2f}")
+    return (f"between minus within learning rate {_interval(a.contrast_ci, 3)} "
+            f"(p {a.contrast_p:.2g}); {_cut_text(a)}; Mantel r {_interval(a.mantel_ci, 2)} "
+            f"(p {a.mantel_p:.2g})")
 
 
 def _lrs_text(lrs) -> str:
@@ -763,14 +840,16 @@ def check(result: Result) -> list[Claim]:
     """Claim C7 on the nets of similar accuracy (test accuracy within ``ACC_WINDOW`` of the
     best net's; a learning rate stays if at least ``MIN_NETS_PER_LR`` of its nets do). With
     fewer than ``MIN_LRS`` learning rates left the claim is "not testable", the
-    evidence starting "Not testable on nets of similar accuracy". Otherwise, in two parts on the
-    PWCCA distances: ordered (a Mantel correlation with the log-learning-rate gap of at least
-    ``MANTEL_MIN``, permutation p below ``P_MAX``) and discrete clusters that follow the
-    learning rate (node-label permutation p below ``P_MAX`` for nets of one learning rate
-    being closer than nets of different ones, a cut with silhouette at least
-    ``SILHOUETTE_MIN`` and at least ``MIN_CLUSTERS`` clusters, every learning rate's nets in
-    one cluster, every cluster a contiguous range of learning rates). Holds if both parts pass,
-    partly if one does. ``cka_agrees``: the same criteria on the linear-CKA distances give the
+    evidence starting "Not testable on nets of similar accuracy". Otherwise only the discrete
+    clusters that follow the learning rate decide, on the PWCCA distances (:func:`verdict`):
+    node-label permutation p below ``P_MAX`` for nets of one learning rate being closer than
+    nets of different ones, a valid cut (at least ``MIN_CLUSTERS`` clusters, none smaller than
+    ``min_cluster_size``), and on it a silhouette of at least ``SILHOUETTE_MIN``, every
+    learning rate's nets in one cluster, every cluster a contiguous range of learning rates.
+    Holds if all pass; partly if the node-label test passes, a valid cut exists and at least
+    ``PARTLY_MIN_CUT_CRITERIA`` cut criteria pass. The continuum (a Mantel correlation with
+    the log-learning-rate gap; strong at ``MANTEL_MIN`` with p below ``P_MAX``) is reported
+    beside the verdict. ``cka_agrees``: the same rule on the linear-CKA distances gives the
     same status. The left-out nets, the all-nets numbers, the trained rule and the clusters'
     accuracy spread are reported, not judged."""
     r = result
@@ -813,26 +892,35 @@ def check(result: Result) -> list[Claim]:
                       cka_agrees=None, **common)]
     a = r.analyses[("PWCCA", "similar accuracy")]
     cka = r.analyses[("linear CKA", "similar accuracy")]
-    ordered, discrete = _parts(a)
+    continuum, base, cut = _parts(a)
     verdict_pw, verdict_cka = verdict(a), verdict(cka)
     sub = nets.iloc[list(a.nets)].assign(cluster=a.clusters)
     acc = sub.groupby("cluster")["test_acc"].mean()
     spread_row = Criterion("spread of the clusters' mean test accuracy", "reported",
-                           float(acc.max() - acc.min()), None)
+                           float(acc.max() - acc.min()) if a.valid_cut else "no valid cut",
+                           None)
     cka_row = Criterion("status with the linear-CKA distance (the same criteria)", "reported",
                         verdict_cka, None)
-    evidence = (f"{head}; left out: {out_text}. On these, PWCCA at {cfg.layer}: {_numbers(a)}; "
-                f"{a.lr_consistent:.0%} of the learning rates have all their nets in one "
-                f"cluster, clusters contiguous: {yes_no(a.lr_contiguous)}. Linear CKA gives "
-                f"\"{verdict_cka}\" ({_numbers(cka)})")
+    if a.valid_cut:
+        cut_text = (f"{a.lr_consistent:.0%} of the learning rates have all their nets in one "
+                    f"cluster, clusters contiguous: {yes_no(a.lr_contiguous)}")
+    else:
+        cut_text = "without a valid cut the cut criteria fail"
+    strong = "a strong ordering" if ordered(a) else "not a strong ordering"
+    evidence = (f"{head}; left out: {out_text}. On these, PWCCA at {cfg.layer}: "
+                f"{_numbers(a)}; {cut_text}. The continuum, reported beside the verdict: "
+                f"{strong} (Mantel r at least {MANTEL_MIN:g} with p below {P_MAX:g}). Linear "
+                f"CKA gives \"{verdict_cka}\" by the same rule ({_numbers(cka)})")
     if missed:
         evidence += (f". Tested on under-trained nets: {missed} of {len(judged)} judged nets "
                      "missed the trained rule")
     return [Claim(status=verdict_pw, evidence=evidence,
-                  criteria=(testable_row, *ordered, *discrete, spread_row, left_row, all_row,
-                            cka_row, trained_row, floor_row),
-                  ours=f"Mantel r {_interval(a.mantel_ci, 2)}; silhouette "
-                       f"{_interval(a.silhouette_ci, 2)} ({a.n_clusters} clusters)",
+                  criteria=(testable_row, *base, *cut, *continuum, spread_row, left_row,
+                            all_row, cka_row, trained_row, floor_row),
+                  ours=(f"silhouette {_interval(a.silhouette_ci, 2)} ({a.n_clusters} clusters)"
+                        if a.valid_cut else "no valid cut")
+                       + f"; node-label p {a.contrast_p:.2g}; Mantel r "
+                         f"{_interval(a.mantel_ci, 2)} (continuum, reported)",
                   cka_agrees=verdict_pw == verdict_cka, **common)]
 
 

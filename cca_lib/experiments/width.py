@@ -22,7 +22,8 @@ CKA distance ``1 - CKA``:
 :func:`check` compares trends with their uncertainty: the slope of the group-mean distance
 against log2 width, with a bootstrap interval that resamples nets within each width
 (:func:`cca_lib.stats.bootstrap_pairs`), trained against initialization; and the correlation
-of accuracy with distance with a permutation test over widths.
+of accuracy with distance, with its interval and a permutation test over widths, trained
+against the same correlation with the distances at initialization.
 """
 
 from __future__ import annotations
@@ -179,11 +180,14 @@ class Result:
         """Per layer: the slope of the group-mean ``column`` against log2 width, trained and at
         initialization, and their difference, each with its 95% network-bootstrap interval;
         Pearson r of group-mean test accuracy against the trained distance across widths, with
-        its interval and its permutation p-value over widths (one-sided: r below 0)."""
+        its interval and its permutation p-value over widths (one-sided: r below 0); the same r
+        against the distance at initialization ("init r") and the trained minus init r
+        ("r difference"), with their intervals."""
         rows = []
         for layer, t in _trends(self, column).items():
             row = {"layer": layer}
-            for name in ("trained slope", "init slope", "slope difference", "r"):
+            for name in ("trained slope", "init slope", "slope difference", "r", "init r",
+                         "r difference"):
                 iv = t[name]
                 row.update({name: iv.estimate, f"{name} low": iv.low, f"{name} high": iv.high})
             row["p"] = t["p"]
@@ -285,8 +289,10 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _trends(result: Result, column: str = "distance") -> dict[str, dict]:
-    """Per layer: Intervals of the trained slope, init slope, their difference and Pearson r,
-    and the permutation p-value of r over widths."""
+    """Per layer: Intervals of the trained slope, init slope, their difference, Pearson r of
+    accuracy with the trained distance, the same r with the distance at initialization and the
+    trained-minus-initialization difference of r; and the permutation p-value of r over
+    widths."""
     _check_column(column)
     cfg = result.config
     widths = np.array(sorted(cfg.widths))
@@ -347,15 +353,22 @@ def _layer_trend(mats: dict, acc: np.ndarray, widths: np.ndarray, k: int, boot_s
     def difference(_d, idx):
         return trained_slope(_d, idx) - init_slope(_d, idx)
 
-    def correlation(_d, idx):
-        dm, am = group_means(mats["trained"], idx), acc_means(idx)
+    def correlation(_d, idx, state="trained"):
+        dm, am = group_means(mats[state], idx), acc_means(idx)
         ok = np.isfinite(dm)
         return _pearson(am[ok], dm[ok]) if ok.sum() >= 3 else np.nan
 
+    def init_correlation(_d, idx):
+        return correlation(_d, idx, "init")
+
+    def r_difference(_d, idx):
+        return correlation(_d, idx) - init_correlation(_d, idx)
+
     t = {}
     for name, f in (("trained slope", trained_slope), ("init slope", init_slope),
-                    ("slope difference", difference), ("r", correlation)):
-        # one seed for all four: the same resampled nets behind every interval
+                    ("slope difference", difference), ("r", correlation),
+                    ("init r", init_correlation), ("r difference", r_difference)):
+        # one seed for all: the same resampled nets behind every interval
         t[name] = stats.bootstrap_pairs(mats["trained"], f, n_boot=N_BOOT, seed=boot_seed,
                                         strata=width_of)
     every = np.arange(n_w * k)
@@ -454,8 +467,13 @@ def plot_accuracy(result: Result) -> plt.Figure:
 #: A trend is directional when its 95% interval excludes 0 (the issue's rule); C6's correlation
 #: needs its permutation p-value (over widths) below this.
 ALPHA = 0.05
-#: C6: accuracy is "strongly" anti-correlated with distance: Pearson r at most this.
+#: C6: accuracy is "strongly" anti-correlated with distance: the upper end of the 95% interval
+#: of Pearson r (the whole interval) at most this.
 PEARSON_MAX = -0.8
+#: C6's control: the trained correlation must be stronger than the same correlation of accuracy
+#: with the distances at initialization (width alone can drive both accuracy and distance): the
+#: 95% interval of trained minus initialization r lies below this.
+R_DIFFERENCE_MAX = 0.0
 #: C6: distances at initialization "barely change with width" when the 95% interval of the init
 #: slope lies within +- this many distance units per doubling of width (the paper's: 0.67 to
 #: 0.63 over a 28x range, about 0.008 per doubling).
@@ -487,14 +505,21 @@ def _judge(result: Result, column: str) -> dict:
             "end of its interval", "below 0 (falls faster than the control)",
             t["slope difference"].high,
             bool(t["slope difference"].high < 0) if hidden else None)
-        r = t["r"]
+        r, r0, dr = t["r"], t["init r"], t["r difference"]
         corr = Criterion(
             f"Pearson r of accuracy with the trained {what} distance across widths ({tag}): "
-            f"{r.estimate:+.2f} [{r.low:+.2f}, {r.high:+.2f}]", f"at most {PEARSON_MAX:g}",
-            r.estimate, bool(r.estimate <= PEARSON_MAX) if hidden else None)
+            f"{r.estimate:+.2f} [{r.low:+.2f}, {r.high:+.2f}]; upper end of its interval",
+            f"at most {PEARSON_MAX:g}", r.high,
+            bool(r.high <= PEARSON_MAX) if hidden else None)
         p_value = Criterion(f"permutation p-value of that correlation over widths ({tag})",
                             f"below {ALPHA:g} ({t['permutations']} orderings)", t["p"],
                             bool(t["p"] < ALPHA) if hidden else None)
+        stronger = Criterion(
+            f"trained minus initialization r (accuracy with the {what} distance at "
+            f"initialization: r = {r0.estimate:+.2f} [{r0.low:+.2f}, {r0.high:+.2f}]) "
+            f"({tag}): {dr.estimate:+.2f} [{dr.low:+.2f}, {dr.high:+.2f}]; upper end of its "
+            "interval", f"below {R_DIFFERENCE_MAX:g} (stronger than the control)", dr.high,
+            bool(dr.high < R_DIFFERENCE_MAX) if hidden else None)
         init = t["init slope"]
         flat = Criterion(
             f"slope of the {what} distance at initialization per doubling of width ({tag}): "
@@ -502,10 +527,10 @@ def _judge(result: Result, column: str) -> dict:
             f"below {INIT_SLOPE_MARGIN:g}", max(abs(init.low), abs(init.high)),
             bool(max(abs(init.low), abs(init.high)) < INIT_SLOPE_MARGIN) if hidden else None)
         c5_rows.extend((falls, control))
-        c6_rows.extend((corr, p_value, flat))
+        c6_rows.extend((corr, p_value, stronger, flat))
         if hidden:
             c5[layer] = falls.passed and control.passed
-            c6_corr[layer] = corr.passed and p_value.passed
+            c6_corr[layer] = corr.passed and p_value.passed and stronger.passed
             c6[layer] = c6_corr[layer] and flat.passed
     trained_all = bool(result.nets["trained"].all())
     return {"trends": trends, "c5_rows": c5_rows, "c6_rows": c6_rows, "c5": c5, "c6": c6,
@@ -521,12 +546,16 @@ def check(result: Result) -> list[Claim]:
     C5 at a hidden layer: the 95% network-bootstrap interval of the slope of the trained
     group-mean distance against log2 width lies below 0, and so does the interval of the
     trained-minus-initialization slope (the fall is training's work, not the architecture's).
-    C6 at a hidden layer: Pearson r of group-mean accuracy with the trained distance across
-    widths at most ``PEARSON_MAX`` with a permutation p-value over widths below ``ALPHA``, and
-    the initialization slope's interval within +- ``INIT_SLOPE_MARGIN``. A claim holds if every
-    hidden layer passes and every net counts as trained (:func:`cca_lib.analysis.trained`);
-    partly if some hidden layer passes (C6: its correlation part); linear CKA gets the same
-    rules and is reported as agreeing or not."""
+    C6 at a hidden layer, its correlation part: the whole 95% network-bootstrap interval of
+    Pearson r of group-mean accuracy with the trained distance across widths at most
+    ``PEARSON_MAX``, a permutation p-value over widths below ``ALPHA``, and the control: the
+    interval of the trained r minus the r of accuracy with the distance at initialization (the
+    same resampled nets) below ``R_DIFFERENCE_MAX``, so the trained correlation is stronger
+    than one that width alone gives untrained nets; and its second part, the initialization
+    slope's interval within +- ``INIT_SLOPE_MARGIN``. A claim holds if every hidden layer
+    passes and every net counts as trained (:func:`cca_lib.analysis.trained`); partly if some
+    hidden layer passes (C6: its correlation part); linear CKA gets the same rules and is
+    reported as agreeing or not."""
     cfg = result.config
     pw, ck = _judge(result, "distance"), _judge(result, "cka")
     hidden = [layer for layer in cfg.layers if layer != "logits"]
@@ -546,10 +575,13 @@ def check(result: Result) -> list[Claim]:
                              f"{a.high:+.4f}] per doubling, minus initialization "
                              f"{b.estimate:+.4f} [{b.low:+.4f}, {b.high:+.4f}]")
             else:
-                r, i = t["r"], t["init slope"]
+                r, i, r0, dr = t["r"], t["init slope"], t["init r"], t["r difference"]
                 parts.append(f"{layer}{note}: r = {r.estimate:+.2f} [{r.low:+.2f}, "
-                             f"{r.high:+.2f}], permutation p = {t['p']:.3f}, initialization "
-                             f"slope {i.estimate:+.4f} [{i.low:+.4f}, {i.high:+.4f}]")
+                             f"{r.high:+.2f}], permutation p = {t['p']:.3f}, at initialization "
+                             f"r = {r0.estimate:+.2f} [{r0.low:+.2f}, {r0.high:+.2f}], trained "
+                             f"minus initialization r {dr.estimate:+.2f} [{dr.low:+.2f}, "
+                             f"{dr.high:+.2f}], initialization slope {i.estimate:+.4f} "
+                             f"[{i.low:+.4f}, {i.high:+.4f}]")
         verdicts = ", ".join(f"{layer} {yes_no(pw[kind.lower()][layer])}" for layer in hidden)
         return (f"widths {widths}, {cfg.n_seeds} seeds each: " + "; ".join(parts)
                 + f"; hidden layers passing: {verdicts}" + tail)
@@ -577,7 +609,8 @@ def check(result: Result) -> list[Claim]:
               figure="accuracy vs distance", criteria=tuple(pw["c6_rows"]),
               paper_value="r = -0.96",
               ours=f"{head} r = {r.estimate:+.2f} [{r.low:+.2f}, {r.high:+.2f}], permutation "
-                   f"p = {t['p']:.3f}",
+                   f"p = {t['p']:.3f}; at initialization r = {t['init r'].estimate:+.2f} "
+                   f"[{t['init r'].low:+.2f}, {t['init r'].high:+.2f}]",
               cka_agrees=ck["c6_status"] == pw["c6_status"], setup=setup),
     ]
 
