@@ -404,6 +404,28 @@ def test_memorization_check_uses_a_permutation_test_and_an_equivalence_margin():
         ["partly"]
 
 
+def test_memorization_evidence_gives_inter_minus_memorizing_beside_the_margin():
+    result = _mem({("train", "conv3"): (0.2, 0.5, 0.6)})
+    (claim,) = memorization.check(result)
+    assert claim.status == "holds"  # within the margin 0.15: the rule passes
+    assert "train conv3: inter minus memorizing 0.100 [" in claim.evidence
+    assert "margin 0.150" in claim.evidence
+    assert re.search(r"memorizing pairs are closer to each other than inter pairs \(interval "
+                     r"above 0\) in [^;]*train conv3", claim.evidence)
+    assert "train conv3 (within the margin)" in claim.evidence
+    (beyond,) = memorization.check(_mem({("train", "conv3"): (0.2, 0.5, 0.7)}))
+    assert beyond.status == "partly" and "train conv3 (beyond the margin)" in beyond.evidence
+    text = memorization.describe(result)
+    assert "Inter minus memorizing is 0.100 [" in text
+    assert "Measured, memorizing pairs are closer to each other than inter pairs (0.50 against " \
+        "0.60" in text
+    # memorizing pairs farther apart than inter pairs: nothing to flag
+    far = {(p, layer): (0.2, 0.52, 0.5) for p in ("train", "test") for layer in ("conv2", "conv3")}
+    (claim,) = memorization.check(_mem(far))
+    assert "closer to each other" not in claim.evidence
+    assert "closer to each other" not in memorization.describe(_mem(far))
+
+
 def test_memorization_check_caps_under_trained_generalizers_and_compares_cka():
     (claim,) = memorization.check(_mem(gen_trained=False))
     assert claim.status == "partly" and "under-trained" in claim.evidence
