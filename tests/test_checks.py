@@ -275,6 +275,47 @@ def test_cnn_dynamics_c3_reports_whether_cka_agrees_and_the_interval():
         assert all("_" not in v for row in claim.setup for v in row), claim.setup
 
 
+def test_cnn_dynamics_c3_evidence_counts_the_cells_of_each_criterion():
+    # B loses more than 3 x S everywhere, but S stays within 0.1 of B: direction, not size
+    claim = _c3([0.5], [(0.95, 0.99)], [(0.9, 0.94)], spread=0.01)
+    assert claim.status == "does not hold"
+    assert "S stayed at 0.85 or above in 3 of 3" in claim.evidence
+    assert "S minus B reached the 0.1 margin in 0 of 3 (gaps 0.037 to 0.037)" in claim.evidence
+    assert "B's loss exceeded 3 x S's (interval above 0) in 3 of 3" in claim.evidence
+    assert "the direction matches the paper everywhere, the size nowhere" in claim.evidence
+    held = _c3([0.5, 0.5], [GOOD_S] * 2, [GOOD_B] * 2)
+    assert "margin in 6 of 6" in held.evidence and "direction matches" not in held.evidence
+
+
+def test_cnn_dynamics_c2_names_both_accuracy_rules_and_the_share_intervals():
+    import dataclasses
+
+    result = _cnn([0.3, 0.0], [GOOD_S] * 2, [GOOD_B] * 2, trained=[True, False, True])
+    claim = _plain([cnn_dynamics.check(result)[0]])[0]
+    assert "averaged over 3 consecutive evaluations" in claim.evidence
+    assert "a net can meet one and miss the other: seed 1 converged by the first rule (from " \
+        "step 20 on; t* = 20) but missed the second" in claim.evidence
+    assert "have no interval" in claim.evidence
+    agree = _c2([0.3, 0.0], [GOOD_S] * 2, [GOOD_B] * 2)
+    assert "here they agree on every net" in agree.evidence
+    shares = pd.DataFrame([{"seed": s, "layer": layer, "step": 20, "share": v, "low": lo,
+                            "high": hi} for s in range(3)
+                           for layer, v, lo, hi in (("conv1", 0.3, 0.2, 0.35),
+                                                    ("conv2", 0.0, 0.0, 0.05))])
+    with_ci = _plain([cnn_dynamics.check(dataclasses.replace(result, shares=shares))[0]])[0]
+    assert with_ci.status == claim.status  # the interval is reported, not judged
+    row = [c for c in with_ci.criteria if c.name.startswith("share of coefficients below 0.9 "
+                                                            "at t* (conv1, seed 1")][0]
+    assert "95% interval over probe images [0.200, 0.350]" in row.name and row.passed
+    assert "conv1 of seed 0 0.300 [0.200, 0.350]" in with_ci.evidence
+    assert "3 of 3 intervals reach below 0.25" in with_ci.evidence
+    low = dataclasses.replace(_cnn([0.0, 0.0], [GOOD_S] * 2, [GOOD_B] * 2),
+                              shares=shares.assign(share=0.0, low=0.0, high=0.1))
+    none_met = cnn_dynamics.check(low)[0].evidence
+    assert "No share met the level 0.25; the largest, conv1 of seed 0, is 0.000 [0.000, " \
+        "0.100]" in none_met
+
+
 # ---------------------------------------------------------------------------------------------
 # memorization (C4)
 # ---------------------------------------------------------------------------------------------
@@ -361,6 +402,28 @@ def test_memorization_check_uses_a_permutation_test_and_an_equivalence_margin():
         ["holds"]
     assert _statuses(memorization.check(_mem({("train", "conv3"): (0.2, 0.5, 0.7)}))) == \
         ["partly"]
+
+
+def test_memorization_evidence_gives_inter_minus_memorizing_beside_the_margin():
+    result = _mem({("train", "conv3"): (0.2, 0.5, 0.6)})
+    (claim,) = memorization.check(result)
+    assert claim.status == "holds"  # within the margin 0.15: the rule passes
+    assert "train conv3: inter minus memorizing 0.100 [" in claim.evidence
+    assert "margin 0.150" in claim.evidence
+    assert re.search(r"memorizing pairs are closer to each other than inter pairs \(interval "
+                     r"above 0\) in [^;]*train conv3", claim.evidence)
+    assert "train conv3 (within the margin)" in claim.evidence
+    (beyond,) = memorization.check(_mem({("train", "conv3"): (0.2, 0.5, 0.7)}))
+    assert beyond.status == "partly" and "train conv3 (beyond the margin)" in beyond.evidence
+    text = memorization.describe(result)
+    assert "Inter minus memorizing is 0.100 [" in text
+    assert "Measured, memorizing pairs are closer to each other than inter pairs (0.50 against " \
+        "0.60" in text
+    # memorizing pairs farther apart than inter pairs: nothing to flag
+    far = {(p, layer): (0.2, 0.52, 0.5) for p in ("train", "test") for layer in ("conv2", "conv3")}
+    (claim,) = memorization.check(_mem(far))
+    assert "closer to each other" not in claim.evidence
+    assert "closer to each other" not in memorization.describe(_mem(far))
 
 
 def test_memorization_check_caps_under_trained_generalizers_and_compares_cka():

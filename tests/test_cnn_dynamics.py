@@ -122,6 +122,13 @@ def test_run_tiny(env):
     assert (tests["low"] <= tests["contrast"]).all() and (tests["contrast"] <= tests["high"]).all()
     assert set(res.sb_summary().index.get_level_values("subset")) == {"S", "B"}
     assert list(res.unconverged(1).index) == list(res.layers)
+    # the share below 0.9 at t*, with its bootstrap interval over probe images
+    table = res.unconverged_all()
+    assert len(res.shares) == 2 * len(res.layers)
+    np.testing.assert_allclose(res.shares.set_index(["seed", "layer"])["share"]
+                               .loc[table.index], table["frac_below"], atol=1e-12)
+    assert ((0 <= table["frac_low"]) & (table["frac_low"] <= table["frac_high"])
+            & (table["frac_high"] <= 1)).all()
     floors = res.floors.set_index(["layer", "measure"])["floor"]
     assert len(floors) == len(res.layers) * 3 and ((floors > 0) & (floors < 1)).all()
     for section in ("accuracy", "spectra", "sb", "convergence"):
@@ -217,3 +224,25 @@ def test_arch_and_optimizer_reach_the_engine_config(env):
     assert cnn_dynamics.Config(**small).train_config(0).arch == "small"
     with pytest.raises(ValueError, match="n_probe"):  # the ResNet's widest layer is 4w = 64
         cnn_dynamics.Config(arch="resnet", width=16, n_probe=200)
+
+
+def test_share_below_counts_the_coefficients_under_the_level():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 4))
+    y = np.hstack([x[:, :3], rng.standard_normal((400, 1))])  # 3 shared directions, 1 noise
+    assert cnn_dynamics._share_below(x, y) == pytest.approx(0.25)
+    assert cnn_dynamics._share_below(x, x) == 0.0
+
+
+def test_schedule_text_claims_nothing_the_paper_does_not_state():
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).parents[1] / "notebooks" / "cnn_dynamics.ipynb").read_text())
+    text = " ".join("".join(c["source"]) for c in nb["cells"])
+    meta = {f.name: f.metadata for f in cnn_dynamics.Config.__dataclass_fields__.values()}
+    texts = [text, cnn_dynamics.__doc__, *(str(m.get("help", "")) + str(m.get("paper", ""))
+                                           for m in meta.values())]
+    for t in texts:
+        assert "long runs" not in t and "decayed by about" not in t
+    assert "paper: not stated" in text

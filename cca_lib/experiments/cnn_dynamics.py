@@ -2,9 +2,11 @@
 
 ``n_seeds`` CNNs (:func:`cca_lib.models.make_cnn`), identical but for their seed, are trained
 with many checkpoints: log-spaced steps, ``T/2``, the final step ``T`` and ``n_linear`` evenly
-spaced steps. The default schedule, ``"step_half"``, does most of its decay by ``T/2`` and then
-holds the learning rate, as the paper's long runs do: under a cosine decay to ``T`` test
-accuracy keeps improving to the end, leaving no training "after accuracy converged". Every layer
+spaced steps. The default schedule, ``"step_half"``, does its decay by ``T/2`` and then holds
+the learning rate, so that a long stretch of training follows the point where test accuracy
+converged, as in the paper's Fig. 1 (converged at 45k of 80k steps; the paper does not state its
+schedule): under a cosine decay to ``T`` test accuracy keeps improving to the end, leaving no
+training "after accuracy converged". Every layer
 is recorded at every checkpoint on a fixed probe set (the first ``n_probe`` test images,
 channels averaged over space, batch-norm statistics recomputed by
 :func:`cca_lib.capture.capture_run`) and enters the measures in float64. Per seed:
@@ -15,7 +17,9 @@ channels averaged over space, batch-norm statistics recomputed by
   after it (before ``T``), and ``after_frac = (T - conv_ckpt) / T`` the share of training that
   comes after it;
 * **spectra** (Fig. 1a): the sorted CCA coefficients between ``L(t)`` and ``L(T)`` for every
-  layer and checkpoint;
+  layer and checkpoint; at ``conv_ckpt``, the share of them below :data:`RHO_LEVEL` with its
+  bootstrap interval over probe images (rows of ``L(conv_ckpt)`` and ``L(T)`` resampled
+  together, :func:`cca_lib.stats.bootstrap_measure`);
 * **signal and noise** (Fig. 1d-f), on a held-out split: the probe images are split in two
   halves (a permutation fixed by the net's seed). On the *fit* half, CCA between ``L(t_early)``
   and ``L(T/2)`` gives canonical directions of ``L(T/2)`` sorted by their coefficient; ``S`` are
@@ -83,13 +87,13 @@ class Config(ChapterConfig):
     lr: float = param(0.05, "peak learning rate", "not stated for this figure", check=POSITIVE)
     schedule: str = param(
         "step_half", '"step_half" (cosine decay to lr * final_lr_frac by T/2, then '
-        'constant) or "cosine" (decay to it at T)', "most of the decay in the first half",
+        'constant) or "cosine" (decay to it at T)', "not stated",
         check=rule(_checks.text, choices=("step_half", "cosine")))
     final_lr_frac: float = param(
-        0.05, "the schedule ends at lr * final_lr_frac; > 0 keeps the weights moving at the "
-        "end, as in the paper's long runs (annealing to 0 freezes every layer by construction); "
-        "at 0.1 or more the test accuracy of this net jitters by more than 0.5 points at the "
-        "held rate, so it never counts as trained", "decayed by about 10x or more",
+        0.05, "the schedule ends at lr * final_lr_frac; > 0 keeps the weights moving after "
+        "T/2 (annealing to 0 freezes every layer by construction); at 0.1 or more the test "
+        "accuracy of this net jitters by more than 0.5 points at the held rate, so it never "
+        "counts as trained", "not stated",
         check=LR_FRAC)
     seed: int = param(0, "initialization and minibatch order of the first net; the nets use "
                       "seeds seed .. seed + n_seeds - 1", check=SEED)
@@ -187,6 +191,9 @@ class Result:
     sb_tests: pd.DataFrame
     convergence: pd.DataFrame  #: seed, layer, depth, step, measure, distance to L(T)
     floors: pd.DataFrame  #: layer, measure, floor (distance of unrelated rows, first seed)
+    #: seed, layer, step (conv_ckpt), share of the coefficients with L(T) below RHO_LEVEL and
+    #: its bootstrap interval over probe images (low, high); None: no intervals
+    shares: pd.DataFrame | None = None
 
     @property
     def final_step(self) -> int:
@@ -202,14 +209,20 @@ class Result:
 
     def unconverged(self, seed: int | None = None) -> pd.DataFrame:
         """Per layer, for the net with ``seed`` (default: the first), at its ``conv_ckpt``:
-        mean CCA with ``L(T)``, the share of coefficients below :data:`RHO_LEVEL`, and the
-        number of coefficients."""
+        mean CCA with ``L(T)``, the share of coefficients below :data:`RHO_LEVEL`, the number of
+        coefficients and, where :attr:`shares` holds them, the share's bootstrap interval over
+        probe images (``frac_low``, ``frac_high``)."""
         seed = self.seeds[0] if seed is None else seed
         step = int(self.nets.loc[seed, "conv_ckpt"])
         sub = self.spectra[(self.spectra["seed"] == seed) & (self.spectra["step"] == step)]
         table = sub.groupby("layer")["rho"].agg(
             mean_rho="mean", frac_below=lambda r: float(np.mean(r < RHO_LEVEL)), n="count")
-        return table.loc[list(self.layers)]
+        table = table.loc[list(self.layers)]
+        if self.shares is not None and not self.shares.empty:
+            ci = self.shares[self.shares["seed"] == seed].set_index("layer")
+            table["frac_low"] = ci["low"].reindex(table.index)
+            table["frac_high"] = ci["high"].reindex(table.index)
+        return table
 
     def unconverged_all(self) -> pd.DataFrame:
         """:meth:`unconverged` of every seed, indexed by (seed, layer)."""
@@ -238,6 +251,11 @@ def _conv_step(history: pd.DataFrame, tol: float, window: int) -> tuple[int, flo
     outside = h["step"][(smooth - final).abs() > tol]
     last_bad = int(outside.max()) if len(outside) else -1
     return int(h["step"][h["step"] > last_bad].min()), final
+
+
+def _share_below(x: np.ndarray, y: np.ndarray) -> float:
+    """The share of the CCA coefficients of ``x`` and ``y`` below :data:`RHO_LEVEL`."""
+    return float(np.mean(cca(x, y, variates=False).rho < RHO_LEVEL))
 
 
 def _sb_contrast(x: np.ndarray, y: np.ndarray, *, k: int, measure: str) -> float:
@@ -274,8 +292,13 @@ def _one_net(config: Config, seed: int, probe, progress: bool) -> dict:
            "after_frac": (total - conv_ckpt) / total, "trained": ok, "trained_why": why}
     fit, held = probe_split(len(probe), seed)
 
-    spectra, sb, tests, conv = [], [], [], []
+    spectra, sb, tests, conv, shares = [], [], [], [], []
     for depth, layer in enumerate(layers, start=1):
+        ci = stats.bootstrap_measure(
+            acts[conv_ckpt][layer], final[layer], _share_below, n_boot=N_BOOT, level=LEVEL,
+            seed=analysis.derived_seed(seed, depth, len(SB_MEASURES)))
+        shares.append({"seed": seed, "layer": layer, "step": conv_ckpt, "share": ci.estimate,
+                       "low": ci.low, "high": ci.high})
         for s in steps:
             a = acts[s][layer]
             spectra.extend({"seed": seed, "layer": layer, "step": s, "index": i, "rho": float(r)}
@@ -306,7 +329,8 @@ def _one_net(config: Config, seed: int, probe, progress: bool) -> dict:
                           "loss_S": 1.0 - sims["S"][total], "loss_B": 1.0 - sims["B"][total],
                           "contrast": ci.estimate, "low": ci.low, "high": ci.high})
     return {"run": run_, "acts": acts, "layers": layers, "net": net, "early": early,
-            "half": half, "spectra": spectra, "sb": sb, "tests": tests, "conv": conv}
+            "half": half, "spectra": spectra, "sb": sb, "tests": tests, "conv": conv,
+            "shares": shares}
 
 
 def _floors(acts: dict, layers: tuple[str, ...], half: int, total: int, seed: int
@@ -347,7 +371,8 @@ def run(config: Config = Config(), *, progress: bool = True) -> Result:
         sb_tests=pd.DataFrame([r for p in per_seed for r in p["tests"]]),
         convergence=pd.DataFrame([r for p in per_seed for r in p["conv"]]),
         floors=pd.DataFrame(_floors(first["acts"], layers, first["half"], steps[-1],
-                                    config.seed)))
+                                    config.seed)),
+        shares=pd.DataFrame([r for p in per_seed for r in p["shares"]]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -557,6 +582,31 @@ def _seeds_phrase(seeds) -> str:
     return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {_seeds_list(seeds)}"
 
 
+def _two_rules(result: Result) -> str:
+    """Which accuracy rule is which, and the nets on which they disagree (plain words)."""
+    nets, T = result.nets, result.final_step
+    tail = analysis.TRAINED_TAIL
+    text = (f"Two rules read the test accuracy, with the same {ACC_TOL * 100:.1f}-point "
+            f"tolerance: the convergence step t* uses the accuracy averaged over {ACC_WINDOW} "
+            "consecutive evaluations (it must stay within the tolerance of its final average "
+            "from t* on), while the book's rule for trained compares the unaveraged accuracy at "
+            f"the start and at the end of the last {tail:.0%} of training; a net can meet one "
+            "and miss the other")
+    odd = []
+    for seed, net in nets.iterrows():
+        stable_tail = bool(net["conv_step"] <= (1 - tail) * T)
+        if stable_tail and not net["trained"]:
+            odd.append(f"seed {seed} converged by the first rule (from step "
+                       f"{int(net['conv_step'])} on; t* = {int(net['conv_ckpt'])}) but missed "
+                       f"the second, {net['trained_why']}")
+        elif net["trained"] and not stable_tail:
+            odd.append(f"seed {seed} converged by the first rule only at step "
+                       f"{int(net['conv_step'])}, inside the last {tail:.0%}, but met the "
+                       f"second, {net['trained_why']}")
+    return text + (": " + "; ".join(odd) + "." if odd else
+                   "; here they agree on every net.")
+
+
 def log_step_areas(result: Result) -> pd.DataFrame:
     """Per measure and layer, the area under the distance curve over log10-step (steps > 0),
     the mean over seeds (smaller: converged earlier)."""
@@ -585,7 +635,8 @@ def describe(result: Result, section: str) -> str:
                 f"{ACC_TOL * 100:.1f} points of its final value from the checkpoint at "
                 + "; ".join(parts) + f", out of T = {T} steps; C2 is testable where at least "
                 f"{C2_MIN_AFTER:.0%} of training comes after. Final test accuracy "
-                f"{_range(nets['final_acc'])} (mean over the nets, range); {trained}.")
+                f"{_range(nets['final_acc'])} (mean over the nets, range); {trained}. "
+                + _two_rules(result))
     if section == "spectra":
         frac = result.unconverged_all()["frac_below"].unstack("layer")[list(result.layers)]
         rows = [f"{layer} {100 * frac[layer].mean():.0f}% ({100 * frac[layer].min():.0f} to "
@@ -667,7 +718,8 @@ B_LOSS_RATIO = 3
 #: A claim judged per net holds only on a majority of at least this many nets (fewer: at most
 #: partly).
 MIN_SEEDS = 3
-#: Bootstrap resamples of the held-out probe rows for C3 (iii).
+#: Bootstrap resamples of the held-out probe rows for C3 (iii), and of the probe rows for the
+#: interval of C2's share of coefficients below RHO_LEVEL.
 N_BOOT = 200
 #: Interval level.
 LEVEL = 0.95
@@ -714,9 +766,11 @@ def _c2(result: Result) -> Claim:
         testable = bool(after >= C2_MIN_AFTER)
         criteria.append(Criterion(f"share of training after test accuracy converged (seed {seed})",
                                   f"at least {C2_MIN_AFTER:g}", after, testable))
-        frac = result.unconverged(seed)["frac_below"]
+        table = result.unconverged(seed)
+        frac = table["frac_below"]
         rows = [Criterion(f"share of coefficients below {RHO_LEVEL:g} at t* ({layer}, seed "
-                          f"{seed})", f"at least {C2_SHARE_BELOW:g}", frac[layer],
+                          f"{seed}{_share_interval(table, layer)})",
+                          f"at least {C2_SHARE_BELOW:g}", frac[layer],
                           bool(frac[layer] >= C2_SHARE_BELOW)) for layer in result.layers]
         criteria.extend(rows)
         n_unconv = sum(c.passed for c in rows)
@@ -724,13 +778,14 @@ def _c2(result: Result) -> Claim:
         per_seed[seed] = (status(n_unconv >= C2_LAYER_FRACTION * len(rows), n_unconv > 0)
                           if testable else NOT_TESTABLE)
     afters = nets["after_frac"]
+    ci_text = _c2_intervals(result)
     after_text = (f"{afters.mean():.0%} of training came after test accuracy converged "
                   f"(range over seeds {afters.min():.0%} to {afters.max():.0%}; converged at "
                   f"steps {', '.join(str(int(c)) for c in nets['conv_ckpt'])} of {T})")
     missed = [s for s in result.seeds if not nets.loc[s, "trained"]]
     trained = ("" if not missed else
                f" Tested on under-trained nets: {_seeds_phrase(missed)} missed the book's "
-               "rule for trained.")
+               "rule for trained.") + " " + _two_rules(result)
     n_layers = len(result.layers)
     verdict = majority(per_seed.values())
     if verdict == NOT_TESTABLE:
@@ -744,7 +799,7 @@ def _c2(result: Result) -> Claim:
                     + ", ".join(f"{counts[s]} of {n_layers} (seed {s})" for s in result.seeds)
                     + f"; a net holds with at least half of its layers, partly with one; "
                     f"per seed: {_tally(per_seed)}; the verdict is the majority of "
-                    f"{len(per_seed)} nets." + trained)
+                    f"{len(per_seed)} nets." + ci_text + trained)
     n = np.array(list(counts.values()))
     ours = (f"{afters.mean():.0%} of training after convergence ({afters.min():.0%} to "
             f"{afters.max():.0%}); layers with {C2_SHARE_BELOW:.0%}+ unconverged: "
@@ -754,6 +809,35 @@ def _c2(result: Result) -> Claim:
                  paper_value="accuracy converged at 45k of 80k steps (44% of training after), "
                              "with many coefficients still below 1",
                  ours=ours, cka_agrees=None, setup=_setup(result, "C2"))
+
+
+def _share_interval(table: pd.DataFrame, layer: str) -> str:
+    """``"; 95% interval [low, high]"`` of a layer's share below RHO_LEVEL, or ``""``."""
+    if "frac_low" not in table or not np.isfinite(table.loc[layer, "frac_low"]):
+        return ""
+    return (f"; {LEVEL:.0%} interval over probe images [{table.loc[layer, 'frac_low']:.3f}, "
+            f"{table.loc[layer, 'frac_high']:.3f}]")
+
+
+def _c2_intervals(result: Result) -> str:
+    """A sentence on the bootstrap intervals of the shares that met C2's level (or that the
+    shares have no interval)."""
+    table = result.unconverged_all()
+    if "frac_low" not in table:
+        return " The shares below the level have no interval in this result."
+    met = table[table["frac_below"] >= C2_SHARE_BELOW]
+    if met.empty:
+        (seed, layer), r = next(table.sort_values("frac_below", ascending=False).iterrows())
+        return (f" No share met the level {C2_SHARE_BELOW:g}; the largest, {layer} of seed "
+                f"{seed}, is {r.frac_below:.3f} [{r.frac_low:.3f}, {r.frac_high:.3f}] "
+                f"({LEVEL:.0%} bootstrap interval over probe images).")
+    parts = [f"{layer} of seed {seed} {r.frac_below:.3f} [{r.frac_low:.3f}, "
+             f"{r.frac_high:.3f}]" for (seed, layer), r in met.iterrows()]
+    below = int((met["frac_low"] < C2_SHARE_BELOW).sum())
+    return (f" The shares that met the level {C2_SHARE_BELOW:g}, with their {LEVEL:.0%} "
+            "bootstrap intervals over probe images: " + ", ".join(parts)
+            + f" ({below} of {len(met)} intervals reach below {C2_SHARE_BELOW:g}; the rule "
+            "reads the share itself).")
 
 
 def _c3_seed(result: Result, seed: int, measure: str) -> tuple[str, list[Criterion]]:
@@ -782,6 +866,31 @@ def _c3_seed(result: Result, seed: int, measure: str) -> tuple[str, list[Criteri
     return status(all(layer_ok), any(layer_ok)), rows
 
 
+def _c3_counts(result: Result) -> str:
+    """How many layer-and-seed cells met each of C3's three criteria (mean CCA), with the
+    extreme values, and what that says of the direction and of the size of the effect."""
+    summ = result.sb_summary("mean CCA")
+    tests = result.sb_tests[result.sb_tests["measure"] == "mean CCA"].set_index(
+        ["seed", "layer"])
+    cells = [(seed, layer) for seed in result.seeds for layer in result.layers]
+    s_min = np.array([summ.loc[(*c, "S"), "min"] for c in cells])
+    gap = np.array([summ.loc[(*c, "S"), "mean"] - summ.loc[(*c, "B"), "mean"] for c in cells])
+    low = np.array([tests.loc[c, "low"] for c in cells])
+    n = len(cells)
+    n_s, n_gap, n_dir = (int(v.sum()) for v in (s_min >= S_MIN, gap >= SB_MARGIN, low > 0))
+    text = (f"Of the {n} layer-and-seed cells, S stayed at {S_MIN:g} or above in {n_s} of {n} "
+            f"(lowest {s_min.min():.3f}); S minus B reached the {SB_MARGIN:g} margin in {n_gap} "
+            f"of {n} (gaps {gap.min():.3f} to {gap.max():.3f}); B's loss exceeded "
+            f"{B_LOSS_RATIO:g} x S's (interval above 0) in {n_dir} of {n}.")
+    if n_dir > n_gap:
+        text += (f" So B decorrelates more than S, the direction the paper reports, in {n_dir} "
+                 f"of {n} cells, while S stays less than {SB_MARGIN:g} above B in "
+                 f"{n - n_gap} of {n}")
+        text += (": the direction matches the paper everywhere, the size nowhere."
+                 if n_dir == n and n_gap == 0 else ".")
+    return text
+
+
 def _c3(result: Result) -> Claim:
     per_seed, criteria = {}, []
     for seed in result.seeds:
@@ -801,9 +910,10 @@ def _c3(result: Result) -> Claim:
                 f"its mean CCA with the layer by T, S {_range(by_seed['loss_S'])} (mean over "
                 f"layers; mean over seeds and range). A net holds when every layer keeps S at "
                 f"{S_MIN:g} or above, S at least {SB_MARGIN:g} above B, and B losing more than "
-                f"{B_LOSS_RATIO:g} x S's loss (95% bootstrap interval above 0); per seed: "
-                f"{_tally(per_seed)}; majority of {len(per_seed)} nets. By linear CKA: "
-                f"{cka_verdict} ({_tally(cka)})." + trained)
+                f"{B_LOSS_RATIO:g} x S's loss (95% bootstrap interval above 0). "
+                + _c3_counts(result) + f" Per seed: {_tally(per_seed)}; majority of "
+                f"{len(per_seed)} nets. By linear CKA: {cka_verdict} ({_tally(cka)})."
+                + trained)
     ours = (f"B lost {_range(by_seed['loss_B'])} after T/2, S {_range(by_seed['loss_S'])} "
             "(mean over layers; seed range)")
     return Claim(id="C3", status=verdict, figure="Figure 3", evidence=evidence,

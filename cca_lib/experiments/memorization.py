@@ -373,7 +373,7 @@ def _judge(result: Result, column: str) -> tuple[list[Criterion], str, dict]:
                                                   result.layers.index(layer), k))
 
     gen_closer, mem_as_inter = [], {p: [] for p in PROBES}
-    head = {}
+    head, inter_diff = {}, {}
     for p in PROBES:
         for layer in later:
             d, lab = result.matrix(p, layer, column)
@@ -395,6 +395,7 @@ def _judge(result: Result, column: str) -> tuple[list[Criterion], str, dict]:
             diff = interval(p, layer, ("between", _MEM), 2)
             margin = MEM_INTER_FRACTION * ci[(p, layer, "gap")].estimate
             worst = max(abs(diff.low), abs(diff.high))
+            inter_diff[(p, layer)] = (diff, margin)
             rows.append(Criterion(
                 f"inter minus memorizing distance ({p} inputs, {layer}): {diff.estimate:.3f} "
                 f"[{diff.low:.3f}, {diff.high:.3f}]; the interval's larger end, absolute",
@@ -441,8 +442,8 @@ def _judge(result: Result, column: str) -> tuple[list[Criterion], str, dict]:
 
     parts = (ok_gen, ok_inter["train"], ok_inter["test"], ok_early, ok_logits)
     verdict = status(mem_fit and gen_trained and all(parts), mem_fit and ok_gen)
-    info = {"what": what, "head": head, "ok": dict(gen=ok_gen, inter=ok_inter, early=ok_early,
-                                                   logits=ok_logits),
+    info = {"what": what, "head": head, "inter_diff": inter_diff,
+            "ok": dict(gen=ok_gen, inter=ok_inter, early=ok_early, logits=ok_logits),
             "mem_fit": mem_fit, "gen_trained": gen_trained, "later": later,
             "early_spread": early_spread, "first": first}
     return rows, verdict, info
@@ -481,8 +482,9 @@ def check(result: Result) -> list[Claim]:
         f"{g.high:.2f}], p = {pv:.3f}" for (pr, layer), (g, pv) in info["head"].items())
     evidence += (
         f"; generalizing closer: {yes_no(ok['gen'])}; memorizing about as far as inter pairs "
-        f"on training inputs: {yes_no(ok['inter']['train'])}, on test inputs: "
-        f"{yes_no(ok['inter']['test'])}; early layers similar for all: {yes_no(ok['early'])}; "
+        f"by the equivalence rule on training inputs: {yes_no(ok['inter']['train'])}, on test "
+        f"inputs: {yes_no(ok['inter']['test'])} ({_inter_text(info['inter_diff'])}); early "
+        f"layers similar for all: {yes_no(ok['early'])}; "
         f"softmax (both groups agree on training inputs, only generalizing on test inputs): "
         f"{yes_no(ok['logits'])}; inter distances near the sampling floor: "
         f"{', '.join(near) if near else 'none'} ({cfg.n_nets}+{cfg.n_nets} nets, width "
@@ -510,6 +512,25 @@ def check(result: Result) -> list[Claim]:
                   cka_agrees=verdict_cka == verdict, setup=setup)]
 
 
+def _inter_text(inter_diff: dict) -> str:
+    """Per probe and later layer, inter minus memorizing distance with its interval beside the
+    equivalence margin; then where memorizing pairs are measurably closer than inter pairs."""
+    parts = [f"{p} {layer}: inter minus memorizing {d.estimate:.3f} [{d.low:.3f}, "
+             f"{d.high:.3f}], margin {margin:.3f}"
+             for (p, layer), (d, margin) in inter_diff.items()]
+    closer = [(f"{p} {layer}", margin > 0 and max(abs(d.low), abs(d.high)) < margin)
+              for (p, layer), (d, margin) in inter_diff.items() if d.low > 0]
+    text = "; ".join(parts)
+    if closer:
+        text += ("; memorizing pairs are closer to each other than inter pairs (interval above "
+                 "0) in " + ", ".join(f"{cell} ({'within' if inside else 'beyond'} the margin)"
+                                      for cell, inside in closer))
+        if any(inside for _, inside in closer):
+            text += (": within the margin, 'about as far' means a difference small next to "
+                     "the gap, not equal distances")
+    return text
+
+
 _PHRASE = {"holds": "holds", "partly": "holds partly", "does not hold": "does not hold"}
 
 
@@ -531,16 +552,28 @@ def describe(result: Result) -> str:
         layer = later[-1]
         g, m, i = (mean.loc[(p, layer, k)] for k in PAIRS)
         gap, pv = info["head"][(p, layer)]
+        diff, margin = info["inter_diff"][(p, layer)]
         floor = fl.loc[(p, layer), "floor"]
         where = ("close to" if i > floor - NEAR_FLOOR else "well below")
+        closer = ""
+        if m < i:
+            closer = (f" Measured, memorizing pairs are closer to each other than inter pairs "
+                      f"({m:.2f} against {i:.2f}"
+                      + (", the interval of the difference above 0" if diff.low > 0 else "")
+                      + ")" + (": the rule counts them as about as far apart only because the "
+                               "difference is small next to the gap." if ok["inter"][p] else
+                               "."))
         text.append(
             f"On {'training' if p == 'train' else 'test'} inputs, in {layer}, generalizing "
             f"pairs sit at {g:.2f}, memorizing pairs at {m:.2f} and inter pairs at {i:.2f} "
             f"(sampling floor {floor:.2f}, so the inter pairs are {where} it); the gap "
             f"memorizing minus generalizing is {gap.estimate:.3f} [{gap.low:.3f}, "
-            f"{gap.high:.3f}] with permutation p = {pv:.3f}, and memorizing pairs "
-            f"{'are' if ok['inter'][p] else 'are not'} about as far apart as inter pairs by the "
-            "equivalence rule.")
+            f"{gap.high:.3f}] with permutation p = {pv:.3f}. Inter minus memorizing is "
+            f"{diff.estimate:.3f} [{diff.low:.3f}, {diff.high:.3f}], against the equivalence "
+            f"margin of {margin:.3f} either side of 0 ({MEM_INTER_FRACTION:g} x the gap); by "
+            f"that rule, over the later layers ({', '.join(later)}), memorizing pairs "
+            f"{'count' if ok['inter'][p] else 'do not count'} as about as far apart as inter "
+            f"pairs.{closer}")
     lg = {p: {k: mean.loc[(p, "logits", k)] for k in PAIRS} for p in PROBES}
     text.append(
         f"At the logits the memorizing pairs are at {lg['train']['memorizing']:.2f} on training "
