@@ -149,6 +149,8 @@ def test_jobs_and_threads_are_validated(tmp_path, arg):
 def test_parameter_table_lists_every_parameter_with_both_profiles():
     import papermill
 
+    from cca_lib.book.pages import show_value
+
     for name in book.toc_chapters(ROOT / "_toc.yml"):
         inferred = papermill.inspect_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"))
         table = book.parameter_table(name, {"seed": 123}, root=ROOT)
@@ -158,7 +160,7 @@ def test_parameter_table_lists_every_parameter_with_both_profiles():
         config = getattr(book.chapter_module(name), "Config", None)
         if config is not None:  # the quick profile is the Config defaults
             for param, value in config.defaults().items():
-                assert table.loc[param, "quick"] == repr(value), (name, param)
+                assert table.loc[param, "quick"] == show_value(value), (name, param)
         if "seed" in table.index:
             assert table.loc["seed", "this run"] == "123"
     table = book.parameter_table("signal_noise", root=ROOT)

@@ -195,3 +195,12 @@ def test_main_table_is_compact_and_every_status_links_to_its_evidence(tmp_path, 
         assert field in cnn, field
     assert "### C2 overall: partly" in text
     assert text.index("**Tally:**") < text.index("## The evidence, claim by claim")
+
+
+def test_parameter_values_show_floats_to_six_digits():
+    from cca_lib.book.pages import show_value
+
+    assert show_value(0.31622776601683794) == "0.316228"
+    assert show_value((0.1, 0.31622776601683794)) == "(0.1, 0.316228)"
+    assert show_value((5,)) == "(5,)" and show_value([1, 2.5]) == "[1, 2.5]"
+    assert show_value("conv4") == "'conv4'" and show_value(True) == "True"

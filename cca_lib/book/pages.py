@@ -15,6 +15,19 @@ from cca_lib.claims import Claim, Criterion
 _UNSET = object()
 
 
+def show_value(value) -> str:
+    """A parameter value as the parameter table shows it: its ``repr``, with floats to six
+    significant digits (also inside tuples and lists)."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, tuple | list):
+        inner = ", ".join(show_value(v) for v in value)
+        if isinstance(value, tuple):
+            return f"({inner},)" if len(value) == 1 else f"({inner})"
+        return f"[{inner}]"
+    return repr(value)
+
+
 def format_value(value: float | int | str) -> str:
     """A measured value as the evidence table shows it: ints as they are, floats to three
     decimals (small ones in scientific notation), strings unchanged."""
@@ -73,7 +86,7 @@ def parameter_table(name: str, current: dict | None = None, root: Path | None = 
         for param, f in config.parameters().items():
             row = {"parameter": param, "meaning": f.metadata["help"],
                    "paper": f.metadata["paper"]}
-            row.update({p: repr(values[p][param]) for p in TABLE_PROFILES})
+            row.update({p: show_value(values[p][param]) for p in TABLE_PROFILES})
             rows.append(row)
     else:
         import papermill
@@ -81,12 +94,12 @@ def parameter_table(name: str, current: dict | None = None, root: Path | None = 
         inferred = papermill.inspect_notebook(str(root / "notebooks" / f"{name}.ipynb"))
         for param, info in inferred.items():
             row = {"parameter": param, "meaning": info["help"].strip(), "paper": ""}
-            row.update({p: repr(profiles[p][param]) if param in profiles[p] else info["default"]
-                        for p in TABLE_PROFILES})
+            row.update({p: show_value(profiles[p][param]) if param in profiles[p]
+                        else info["default"] for p in TABLE_PROFILES})
             rows.append(row)
     if current is not None:
         for row in rows:
             value = current.get(row["parameter"], _UNSET)
             value = tuple(value) if isinstance(value, list) else value
-            row["this run"] = "" if value is _UNSET else repr(value)
+            row["this run"] = "" if value is _UNSET else show_value(value)
     return pd.DataFrame(rows).set_index("parameter")
