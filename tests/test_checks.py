@@ -760,14 +760,15 @@ def _shift(curves, by):
 
 
 def _rnn_seed(seed, pwcca=BOTTOM_UP, mean_cca=None, controls=BOTTOM_UP, cka=None,
-              shares=(0.0, 0.25, 0.5), losses=_LOSSES):
+              shares=(0.0, 0.25, 0.5), losses=_LOSSES, first=None):
     mean_cca = _shift(pwcca, 0.5) if mean_cca is None else mean_cca
     cka = pwcca if cka is None else cka
     rows = []
     for measure, curves in (("PWCCA", pwcca), ("mean CCA", mean_cca), ("linear CKA", cka),
                             ("cosine", controls), ("Euclidean", controls)):
         for layer, values in curves.items():
-            for step, d in zip(_STEPS, (1.0, _PLATEAU[layer], *values, 0.0), strict=True):
+            start = 1.0 if first is None else first[layer]  # step 0, before learning
+            for step, d in zip(_STEPS, (start, _PLATEAU[layer], *values, 0.0), strict=True):
                 rows.append({"seed": seed, "step": step, "epoch": step / 500, "layer": layer,
                              "measure": measure, "distance": d})
     spectra = []
@@ -843,6 +844,37 @@ def test_rnn_dynamics_c8_is_the_majority_of_the_seeds():
     assert verdicts == ["holds", "does not hold", "holds"]
     assert rnn_dynamics.check(_rnn(GOOD, top, top))[0].status == "does not hold"
     assert "seeds" in c8.ours
+
+
+def test_rnn_dynamics_c8_reports_the_ordered_share_of_pwcca_against_mean_cca():
+    # mean CCA: the same order at every checkpoint, shifted up; the separation index says
+    # PWCCA is clearer, the ordered share (1 against 1) does not: the evidence says so
+    c8 = rnn_dynamics.check(_rnn(GOOD, GOOD, GOOD))[0]
+    assert c8.status == "holds"  # the separation index decides, as before
+    assert "seed 0 1.00 against 1.00" in c8.evidence
+    assert "PWCCA higher in 0 of 3 seeds, its separation index higher in 3 of 3" in c8.evidence
+    assert 'disagree in seed(s) 0, 1, 2' in c8.evidence
+    row = next(c for c in c8.criteria
+               if c.name.startswith("seed 0: share of learning checkpoints strictly ordered, "))
+    assert row.measured == "1.000 against 1.000" and row.passed is None
+    # mean CCA reversed at every checkpoint: both readings agree that PWCCA is clearer
+    rev = {"mean_cca": _shift(TOP_DOWN, 0.5)}
+    c8 = rnn_dynamics.check(_rnn(rev, rev, rev))[0]
+    assert "seed 1 1.00 against 0.00" in c8.evidence and "disagree" not in c8.evidence
+    assert "PWCCA higher in 3 of 3 seeds" in c8.evidence
+
+
+def test_rnn_dynamics_c8_reports_whether_the_order_predates_learning():
+    c8 = rnn_dynamics.check(_rnn(GOOD, GOOD, GOOD))[0]  # step 0: all layers at 1.0
+    assert "(step 0, before learning) the PWCCA distances are already ordered bottom-up in " \
+        "0 of 3 seeds" in c8.evidence and "predates" not in c8.evidence
+    early = {"first": {1: 0.3, 2: 0.4, 3: 0.5}}
+    c8 = rnn_dynamics.check(_rnn(early, early, GOOD))[0]
+    assert "already ordered bottom-up in 2 of 3 seeds" in c8.evidence
+    assert "predates learning" in c8.evidence and c8.status == "holds"  # reported only
+    row = next(c for c in c8.criteria if c.name.startswith("seed 0: PWCCA distance at the "
+                                                              "first checkpoint"))
+    assert row.measured == "0.300/0.400/0.500 (bottom-up)" and row.passed is None
 
 
 def test_rnn_dynamics_c8_cka_agreement():
@@ -940,6 +972,28 @@ def test_rnn_timesteps_the_untrained_network_enters_the_verdict():
     assert "as late or later in 3 of 3 seeds" in claim.evidence
     row = next(c for c in claim.criteria if c.name.startswith("seed 0: mean onset"))
     assert row.measured == 2.0 and row.passed is False
+
+
+def test_rnn_timesteps_reports_the_onset_difference_across_seeds():
+    # onsets 2 after training; untrained 1, 2, 1: differences +1, 0, +1
+    (claim,) = rnn_timesteps.check(_timesteps({}, {"untrained": LATE}, {}))
+    text = "+0.7 (seeds +0.0 to +1.0; above 0 in 2 of 3)"
+    assert f"after-training minus untrained onset {text}" in claim.evidence
+    row = next(c for c in claim.criteria if c.name.startswith("mean onset over layers, after "
+                                                                 "training minus untrained"))
+    assert row.measured == text and row.passed is None
+    assert claim.status == "holds"  # the per-seed point estimates decide, as before
+
+
+def test_rnn_timesteps_onset_note_says_when_the_late_onset_is_architectural():
+    same = {"untrained": LATE}  # untrained onset 2 = the onset after training
+    note = rnn_timesteps.onset_note(_timesteps(same, same, same))
+    assert "j = 2.0 after training and j = 2.0 in the untrained networks" in note
+    assert "much of the late onset is there before any training" in note
+    note = rnn_timesteps.onset_note(_timesteps({}, {}, {}))  # untrained onset 1: half of 2
+    assert "j = 1.0 in the untrained" in note and "before any training" not in note
+    assert "training moves the onset later" in note
+    assert rnn_timesteps.ARCHITECTURAL_ONSET_FRACTION == 0.8
 
 
 def test_rnn_timesteps_early_repeats_must_be_highly_similar():

@@ -74,12 +74,12 @@ class Config(ChapterConfig):
                           "3; also a 5-layer model",
                           check=rule(_checks.integer, ge=2, le=64))
     hidden_size: int = param(64, "units per layer", "1150, awd-lstm-lm", check=UNITS)
-    embed_dim: int = param(32, "token embedding size", "400", check=UNITS)
+    embed_dim: int = param(32, "token embedding size", "not stated", check=UNITS)
     dropout: float = param(0.0, "dropout between layers", check=rule(_checks.real, ge=0, lt=1))
-    lr: float = param(6e-3, "Adam learning rate", "SGD/ASGD, awd-lstm-lm", check=POSITIVE)
+    lr: float = param(6e-3, "Adam learning rate", "not stated", check=POSITIVE)
     schedule: str = param("step_half", '"step_half" (cosine decay to lr * final_lr_frac over '
                           'the first half, then constant), "cosine" (over all of training) or '
-                          '"constant"', "learning rate decayed, then constant",
+                          '"constant"', "not stated",
                           check=rule(_checks.text, choices=("step_half", "cosine", "constant")))
     final_lr_frac: float = param(0.1, "learning rate at the end of the decay, as a fraction of "
                                  "lr (0: decays to zero)", check=LR_FRAC)
@@ -714,9 +714,50 @@ def _c8_seed(result: Result, seed: int, measure: str) -> tuple[str, dict]:
         "n_learning": len(result.learning_steps(seed)),
     }
     facts["controls_ok"] = all(w == "bottom-up" for w in facts["controls"].values())
+    # reported beside the verdict, not deciding it: the other reading of "more clearly"
+    # (the ordered share of PWCCA against mean CCA's) and the order before learning
+    facts["fraction_mean"] = result.ordered_fraction("mean CCA", seed)
+    facts["share_clearer"] = bool(frac > facts["fraction_mean"])
+    first = result.table(measure, seed).loc[result.steps[0]]
+    facts["first_step"] = int(result.steps[0])
+    facts["first"] = first
+    facts["first_ordered"] = _increasing(first)
     verdict = status(facts["ordered"] and facts["often"] and facts["clearer"]
                      and facts["controls_ok"], facts["ordered"])
     return verdict, facts
+
+
+def _seed_list(seeds) -> str:
+    return ", ".join(str(s) for s in seeds)
+
+
+def _clearer_text(c8: dict) -> str:
+    """C8 evidence: the ordered share of PWCCA against mean CCA per seed, beside the
+    separation index that decides "more clearly", and where the two readings disagree."""
+    pairs = "; ".join(f"seed {s} {f['fraction']:.2f} against {f['fraction_mean']:.2f}"
+                      for s, (_, f) in c8.items())
+    by_share = sum(f["share_clearer"] for _, f in c8.values())
+    by_sep = sum(f["clearer"] for _, f in c8.values())
+    text = (f"share of learning checkpoints strictly ordered, PWCCA against mean CCA: {pairs} "
+            f"(PWCCA higher in {by_share} of {len(c8)} seeds, its separation index higher in "
+            f"{by_sep} of {len(c8)})")
+    differ = [s for s, (_, f) in c8.items() if f["share_clearer"] != f["clearer"]]
+    if differ:
+        text += (f"; the two readings of \"more clearly\" disagree in seed(s) "
+                 f"{_seed_list(differ)} (the verdict uses the separation index)")
+    return text
+
+
+def _first_text(c8: dict) -> str:
+    """C8 evidence: whether the PWCCA distances are already ordered bottom-up at the first
+    checkpoint, before the model learns (reported, not deciding)."""
+    ordered = [s for s, (_, f) in c8.items() if f["first_ordered"]]
+    step = next(iter(c8.values()))[1]["first_step"]
+    text = (f"at the first checkpoint (step {step}, before learning) the PWCCA distances are "
+            f"already ordered bottom-up in {len(ordered)} of {len(c8)} seeds")
+    if ordered:
+        text += " (an order that predates learning)"
+    return text
 
 
 def _c2_seed(result: Result, seed: int) -> tuple[str, dict]:
@@ -756,7 +797,7 @@ def _setup(result: Result, t_steps: int) -> tuple[tuple[str, str, str], ...]:
          f"{cfg.n_layers}-layer LSTM, {cfg.hidden_size} units, embedding {cfg.embed_dim}"),
         ("nets and seeds", "one network", f"{len(result.seeds)} networks (seeds "
          f"{', '.join(str(s) for s in result.seeds)})"),
-        ("training", "SGD/ASGD, 500 epochs",
+        ("training", "PTB 500 epochs, WikiText-2 750 epochs",
          f"{training_words(cfg)}, {t_steps} steps ({cfg.epochs:g} epochs)"),
         ("probe inputs", "validation sequences (not stated in detail)",
          f"{cfg.probe_seqs} validation sequences of {cfg.probe_len} tokens "
@@ -780,7 +821,10 @@ def check(result: Result) -> list[Claim]:
     with depth; (2) the layers are strictly ordered at ``ORDERED_FRACTION_MIN`` of those
     checkpoints; (3) PWCCA's separation index exceeds mean CCA's; (4) the paper's controls,
     cosine and Euclidean distance, show the same bottom-up order on average (the paper: with
-    far more noise). A network holds if all four pass, partly if (1) does. CKA agrees if the
+    far more noise). A network holds if all four pass, partly if (1) does. Reported beside them,
+    deciding nothing: the ordered share of PWCCA against mean CCA's (the other reading of "more
+    clearly"; the evidence says where it disagrees with the separation index) and whether the
+    PWCCA distances are already ordered at the first checkpoint, before learning. CKA agrees if the
     same rules with linear CKA in place of PWCCA give the same chapter verdict.
 
     C2: the validation loss has converged at the first evaluation from which it stays within
@@ -811,6 +855,12 @@ def check(result: Result) -> list[Claim]:
             Criterion(f"seed {s}: separation index of PWCCA",
                       f"above mean CCA's ({f['separation_mean']:.3f})", f["separation"],
                       f["clearer"]),
+            Criterion(f"seed {s}: share of learning checkpoints strictly ordered, PWCCA "
+                      "against mean CCA", "reported beside the separation index",
+                      f"{f['fraction']:.3f} against {f['fraction_mean']:.3f}", None),
+            Criterion(f"seed {s}: PWCCA distance at the first checkpoint (step "
+                      f"{f['first_step']}, before learning), layers 1 to K", "reported",
+                      f"{_slashed(f['first'])} ({_order_word(f['first'])})", None),
             Criterion(f"seed {s}: order of the time-averaged cosine and Euclidean distances",
                       "bottom-up for both", " and ".join(f["controls"].values()),
                       f["controls_ok"]),
@@ -838,7 +888,8 @@ def check(result: Result) -> list[Claim]:
         f"the model learns, PWCCA distances strictly ordered bottom-up at "
         f"{_spread(fractions)} of them (needs {ORDERED_FRACTION_MIN:g}); separation index "
         f"PWCCA {_spread(f['separation'] for _, f in c8.values())} against mean CCA "
-        f"{_spread(f['separation_mean'] for _, f in c8.values())}; {control_text}; linear "
+        f"{_spread(f['separation_mean'] for _, f in c8.values())}; {_clearer_text(c8)}; "
+        f"{_first_text(c8)}; {control_text}; linear "
         f"CKA in place of PWCCA gives {majority(c8_cka.values())}{under}")
     c8_claim = Claim(
         id="C8", figure="Figure 2", status=c8_status, evidence=c8_evidence,

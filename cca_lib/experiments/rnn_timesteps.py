@@ -494,6 +494,10 @@ LATE_ONSET_FRACTION = 0.5
 #: "Highly similar" early repeats: the mean PWCCA similarity (1 - distance) of the repeated
 #: steps to the last repeat is at least this, in every layer.
 REPEAT_SIMILARITY_MIN = 0.9
+#: The untrained network's late onset counts as mostly architectural (reported in the prose,
+#: not deciding the verdict) when its mean onset over layers and seeds is at least this
+#: fraction of the trained one's.
+ARCHITECTURAL_ONSET_FRACTION = 0.8
 
 
 def sanity_checks(result: Result) -> tuple[Criterion, ...]:
@@ -546,6 +550,39 @@ def _ints(values) -> str:
     return "/".join(str(int(v)) for v in values)
 
 
+def _onset_difference(diffs) -> str:
+    """The trained-minus-untrained mean onset: the mean with the across-seed range (few seeds,
+    so no bootstrap interval), and in how many seeds it is above 0."""
+    d = np.asarray(list(diffs), dtype=float)
+    if len(d) == 1:
+        return f"{d[0]:+.1f} (one seed)"
+    return (f"{d.mean():+.1f} (seeds {d.min():+.1f} to {d.max():+.1f}; above 0 in "
+            f"{int((d > 0).sum())} of {len(d)})")
+
+
+def onset_note(result: Result, measure: str = "PWCCA") -> str:
+    """A sentence, from the numbers, comparing the trained and untrained networks' mean
+    onset of linear similarity (over layers and seeds); when the untrained onset is at least
+    :data:`ARCHITECTURAL_ONSET_FRACTION` of the trained one, it says that much of the late
+    onset comes from the architecture and the inputs, not from training."""
+    trained = np.array([result.onset(measure, seed=s).mean() for s in result.seeds])
+    untrained = np.array([result.onset(measure, "untrained", seed=s).mean()
+                          for s in result.seeds])
+    diff = _onset_difference(trained - untrained)
+    text = (f"With {measure}, the mean onset of linear similarity (over layers and seeds) is "
+            f"j = {trained.mean():.1f} after training and j = {untrained.mean():.1f} in the "
+            f"untrained networks; after training minus untrained: {diff}.")
+    if untrained.mean() >= ARCHITECTURAL_ONSET_FRACTION * trained.mean():
+        text += (f" The untrained onset is at least {ARCHITECTURAL_ONSET_FRACTION:.0%} of the "
+                 "one after training, so much of the late onset is there before any training: it "
+                 "comes from the architecture and the inputs, not from what the network "
+                 "learned.")
+    else:
+        text += (f" The untrained onset is below {ARCHITECTURAL_ONSET_FRACTION:.0%} of the "
+                 "one after training, so training moves the onset later.")
+    return text
+
+
 def check(result: Result) -> list[Claim]:
     """Claim C9, per network (seed); the chapter verdict is the majority
     (:func:`cca_lib.experiments.rnn_dynamics.majority`).
@@ -574,7 +611,7 @@ def check(result: Result) -> list[Claim]:
             Criterion(f"seed {s}: PWCCA distance at j = {w - 2}, layers 1 to K",
                       f"below the sampling floor ({_fmt(f['floor'])})", _fmt(f["at_end"]),
                       bool((f["at_end"] < f["floor"]).all())),
-            Criterion(f"seed {s}: mean onset over layers, trained against untrained",
+            Criterion(f"seed {s}: mean onset over layers, after training against untrained",
                       f"later than the untrained network's ({f['untrained'].mean():.2f})",
                       float(f["onset"].mean()), f["from_training"]),
             Criterion(f"seed {s}: repeated input after a short context, mean PWCCA similarity "
@@ -590,6 +627,10 @@ def check(result: Result) -> list[Claim]:
         ]
     onsets = [float(f["onset"].mean()) for f in facts.values()]
     untrained = [float(f["untrained"].mean()) for f in facts.values()]
+    diffs = [a - b for a, b in zip(onsets, untrained, strict=True)]
+    rows.append(Criterion("mean onset over layers, after training minus untrained, across seeds",
+                          "reported (the per-seed rows compare point estimates)",
+                          _onset_difference(diffs), None))
     same = sum(not f["from_training"] for f in facts.values())
     cfg = result.config.training
     nets = result.nets
@@ -600,9 +641,10 @@ def check(result: Result) -> list[Claim]:
         f"{len(seeds)} {cfg.corpus} LSTMs {cfg.n_layers}x{cfg.hidden_size}, {result.n_windows} "
         f"windows of {w}; per-seed verdicts {', '.join(f['status'] for f in facts.values())}: "
         f"onset of linear similarity (mean over layers) j = "
-        f"{rnn_dynamics._spread(onsets, '{:.1f}')} trained against "
+        f"{rnn_dynamics._spread(onsets, '{:.1f}')} after training against "
         f"{rnn_dynamics._spread(untrained, '{:.1f}')} untrained, the untrained network as late "
-        f"or later in {same} of {len(seeds)} seeds; early repeated input, mean PWCCA "
+        f"or later in {same} of {len(seeds)} seeds; after-training minus untrained onset "
+        f"{_onset_difference(diffs)}; early repeated input, mean PWCCA "
         f"similarity {rnn_dynamics._spread(float(f['early_sim'].mean()) for f in facts.values())}"
         f" (needs {REPEAT_SIMILARITY_MIN:g}); linear CKA in place of PWCCA gives "
         f"{cka_verdict}{under}")
@@ -611,7 +653,7 @@ def check(result: Result) -> list[Claim]:
         ("architecture", "3-layer LSTM language model (awd-lstm-lm)",
          f"{cfg.n_layers}-layer LSTM, {cfg.hidden_size} units"),
         ("nets and seeds", "one network", f"{len(seeds)} networks, and each one untrained"),
-        ("training", "SGD/ASGD, 500 epochs",
+        ("training", "PTB 500 epochs, WikiText-2 750 epochs",
          f"{rnn_dynamics.training_words(cfg)}, {cfg.epochs:g} epochs"),
         ("probe inputs", "windows of 20 timesteps",
          f"{result.n_windows} windows of {w} validation tokens; repeated token "
@@ -628,5 +670,5 @@ def check(result: Result) -> list[Claim]:
 
 
 __all__ = ["FLOOR_MEASURES", "MEASURES", "Config", "Result", "blend_palette", "check",
-           "curve_table", "plot_curves", "plot_repeats", "plot_toy", "repeated_probes", "run",
-           "sanity_checks", "toy_states"]
+           "curve_table", "onset_note", "plot_curves", "plot_repeats", "plot_toy",
+           "repeated_probes", "run", "sanity_checks", "toy_states"]
