@@ -122,7 +122,8 @@ class Claim:
     id: str  #: "C1" .. "C9", or a cross-check from other work ("K1"); a key of CLAIMS
     status: str  #: one of STATUSES
     evidence: str  #: the numbers compared, in a sentence
-    figure: str = ""  #: where in the chapter to look (e.g. "Figure 1")
+    #: where in the chapter to look: figure names (e.g. "fig-width-distance"), comma-separated
+    figure: str = ""
     #: the criteria behind the status, one row each
     criteria: tuple[Criterion, ...] = field(default=())
     #: which part of a claim tested in several chapters this is (e.g. "CNN", "RNN"), else ""

@@ -59,3 +59,17 @@ def test_chapter_ends_with_takeaways_and_exercises(name):
     assert "## Exercises" in text, f"{name}: no exercises"
     section = text.split("## Exercises", 1)[1].split("\n## ", 1)[0]
     assert re.findall(r"^1\. ", section, re.M), f"{name}: exercises are not numbered"
+
+
+@pytest.mark.parametrize("name", [n for n in NOTEBOOKS
+                                  if (ROOT / "cca_lib" / "experiments" / f"{n}.py").is_file()])
+def test_claims_point_at_figures_of_their_chapter(name):
+    """The scorecard links each claim to figures by name: those names exist in the chapter."""
+    source = (ROOT / "cca_lib" / "experiments" / f"{name}.py").read_text()
+    named = set()
+    for cell in _cells(name):
+        named.add(cell.metadata.get("mystnb", {}).get("figure", {}).get("name"))
+    for match in re.finditer(r'figure="((?:[^"]|"\s*")*)"', source):
+        for ref in re.sub(r'"\s*"', "", match[1]).split(","):
+            ref = ref.strip()
+            assert ref.startswith("fig-") and ref in named, f"{name}: claim figure {ref!r}"

@@ -175,8 +175,8 @@ def test_main_table_is_compact_and_every_status_links_to_its_evidence(tmp_path, 
     table = [line for line in text.splitlines() if line.startswith("|")]
     header = table[0]
     assert header.count("|") == 6  # five columns
-    for column in ("claim", "the paper (figure: number)", "ours (95% interval)", "CKA agrees",
-                   "status"):
+    for column in ("claim", "the paper (figure: number)",
+                   "ours (95% interval, or range over seeds)", "CKA agrees", "status"):
         assert f"| {column} |" in header
     main_rows = [r for r in table[2:] if r.startswith(("| C", "| K"))]
     assert all(r.replace("\\|", "").count("|") == 6 for r in main_rows)
@@ -188,7 +188,8 @@ def test_main_table_is_compact_and_every_status_links_to_its_evidence(tmp_path, 
     assert len(targets) == len(main_rows)  # one section per row, none shared
     cnn = text.split("(scorecard-c2-cnn)=", 1)[1].split("\n(scorecard-", 1)[0]
     for field in ("**The paper says:** " + cl.CLAIMS["C2"], "**The paper's figure:** Fig. 1",
-                  "**The paper's number:** many", "**Our number (95% interval):** 0.62",
+                  "**The paper's number:** many",
+                  "**Our number (95% interval, or range over seeds):** 0.62",
                   "**CKA agrees:** yes", "**Status:** **holds**",
                   "**Evidence:** " + long_evidence,
                   "**Tested in:** [CNN](../executed/cnn.ipynb), Figure 3"):
@@ -204,3 +205,8 @@ def test_parameter_values_show_floats_to_six_digits():
     assert show_value((0.1, 0.31622776601683794)) == "(0.1, 0.316228)"
     assert show_value((5,)) == "(5,)" and show_value([1, 2.5]) == "[1, 2.5]"
     assert show_value("conv4") == "'conv4'" and show_value(True) == "True"
+
+
+def test_claim_figures_become_cross_references():
+    assert scorecard._figure_refs("fig-a, fig-b") == "{numref}`fig-a`, {numref}`fig-b`"
+    assert scorecard._figure_refs("Figure 1") == "Figure 1"

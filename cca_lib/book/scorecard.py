@@ -88,6 +88,13 @@ def overall_status(statuses: list[str]) -> str:
     return "partly"
 
 
+def _figure_refs(figure: str) -> str:
+    """A claim's figures for the page: each figure name (``fig-...``) as a cross-reference that
+    renders as the book's number for it; other text as it is."""
+    return ", ".join(f"{{numref}}`{name}`" if name.startswith("fig-") else name
+                     for name in (part.strip() for part in figure.split(",")) if name)
+
+
 def _cka(claim: dict) -> str:
     value = claim.get("cka_agrees")
     return "—" if value is None else "yes" if value else "no"
@@ -137,7 +144,8 @@ def render(records: list[dict], *, profile: str, chapters: list[str] | None = No
         f"**Profile of this build:** `{', '.join(profiles)}`. "
         + " ".join(_PROFILE_NOTE.get(p, "") for p in profiles),
         "",
-        "| claim | the paper (figure: number) | ours (95% interval) | CKA agrees | status |",
+        "| claim | the paper (figure: number) | ours (95% interval, or range over seeds) "
+        "| CKA agrees | status |",
         "|---|---|---|---|---|",
     ]
     details = ["## The evidence, claim by claim", "",
@@ -164,7 +172,7 @@ def render(records: list[dict], *, profile: str, chapters: list[str] | None = No
         for rec, claim in rows:
             where = f"[{rec['title']}](../executed/{rec['chapter']}.ipynb)"
             if claim.get("figure"):
-                where += f", {claim['figure']}"
+                where += ", " + _figure_refs(claim["figure"])
             part = claim.get("part") or ""
             label = cid + (f" ({part})" if part else "")
             anchor = _anchor(cid, part)
@@ -176,7 +184,7 @@ def render(records: list[dict], *, profile: str, chapters: list[str] | None = No
             details += _details(f"{label}: {claim['status']}", anchor, [
                 ("The paper says", _cell(text)), ("The paper's figure", figure),
                 ("The paper's number", paper_value),
-                ("Our number (95% interval)", _cell(claim.get("ours", ""))),
+                ("Our number (95% interval, or range over seeds)", _cell(claim.get("ours", ""))),
                 ("CKA agrees", _cka(claim)), ("Status", _BADGE[claim["status"]]),
                 ("Evidence", _cell(claim["evidence"])), ("Tested in", where)])
         verdict = overall_status([c["status"] for _, c in rows])

@@ -804,7 +804,8 @@ def _c2(result: Result) -> Claim:
     ours = (f"{afters.mean():.0%} of training after convergence ({afters.min():.0%} to "
             f"{afters.max():.0%}); layers with {C2_SHARE_BELOW:.0%}+ unconverged: "
             f"{np.median(n):g} of {n_layers} ({n.min()} to {n.max()})")
-    return Claim(id="C2", part="CNN", status=verdict, figure="Figure 2", evidence=evidence,
+    return Claim(id="C2", part="CNN", status=verdict, figure="fig-cnn-dynamics-spectra",
+                 evidence=evidence,
                  criteria=tuple(criteria),
                  paper_value="accuracy converged at 45k of 80k steps (44% of training after), "
                              "with many coefficients still below 1",
@@ -916,7 +917,7 @@ def _c3(result: Result) -> Claim:
                 + trained)
     ours = (f"B lost {_range(by_seed['loss_B'])} after T/2, S {_range(by_seed['loss_S'])} "
             "(mean over layers; seed range)")
-    return Claim(id="C3", status=verdict, figure="Figure 3", evidence=evidence,
+    return Claim(id="C3", status=verdict, figure="fig-cnn-dynamics-sb-cca", evidence=evidence,
                  criteria=tuple(criteria),
                  paper_value="no number: S stays near-constant through training, B "
                              "decorrelates away from T/2",

@@ -878,7 +878,8 @@ def check(result: Result) -> list[Claim]:
     head = (f"{len(judged)} of {len(nets)} nets ({len(r.judged_lrs)} of {n_lrs} learning rates: "
             f"{_lrs_text(r.judged_lrs)}) within {100 * ACC_WINDOW:g} points of the best test "
             f"accuracy {r.best_acc:.3f}")
-    common = dict(id="C7", figure="Figure 1", paper_value="5 clusters among 200 nets, similar "
+    common = dict(id="C7", figure="fig-learning-rate-pwcca",
+                  paper_value="5 clusters among 200 nets, similar "
                   "accuracy", setup=_setup(cfg))
     if not r.testable:
         evidence = (f"Not testable on nets of similar accuracy: only {head} (at least {MIN_LRS} "

@@ -503,7 +503,8 @@ def check(result: Result) -> list[Claim]:
               f"{cfg.epochs:g} epochs of SGD (cosine) on {cfg.train_size} images"),
              ("probe inputs", "training data (Fig. 3), test data (Fig. A10)",
               f"{cfg.probe_size} training and {cfg.probe_size} test images"))
-    return [Claim(id="C4", figure="Figure 1", evidence=evidence, criteria=tuple(rows),
+    return [Claim(id="C4", figure="fig-memorization-distances",
+                  evidence=evidence, criteria=tuple(rows),
                   status=verdict,
                   paper_value="generalizing pairs much closer than memorizing pairs in later "
                               "layers; memorizing as far as inter",

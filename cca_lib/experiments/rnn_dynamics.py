@@ -892,7 +892,7 @@ def check(result: Result) -> list[Claim]:
         f"{_first_text(c8)}; {control_text}; linear "
         f"CKA in place of PWCCA gives {majority(c8_cka.values())}{under}")
     c8_claim = Claim(
-        id="C8", figure="Figure 2", status=c8_status, evidence=c8_evidence,
+        id="C8", figure="fig-rnn-dynamics-distances", status=c8_status, evidence=c8_evidence,
         criteria=tuple(rows), paper_value="layers converge bottom-up (no number stated)",
         ours=f"ordered at {_spread(fractions)} of learning checkpoints",
         cka_agrees=majority(c8_cka.values()) == c8_status, setup=setup)
@@ -934,7 +934,8 @@ def check(result: Result) -> list[Claim]:
         c2_evidence = (f"{base}, testable in {n_testable} of {len(seeds_)}; per-seed verdicts "
                        f"{', '.join(v for v, _ in c2.values())}; {share_text}{under}")
     c2_claim = Claim(
-        id="C2", part="RNN", figure="Figure 3", status=c2_status, evidence=c2_evidence,
+        id="C2", part="RNN", figure="fig-rnn-dynamics-spectra",
+        status=c2_status, evidence=c2_evidence,
         criteria=tuple(rows),
         paper_value="accuracy converged at 45k of 80k steps; many coefficients below 1 after",
         ours=(f"{_spread(shares_all)} of coefficients below {RHO_LEVEL:g} after convergence; "

@@ -660,7 +660,9 @@ def check(result: Result) -> list[Claim]:
          f"{result.repeat_token!r} after {result.config.early_prefix} or "
          f"{result.config.late_prefix} tokens"),
     )
-    return [Claim(id="C9", figure="Figures 2 to 4", evidence=evidence, criteria=tuple(rows),
+    return [Claim(id="C9", figure="fig-rnn-timesteps-trained, fig-rnn-timesteps-untrained, "
+                                  "fig-rnn-timesteps-repeats",
+                  evidence=evidence, criteria=tuple(rows),
                   status=verdict,
                   paper_value="not linearly similar until late in the sequence (no number "
                               "stated)",

@@ -484,7 +484,8 @@ def check(result: Result) -> list[Claim]:
         ("training", "none", "none"),
         ("probe inputs", "2000 points", f"{cfg.n_points} points"),
     )
-    return [Claim(id="C1", figure="Figure 1", evidence=evidence, criteria=criteria,
+    return [Claim(id="C1", figure="fig-signal-noise-similarity",
+                  evidence=evidence, criteria=criteria,
                   status=verdict, paper_value="PWCCA stays high as the signal fraction falls "
                   "while mean CCA falls (no number stated)", ours=ours,
                   cka_agrees=cka == verdict, setup=setup)]

@@ -600,13 +600,13 @@ def check(result: Result) -> list[Claim]:
               f"per hidden layer, {cfg.n_subsets} draws"))
     return [
         Claim(id="C5", status=pw["c5_status"], evidence=evidence("C5"),
-              figure="distance vs width", criteria=tuple(pw["c5_rows"]),
+              figure="fig-width-distance", criteria=tuple(pw["c5_rows"]),
               paper_value="distance 0.47 to 0.28 trained, 0.67 to 0.63 at initialization",
               ours=f"{head} trained minus initialization slope {d.estimate:+.4f} "
                    f"[{d.low:+.4f}, {d.high:+.4f}] per doubling",
               cka_agrees=ck["c5_status"] == pw["c5_status"], setup=setup),
         Claim(id="C6", status=pw["c6_status"], evidence=evidence("C6"),
-              figure="accuracy vs distance", criteria=tuple(pw["c6_rows"]),
+              figure="fig-width-accuracy", criteria=tuple(pw["c6_rows"]),
               paper_value="r = -0.96",
               ours=f"{head} r = {r.estimate:+.2f} [{r.low:+.2f}, {r.high:+.2f}], permutation "
                    f"p = {t['p']:.3f}; at initialization r = {t['init r'].estimate:+.2f} "
